@@ -1,0 +1,174 @@
+//! An async Varlink client for the daemon's control socket.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::BufReader;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use crate::frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
+use crate::varlink::{errors, Call, Reply};
+
+/// Why the daemon could not be reached at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach dchatd at {path}: {source} (is the daemon running?)")]
+    Unreachable { path: PathBuf, source: std::io::Error },
+    #[error("permission denied opening {path}: your user must be root, the daemon's user, or in its control group")]
+    PermissionDenied { path: PathBuf },
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The daemon answered with a typed Varlink error.
+    #[error("{}", describe_remote(.error, .parameters))]
+    Remote { error: String, parameters: Value },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("connection to dchatd lost: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CallError {
+    /// True when the daemon refused the caller.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, CallError::Remote { error, .. } if error == errors::PERMISSION_DENIED)
+    }
+}
+
+fn describe_remote(error: &str, parameters: &Value) -> String {
+    let short = error.rsplit('.').next().unwrap_or(error);
+    match parameters.as_object() {
+        Some(map) if !map.is_empty() => {
+            let details: Vec<String> = map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}: {s}"),
+                    other => format!("{k}: {other}"),
+                })
+                .collect();
+            format!("{short} ({})", details.join(", "))
+        }
+        _ => short.to_string(),
+    }
+}
+
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    buf: Vec<u8>,
+    max_frame: usize,
+}
+
+impl Client {
+    /// Connects to the control socket at `path`.
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).await.map_err(|source| {
+            if source.kind() == ErrorKind::PermissionDenied {
+                ClientError::PermissionDenied { path: path.to_path_buf() }
+            } else {
+                ClientError::Unreachable { path: path.to_path_buf(), source }
+            }
+        })?;
+        let (read, write) = stream.into_split();
+        Ok(Client {
+            reader: BufReader::new(read),
+            writer: write,
+            buf: Vec::new(),
+            max_frame: DEFAULT_MAX_FRAME,
+        })
+    }
+
+    /// Calls `method` and decodes its single reply.
+    pub async fn call<P, R>(&mut self, method: &str, params: &P) -> Result<R, CallError>
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.send(method, params, false).await?;
+        let reply = self.next_raw().await?;
+        decode(reply)
+    }
+
+    /// Calls `method` with `"more": true`; read replies with [`Client::next`].
+    pub async fn call_more<P>(&mut self, method: &str, params: &P) -> Result<(), CallError>
+    where
+        P: Serialize + ?Sized,
+    {
+        self.send(method, params, true).await
+    }
+
+    /// The next reply of a streaming call and whether more will follow.
+    pub async fn next<R: DeserializeOwned>(&mut self) -> Result<(R, bool), CallError> {
+        let reply = self.next_raw().await?;
+        let continues = reply.continues;
+        Ok((decode(reply)?, continues))
+    }
+
+    async fn send<P>(&mut self, method: &str, params: &P, more: bool) -> Result<(), CallError>
+    where
+        P: Serialize + ?Sized,
+    {
+        let parameters = serde_json::to_value(params)
+            .map_err(|e| CallError::Protocol(format!("cannot encode parameters: {e}")))?;
+        let call = Call {
+            method: method.to_string(),
+            parameters: Some(parameters),
+            oneway: false,
+            more,
+            upgrade: false,
+        };
+        let payload = serde_json::to_vec(&call)
+            .map_err(|e| CallError::Protocol(format!("cannot encode call: {e}")))?;
+        write_frame(&mut self.writer, &payload).await?;
+        Ok(())
+    }
+
+    async fn next_raw(&mut self) -> Result<Reply, CallError> {
+        match read_frame(&mut self.reader, &mut self.buf, self.max_frame).await {
+            Ok(true) => serde_json::from_slice(&self.buf)
+                .map_err(|e| CallError::Protocol(format!("malformed reply: {e}"))),
+            Ok(false) => Err(CallError::Io(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "the daemon closed the connection",
+            ))),
+            Err(FrameError::Io(e)) => Err(CallError::Io(e)),
+            Err(e) => Err(CallError::Protocol(e.to_string())),
+        }
+    }
+}
+
+fn decode<R: DeserializeOwned>(reply: Reply) -> Result<R, CallError> {
+    let parameters = reply.parameters_object();
+    if let Some(error) = reply.error {
+        return Err(CallError::Remote { error, parameters });
+    }
+    serde_json::from_value(parameters)
+        .map_err(|e| CallError::Protocol(format!("unexpected reply: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn remote_errors_read_as_one_line() {
+        let e = CallError::Remote {
+            error: "io.dchat.Accounts.NameTaken".into(),
+            parameters: json!({"name": "alice"}),
+        };
+        assert_eq!(e.to_string(), "NameTaken (name: alice)");
+        let bare = CallError::Remote {
+            error: errors::PERMISSION_DENIED.into(),
+            parameters: json!({}),
+        };
+        assert!(bare.is_permission_denied());
+        assert_eq!(bare.to_string(), "PermissionDenied");
+    }
+}

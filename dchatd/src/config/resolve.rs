@@ -1,0 +1,214 @@
+//! Turns the merged layers into a validated [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::env::EnvOverrides;
+use super::error::{key_at_line, line_of, locate, ConfigError, Origin};
+use super::file::{PartialConfig, Role};
+use super::keys::{self, KEYS};
+use super::{Config, ConfigSource, ControlConfig, Flags, LogConfig, NetworkConfig, StorageConfig, DEFAULT_DEV_STATE_DIR};
+use crate::logging::{self, LogFormat};
+use crate::storage::Synchronous;
+
+/// Longest path a Unix socket address can hold (sun_path less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+struct Resolver<'a> {
+    flags: &'a Flags,
+    file: Option<&'a Path>,
+    text: Option<&'a str>,
+    env: &'a EnvOverrides,
+}
+
+impl Resolver<'_> {
+    /// Where the value of `section.key` came from, for error messages.
+    fn origin(&self, section: &str, key: &str, flag: Option<&'static str>) -> Origin {
+        if let Some(flag) = flag {
+            return Origin::Flag { flag };
+        }
+        if let Some(var) = self.env.vars.get(&format!("{section}.{key}")) {
+            return Origin::Env { var: var.clone() };
+        }
+        Origin::File {
+            path: self.file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<defaults>")),
+            line: self.text.and_then(|t| locate(t, section, key)),
+        }
+    }
+
+    fn bad(&self, section: &str, key: &str, flag: Option<&'static str>, message: impl Into<String>) -> ConfigError {
+        ConfigError { origin: self.origin(section, key, flag), key: Some(format!("{section}.{key}")), message: message.into() }
+    }
+}
+
+/// Parses the file text into a partial config, with line-numbered errors.
+fn parse_file(path: &Path, text: &str) -> Result<PartialConfig, ConfigError> {
+    toml::from_str::<PartialConfig>(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let key = line.and_then(|l| key_at_line(text, l)).filter(|k| !k.is_empty());
+        ConfigError::file(path.to_path_buf(), line, key, e.message().to_string())
+    })
+}
+
+/// Defaults of the packaged daemon, from the key table.
+fn defaults() -> Result<PartialConfig, ConfigError> {
+    let mut text = String::new();
+    for section in keys::SECTIONS {
+        text.push_str(&format!("[{section}]\n"));
+        for k in KEYS.iter().filter(|k| k.section == *section) {
+            text.push_str(&format!("{} = {}\n", k.key, k.default));
+        }
+    }
+    parse_file(Path::new("<built-in defaults>"), &text)
+}
+
+/// What `--dev` changes: all roles, loopback listeners, no socket group.
+fn dev_defaults() -> PartialConfig {
+    let mut dev = PartialConfig::default();
+    dev.node.roles = Some(vec![Role::User, Role::Relay, Role::Validator]);
+    dev.network.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip4/127.0.0.1/udp/0/quic-v1".into()]);
+    dev.control.group = Some(String::new());
+    dev.storage.state_dir = Some(DEFAULT_DEV_STATE_DIR.into());
+    dev.log.format = Some(LogFormat::Auto);
+    dev
+}
+
+pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, env: EnvOverrides) -> Result<Config, ConfigError> {
+    let mut merged = defaults()?;
+    if flags.dev {
+        merged = merged.merge(dev_defaults());
+    }
+    if let (Some(path), Some(text)) = (file, text) {
+        merged = merged.merge(parse_file(path, text)?);
+    }
+    merged = merged.merge(env.config.clone());
+    let r = Resolver { flags, file, text, env: &env };
+    let missing = |section: &str, key: &str| r.bad(section, key, None, "missing value");
+
+    let roles = merged.node.roles.clone().ok_or_else(|| missing("node", "roles"))?;
+    if roles.is_empty() {
+        return Err(r.bad("node", "roles", None, "at least one role is needed"));
+    }
+    let shutdown = merged.node.shutdown_timeout.ok_or_else(|| missing("node", "shutdown_timeout"))?;
+    if !(1..=3600).contains(&shutdown) {
+        return Err(r.bad("node", "shutdown_timeout", None, "must be between 1 and 3600 seconds"));
+    }
+
+    let listen = merged.network.listen.clone().unwrap_or_default();
+    let bootstrap = merged.network.bootstrap.clone().unwrap_or_default();
+    for (key, addrs) in [("listen", &listen), ("bootstrap", &bootstrap)] {
+        if let Some(bad) = addrs.iter().find(|a| !looks_like_multiaddr(a)) {
+            return Err(r.bad("network", key, None, format!("{bad:?} is not a multiaddress (like /ip4/127.0.0.1/tcp/7070)")));
+        }
+    }
+
+    let state_flag = flags.state_dir.as_ref().map(|_| "--state-dir");
+    let state_dir = match &flags.state_dir {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from(merged.storage.state_dir.clone().ok_or_else(|| missing("storage", "state_dir"))?),
+    };
+    if state_dir.as_os_str().is_empty() {
+        return Err(r.bad("storage", "state_dir", state_flag, "must not be empty"));
+    }
+    let synchronous = match merged.storage.synchronous.as_deref() {
+        Some("full") | None => Synchronous::Full,
+        Some("normal") => Synchronous::Normal,
+        Some(other) => return Err(r.bad("storage", "synchronous", None, format!("expected \"full\" or \"normal\", got {other:?}"))),
+    };
+
+    let control = resolve_control(&r, &merged, &state_dir)?;
+    let metrics_listen = resolve_listen(&r, "metrics", merged.metrics.listen.as_deref())?;
+    let health_listen = resolve_listen(&r, "health", merged.health.listen.as_deref())?;
+
+    let level_flag = flags.log_level.as_ref().map(|_| "--log-level");
+    let level = flags.log_level.clone().or(merged.log.level.clone()).unwrap_or_else(|| "info".into());
+    logging::validate_level(&level).map_err(|e| r.bad("log", "level", level_flag, e.to_string()))?;
+    let format = flags.log_format.or(merged.log.format).unwrap_or(LogFormat::Auto);
+
+    Ok(Config {
+        roles: dedup(roles),
+        shutdown_timeout: Duration::from_secs(shutdown),
+        network: NetworkConfig { listen, bootstrap },
+        control,
+        storage: StorageConfig { state_dir, synchronous },
+        metrics_listen,
+        health_listen,
+        log: LogConfig { level, format },
+        dev: flags.dev,
+        source: ConfigSource { file: file.map(Path::to_path_buf), flags: flags.clone() },
+    })
+}
+
+fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -> Result<ControlConfig, ConfigError> {
+    let c = &merged.control;
+    let socket_flag = r.flags.socket.as_ref().map(|_| "--socket");
+    // In --dev the socket follows the state dir unless set explicitly.
+    let socket = match (&r.flags.socket, r.flags.dev, r.env.vars.contains_key("control.socket") || r.text.is_some_and(|t| locate(t, "control", "socket").is_some())) {
+        (Some(path), _, _) => path.clone(),
+        (None, true, false) => state_dir.join("dchatd.sock"),
+        _ => PathBuf::from(c.socket.clone().unwrap_or_default()),
+    };
+    if socket.as_os_str().is_empty() {
+        return Err(r.bad("control", "socket", socket_flag, "must not be empty"));
+    }
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(r.bad("control", "socket", socket_flag, format!("path is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows")));
+    }
+    let group = c.group.clone().filter(|g| !g.is_empty());
+    if let Some(g) = &group {
+        if !g.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch)) {
+            return Err(r.bad("control", "group", None, format!("{g:?} is not a valid group name")));
+        }
+    }
+    let mode_text = c.mode.clone().unwrap_or_else(|| "0660".into());
+    let mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| r.bad("control", "mode", None, format!("{mode_text:?} is not an octal file mode like \"0660\"")))?;
+    let frame = c.max_frame_bytes.unwrap_or(1 << 20);
+    if !(1024..=64 << 20).contains(&frame) {
+        return Err(r.bad("control", "max_frame_bytes", None, "must be between 1024 and 67108864"));
+    }
+    let conns = c.max_connections.unwrap_or(128);
+    if !(1..=65536).contains(&conns) {
+        return Err(r.bad("control", "max_connections", None, "must be between 1 and 65536"));
+    }
+    let idle = c.idle_timeout.unwrap_or(300);
+    if !(1..=86400).contains(&idle) {
+        return Err(r.bad("control", "idle_timeout", None, "must be between 1 and 86400 seconds"));
+    }
+    Ok(ControlConfig {
+        socket,
+        group,
+        mode,
+        public_read: c.public_read.unwrap_or(false),
+        max_frame_bytes: usize::try_from(frame).unwrap_or(usize::MAX),
+        max_connections: usize::try_from(conns).unwrap_or(usize::MAX),
+        idle_timeout: Duration::from_secs(idle),
+    })
+}
+
+fn resolve_listen(r: &Resolver<'_>, section: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(addr) => addr
+            .parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| r.bad(section, "listen", None, format!("{addr:?} is not an address like \"127.0.0.1:9090\""))),
+    }
+}
+
+fn looks_like_multiaddr(addr: &str) -> bool {
+    addr.starts_with('/') && addr.len() > 1 && !addr.contains(char::is_whitespace)
+}
+
+fn dedup(roles: Vec<Role>) -> Vec<Role> {
+    let mut out: Vec<Role> = Vec::new();
+    for role in roles {
+        if !out.contains(&role) {
+            out.push(role);
+        }
+    }
+    out
+}

@@ -1,0 +1,197 @@
+//! The daemon's lifecycle: start the parts in order, say READY only when it
+//! is true, keep STATUS current, reload on SIGHUP, and tear down in reverse
+//! order within the shutdown timeout.
+//!
+//! Start order: state dir → database (open + migrate) → keystore and node
+//! key → control socket → READY. Network, consensus and relay will start
+//! between the socket and READY as they land.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::{self, Config};
+use crate::error::DaemonError;
+use crate::keystore::Keystore;
+use crate::logging::LogHandle;
+use crate::service::Node;
+use crate::storage::{Database, StorageOptions};
+use crate::{control, node_key, systemd};
+
+/// Extra start time asked of systemd while the database migrates.
+const MIGRATION_GRACE: Duration = Duration::from_secs(120);
+
+/// What the binary hands the daemon besides its configuration.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Lets SIGHUP change the log level.
+    pub log: Option<LogHandle>,
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(config, shutdown, RunOptions::default()).await
+}
+
+pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunOptions) -> Result<(), DaemonError> {
+    let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(version = crate::VERSION, roles = %roles.join(","), dev = config.dev, "dchatd starting");
+
+    let state_dir = config.storage.state_dir.clone();
+    prepare_state_dir(&state_dir)?;
+    tracing::info!(state_dir = %state_dir.display(), "state directory ready");
+
+    systemd::extend_timeout(MIGRATION_GRACE);
+    let db_path = config.storage.database_path();
+    let opts = StorageOptions { synchronous: config.storage.synchronous };
+    let db = tokio::task::spawn_blocking(move || Database::open(&db_path, &opts))
+        .await
+        .map_err(|e| DaemonError::Runtime(format!("database open task failed: {e}")))??;
+    tracing::info!(database = %db.path().display(), schema = db.schema_version()?, "database open and migrated");
+
+    let keystore = Keystore::open(&state_dir)?;
+    let node_identity = node_key::load_or_create(&state_dir)?;
+    let peer_id = node_key::peer_id(&node_identity);
+    tracing::info!(peer_id = %peer_id, "node identity loaded");
+
+    let node = Node::new(config.clone(), db, keystore, peer_id)?;
+    let bound = control::bind(&config.control)?;
+    let socket_path = bound.path.clone();
+
+    // Every task started from here on stops on `stop` and is awaited at
+    // teardown; `shutdown` is the caller's signal, `stop` our own.
+    let stop = shutdown.child_token();
+    let control_tasks = TaskTracker::new();
+    control::spawn(bound, &config.control, Arc::clone(&node), stop.clone(), &control_tasks);
+    control_tasks.close();
+
+    node.set_ready(true);
+    systemd::ready(&node.status_line());
+    tracing::info!(socket = %socket_path.display(), "dchatd ready");
+
+    let aux = TaskTracker::new();
+    if let Some(handle) = systemd::watchdog::spawn(stop.clone()) {
+        aux.spawn(async move {
+            let _ = handle.await;
+        });
+    }
+    aux.spawn(publish_status(Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("status-notify")));
+    aux.spawn(reload_on_hangup(config.clone(), options.log, Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("reload")));
+    aux.close();
+
+    shutdown.cancelled().await;
+    systemd::stopping();
+    node.set_ready(false);
+    tracing::info!(timeout_s = config.shutdown_timeout.as_secs(), "dchatd stopping");
+
+    let teardown = async {
+        stop.cancel();
+        aux.wait().await;
+        // Control connections finish their current request, then close.
+        control_tasks.wait().await;
+        if let Some(db) = node.take_db() {
+            tokio::task::spawn_blocking(move || db.close())
+                .await
+                .map_err(|e| DaemonError::Runtime(format!("database close task failed: {e}")))??;
+            tracing::info!("database closed");
+        }
+        Ok::<(), DaemonError>(())
+    };
+    match tokio::time::timeout(config.shutdown_timeout, teardown).await {
+        Ok(result) => result?,
+        Err(_) => return Err(DaemonError::ShutdownTimeout(config.shutdown_timeout.as_secs())),
+    }
+    tracing::info!("dchatd stopped");
+    Ok(())
+}
+
+/// The state directory holds keys: create it private, tighten it if loose.
+fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::StateDir { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Keeps systemd's STATUS= line in step with the status facts.
+async fn publish_status(node: Arc<Node>, stop: CancellationToken) {
+    let mut changes = node.watch_status();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                systemd::status(&node.status_line());
+            }
+        }
+    }
+}
+
+/// SIGHUP: reread the configuration and apply what can change live (the
+/// log level); anything else is reported as needing a restart. A bad file
+/// keeps the running configuration.
+async fn reload_on_hangup(running: Config, log: Option<LogHandle>, node: Arc<Node>, stop: CancellationToken) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload disabled");
+            return;
+        }
+    };
+    let mut current = running;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        systemd::reloading();
+        tracing::info!("SIGHUP: reloading configuration");
+        match config::load(&current.source.flags) {
+            Ok(new) => {
+                if new.log.level != current.log.level {
+                    match log.as_ref().map(|h| h.set_level(&new.log.level)) {
+                        Some(Err(e)) => tracing::error!(error = %e, "cannot apply the new log level"),
+                        _ => tracing::info!(level = %new.log.level, "log level changed"),
+                    }
+                }
+                for changed in restart_only_changes(&current, &new) {
+                    tracing::warn!(key = changed, "changed in the configuration; takes effect after a restart");
+                }
+                current = new;
+            }
+            Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+        }
+        systemd::ready(&node.status_line());
+    }
+}
+
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.roles != new.roles {
+        changed.push("node.roles");
+    }
+    if old.control.socket != new.control.socket {
+        changed.push("control.socket");
+    }
+    if old.storage.state_dir != new.storage.state_dir {
+        changed.push("storage.state_dir");
+    }
+    if old.network.listen != new.network.listen {
+        changed.push("network.listen");
+    }
+    if old.log.format != new.log.format {
+        changed.push("log.format");
+    }
+    changed
+}

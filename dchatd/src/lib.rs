@@ -1,0 +1,26 @@
+//! dchatd: the dchat daemon as a library. `main.rs` parses flags, loads the
+//! configuration, starts logging and calls [`run`]; everything else is here.
+//!
+//! Layers, outermost first: `control/` (the Varlink socket) calls
+//! `service/` (request handlers and shared node state), which uses
+//! `storage/` (SQLite) and `keystore` (secret keys). `systemd/` and
+//! `logging` are the glue to the service manager and the journal.
+#![deny(clippy::unwrap_used)]
+
+pub mod cli;
+pub mod config;
+pub mod control;
+mod daemon;
+pub mod error;
+pub mod keystore;
+pub mod logging;
+pub mod node_key;
+pub mod service;
+pub mod storage;
+pub mod systemd;
+
+pub use daemon::{run, run_with, RunOptions};
+pub use error::DaemonError;
+
+/// The version every part of the daemon reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

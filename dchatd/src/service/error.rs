@@ -1,0 +1,40 @@
+//! Errors of the application layer, mapped once onto Varlink errors in
+//! `control::dispatch`.
+
+use crate::keystore::KeystoreError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
+    #[error("these keys belong to account {name:?} ({id})")]
+    AlreadyExists { name: String, id: String },
+    #[error("no account named {0:?}")]
+    NotFound(String),
+    #[error("invalid account name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("invalid parameter {0}")]
+    InvalidParameter(String),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NameTaken(name) => ServiceError::NameTaken(name),
+            other => ServiceError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<KeystoreError> for ServiceError {
+    fn from(e: KeystoreError) -> Self {
+        ServiceError::Internal(format!("keystore: {e}"))
+    }
+}

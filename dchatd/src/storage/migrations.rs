@@ -1,0 +1,229 @@
+//! Versioned schema migrations on `PRAGMA user_version`.
+//!
+//! The version lives in the database header, so it moves in the same
+//! transaction as the schema change it describes: a crash mid-migration
+//! leaves the previous version and the previous schema, never a mix.
+//! Migrations are append-only; never edit one that has shipped.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::StorageError;
+
+/// One step of the schema history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The `user_version` the database has once this step is applied.
+    pub version: u32,
+    /// Short name for logs and `dchatctl db migrate`.
+    pub name: &'static str,
+    /// Statements run inside the migration's transaction.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order; versions are 1, 2, 3… without gaps.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "meta and accounts",
+    // STRICT makes SQLite reject values of the wrong type instead of
+    // silently storing them. Names are unique without regard to ASCII case
+    // (COLLATE NOCASE), so "Alice" and "alice" cannot both be hosted; lookups
+    // still compare exactly (see accounts.rs). The meta rows are written
+    // here, not from Rust, so that they exist exactly when the schema does:
+    // randomblob() draws from SQLite's PRNG, seeded from the OS (/dev/urandom).
+    sql: "
+        CREATE TABLE meta (
+            key   TEXT NOT NULL PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE accounts (
+            name               TEXT NOT NULL PRIMARY KEY COLLATE NOCASE CHECK (name <> ''),
+            id                 TEXT NOT NULL UNIQUE CHECK (id <> ''),
+            identity_key       TEXT NOT NULL,
+            messaging_key      TEXT NOT NULL,
+            burner             INTEGER NOT NULL CHECK (burner IN (0, 1)),
+            local              INTEGER NOT NULL CHECK (local IN (0, 1)),
+            created_at         TEXT NOT NULL,
+            registration_block INTEGER CHECK (registration_block >= 0)
+        ) STRICT;
+
+        INSERT INTO meta (key, value) VALUES
+            ('created_at', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            ('database_id', lower(hex(randomblob(16))));
+    ",
+}];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = match MIGRATIONS.last() {
+    Some(m) => m.version,
+    None => 0,
+};
+
+/// The database's `user_version` as stored.
+pub fn current_version(conn: &Connection) -> Result<u32, StorageError> {
+    let raw: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    // user_version is a signed 32-bit header field. dchatd never writes a
+    // negative one, so reinterpreting it makes a foreign value compare as
+    // "too new" and be refused rather than migrated.
+    Ok(raw as u32)
+}
+
+/// Migrations not yet applied. Errors if the database is newer than us.
+pub fn pending(conn: &Connection) -> Result<Vec<&'static Migration>, StorageError> {
+    let current = supported_version(conn, SCHEMA_VERSION)?;
+    Ok(MIGRATIONS.iter().filter(|m| m.version > current).collect())
+}
+
+/// Migrations already applied to this database.
+pub fn applied(conn: &Connection) -> Result<Vec<&'static Migration>, StorageError> {
+    let current = supported_version(conn, SCHEMA_VERSION)?;
+    Ok(MIGRATIONS.iter().filter(|m| m.version <= current).collect())
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`] and returns the steps that
+/// were applied (empty when it was current already).
+pub fn migrate(conn: &Connection) -> Result<Vec<&'static Migration>, StorageError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Refuses a database written by a newer build before anything touches it.
+fn supported_version(conn: &Connection, supported: u32) -> Result<u32, StorageError> {
+    let found = current_version(conn)?;
+    if found > supported {
+        return Err(StorageError::SchemaTooNew { found, supported });
+    }
+    Ok(found)
+}
+
+fn migrate_with(
+    conn: &Connection,
+    list: &'static [Migration],
+) -> Result<Vec<&'static Migration>, StorageError> {
+    let supported = list.last().map_or(0, |m| m.version);
+    let mut done = Vec::new();
+    for step in list {
+        if supported_version(conn, supported)? >= step.version {
+            continue;
+        }
+        // IMMEDIATE takes the write lock up front; the version is then read
+        // again under it, because another process may have migrated between
+        // our check and the lock.
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        if supported_version(&tx, supported)? >= step.version {
+            continue;
+        }
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "applying database migration"
+        );
+        let fail = |source| StorageError::Migration {
+            version: step.version,
+            name: step.name,
+            source,
+        };
+        tx.execute_batch(step.sql).map_err(fail)?;
+        tx.pragma_update(None, "user_version", step.version)
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        done.push(step);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_exists(conn: &Connection, name: &str) -> bool {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn versions_are_contiguous_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "migration {:?}", m.name);
+            assert!(!m.name.is_empty());
+        }
+        assert_eq!(SCHEMA_VERSION as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn migrate_is_idempotent() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(pending(&conn).unwrap().len(), MIGRATIONS.len());
+        assert!(applied(&conn).unwrap().is_empty());
+
+        assert_eq!(migrate(&conn).unwrap().len(), MIGRATIONS.len());
+        assert_eq!(current_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert!(pending(&conn).unwrap().is_empty());
+        assert_eq!(applied(&conn).unwrap().len(), MIGRATIONS.len());
+
+        assert!(migrate(&conn).unwrap().is_empty());
+        assert_eq!(current_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&conn).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::SchemaTooNew { found, supported }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
+        ));
+        assert!(matches!(
+            pending(&conn),
+            Err(StorageError::SchemaTooNew { .. })
+        ));
+        assert!(!table_exists(&conn, "accounts"));
+    }
+
+    #[test]
+    fn negative_user_version_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", -1).unwrap();
+        assert!(matches!(
+            migrate(&conn),
+            Err(StorageError::SchemaTooNew { .. })
+        ));
+    }
+
+    #[test]
+    fn failed_migration_rolls_back_with_its_version() {
+        static BROKEN: &[Migration] = &[
+            Migration {
+                version: 1,
+                name: "good",
+                sql: "CREATE TABLE a (x INTEGER);",
+            },
+            Migration {
+                version: 2,
+                name: "bad",
+                sql: "CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1);",
+            },
+        ];
+        let conn = Connection::open_in_memory().unwrap();
+        let err = migrate_with(&conn, BROKEN).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::Migration {
+                version: 2,
+                name: "bad",
+                ..
+            }
+        ));
+        assert_eq!(current_version(&conn).unwrap(), 1);
+        assert!(table_exists(&conn, "a"));
+        assert!(!table_exists(&conn, "b"));
+        assert!(conn.is_autocommit(), "no transaction left open");
+    }
+}
