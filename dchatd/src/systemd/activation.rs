@@ -123,7 +123,10 @@ pub fn take_listener(name: &str) -> Result<Option<UnixListener>, ActivationError
     }
     let names: Vec<&str> = left.iter().map(|s| s.name.as_str()).collect();
     let Some(index) = pick(&names, passed, name) else {
-        return Err(if passed.iter().any(|p| p == name) {
+        // Would it have matched before anything was taken? Then an earlier
+        // call took it.
+        let all: Vec<&str> = passed.iter().map(String::as_str).collect();
+        return Err(if pick(&all, passed, name).is_some() {
             ActivationError::AlreadyTaken(name.to_owned())
         } else {
             ActivationError::NotPassed {
@@ -268,7 +271,7 @@ fn pick(left: &[&str], passed: &[String], wanted: &str) -> Option<usize> {
 fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), String> {
     match socket::getsockopt(fd, sockopt::SockType) {
         Ok(SockType::Stream) => {}
-        Ok(other) => return Err(format!("a {other:?} socket")),
+        Ok(other) => return Err(format!("a {} socket", format!("{other:?}").to_lowercase())),
         Err(Errno::ENOTSOCK) => return Err("not a socket".into()),
         // SO_TYPE values nix does not model (e.g. SOCK_PACKET) land here too.
         Err(e) => return Err(format!("a socket whose type cannot be read ({e})")),
@@ -276,10 +279,15 @@ fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), String> {
     match socket::getsockname::<SockaddrStorage>(fd.as_raw_fd()) {
         Ok(addr) if addr.family() == Some(AddressFamily::Unix) => {}
         Ok(addr) => {
-            let family = addr
-                .family()
-                .map_or("unknown".to_owned(), |f| format!("{f:?}"));
-            return Err(format!("a {family} socket (ListenStream= must be a path)"));
+            let family = match addr.family() {
+                Some(AddressFamily::Inet) => "AF_INET".to_owned(),
+                Some(AddressFamily::Inet6) => "AF_INET6".to_owned(),
+                Some(other) => format!("{other:?}"),
+                None => "unknown".to_owned(),
+            };
+            return Err(format!(
+                "a socket of family {family} (ListenStream= must be a path)"
+            ));
         }
         Err(e) => return Err(format!("a socket whose address cannot be read ({e})")),
     }
@@ -379,11 +387,11 @@ mod tests {
 
         let (dgram, _peer) = UnixDatagram::pair().unwrap();
         let found = check_listening_unix_stream(&OwnedFd::from(dgram)).unwrap_err();
-        assert!(found.contains("Datagram"), "{found}");
+        assert!(found.contains("a datagram socket"), "{found}");
 
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let found = check_listening_unix_stream(&OwnedFd::from(tcp)).unwrap_err();
-        assert!(found.contains("Inet"), "{found}");
+        assert!(found.contains("AF_INET"), "{found}");
 
         let file = tempfile::tempfile().unwrap();
         let found = check_listening_unix_stream(&OwnedFd::from(file)).unwrap_err();

@@ -1,0 +1,107 @@
+//! dchatctl's command line, as promised in CLI.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// dchatctl — drive a dchat daemon over its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "dchatctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print one JSON document on stdout instead of a table or sentence
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Control socket of the daemon [default: /run/dchat/dchatd.sock, or ./dchat-dev/dchatd.sock when only that exists]
+    #[arg(long, global = true, env = "DCHAT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Roles, peer id, addresses, peers, chain height and version of the daemon
+    Status,
+    /// Exit 0 when the daemon is live and ready, 1 otherwise (for probes)
+    Health,
+    /// Make a new identity offline and write it to a password-encrypted file
+    Keygen(KeygenArgs),
+    /// Accounts hosted by the daemon
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Print a shell completion script
+    Completions {
+        /// Shell to complete for
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Make a burner identity: a throwaway, unlinkable to any other
+    #[arg(long)]
+    pub burner: bool,
+    /// File to write (mode 0600); refused if it exists, unless --force
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Read the password from the first line of FILE instead of asking
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Account name to record in the file (used by `account import`)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account with fresh keys in the daemon's keystore
+    Create {
+        /// Account name: 1-32 letters, digits, '_', '-' or '.'
+        name: String,
+        /// Make a burner account: a throwaway, unlinkable to any other
+        #[arg(long)]
+        burner: bool,
+    },
+    /// List accounts
+    List,
+    /// Show one account (by name or id)
+    #[command(visible_alias = "profile")]
+    Show {
+        /// Account name or id
+        name: String,
+    },
+    /// Import an identity file written by `keygen` or `account export`
+    Import {
+        /// Identity file
+        file: PathBuf,
+        /// Read the password from the first line of FILE instead of asking
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Account name (default: the name recorded in the file)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Export an account to a password-encrypted identity file
+    Export {
+        /// Account name or id
+        name: String,
+        /// File to write (mode 0600); refused if it exists, unless --force
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Read the password from the first line of FILE instead of asking
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+}
