@@ -181,3 +181,38 @@ impl std::fmt::Debug for ExportedAccount {
             .finish_non_exhaustive()
     }
 }
+
+/// Why `name` cannot be an account name, or None if it can: 1–32 of
+/// `a-z A-Z 0-9 _ - .`, starting with a letter or digit, and never a
+/// 64-character hex string (that is how account ids look, and commands take
+/// either). The daemon enforces it; the CLI checks early with the same rule.
+pub fn account_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 32 {
+        return Some("must be 1 to 32 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Some("only letters, digits, '_', '-' and '.' are allowed");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some("must start with a letter or a digit");
+    }
+    if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some("looks like an account id");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names() {
+        for ok in ["alice", "Bob_2", "a", "x.y-z"] {
+            assert_eq!(account_name_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "-alice", "al ice", "élan", &"a".repeat(33), &"ab".repeat(32)] {
+            assert!(account_name_problem(bad).is_some(), "{bad}");
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! dchatctl's errors and the exit status each maps to (CLI.md).
 
+use dchat_control::api::errors;
+use dchat_control::varlink::errors as std_errors;
 use dchat_control::{CallError, ClientError};
+use serde_json::Value;
 
 pub const EX_FAILED: u8 = 1;
 pub const EX_USAGE: u8 = 2;
@@ -40,13 +43,123 @@ impl CtlError {
             CtlError::Call(e) if e.is_permission_denied() => {
                 "permission denied: the daemon accepts only root, its own user and members of its control group".into()
             }
+            CtlError::Call(CallError::Remote { error, parameters }) => {
+                friendly(error, parameters).unwrap_or_else(|| self.to_string())
+            }
             other => other.to_string(),
         }
     }
 }
 
+/// A sentence for the typed errors a user can meet, from their parameters;
+/// `None` falls back to the generic `Name (key: value, …)` form.
+fn friendly(error: &str, parameters: &Value) -> Option<String> {
+    let text = |key: &str| {
+        parameters
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let number = |key: &str| parameters.get(key).and_then(Value::as_u64);
+    Some(match error {
+        errors::NAME_TAKEN => format!(
+            "account name {:?} is taken (names are unique regardless of case)",
+            text("name")?
+        ),
+        errors::ALREADY_EXISTS => {
+            format!(
+                "these keys belong to an existing account, {:?} ({}); nothing was imported",
+                text("name")?,
+                text("id")?
+            )
+        }
+        errors::NOT_FOUND => format!("no account with name or id {:?}", text("name")?),
+        errors::INVALID_NAME => format!(
+            "invalid account name {:?}: {}",
+            text("name")?,
+            text("reason")?
+        ),
+        errors::INVALID_KEY => format!("the daemon rejected the key material: {}", text("reason")?),
+        errors::INVALID_REQUEST => {
+            format!("the daemon could not read the request: {}", text("reason")?)
+        }
+        errors::TOO_MANY_CONNECTIONS => {
+            format!(
+                "dchatd is serving its limit of {} control connections; try again shortly",
+                number("limit")?
+            )
+        }
+        errors::SHUTTING_DOWN => "dchatd is shutting down".into(),
+        errors::INTERNAL => format!("dchatd failed: {}", text("message")?),
+        std_errors::INVALID_PARAMETER => {
+            format!("the daemon rejected parameter {:?}", text("parameter")?)
+        }
+        std_errors::METHOD_NOT_FOUND | std_errors::METHOD_NOT_IMPLEMENTED => {
+            format!(
+                "dchatd does not offer {} (is it older than this dchatctl?)",
+                text("method")?
+            )
+        }
+        std_errors::INTERFACE_NOT_FOUND => {
+            format!(
+                "dchatd does not offer interface {} (is it older than this dchatctl?)",
+                text("interface")?
+            )
+        }
+        _ => return None,
+    })
+}
+
 impl From<dchat_keyfile::KeyError> for CtlError {
     fn from(e: dchat_keyfile::KeyError) -> Self {
         CtlError::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn remote(error: &str, parameters: Value) -> CtlError {
+        CtlError::Call(CallError::Remote {
+            error: error.into(),
+            parameters,
+        })
+    }
+
+    #[test]
+    fn known_errors_read_as_sentences() {
+        assert_eq!(
+            remote(errors::NAME_TAKEN, json!({"name": "alice"})).message(),
+            r#"account name "alice" is taken (names are unique regardless of case)"#
+        );
+        assert_eq!(
+            remote(errors::NOT_FOUND, json!({"name": "bob"})).message(),
+            r#"no account with name or id "bob""#
+        );
+        assert_eq!(
+            remote(
+                errors::INVALID_NAME,
+                json!({"name": "a b", "reason": "no spaces"})
+            )
+            .message(),
+            r#"invalid account name "a b": no spaces"#
+        );
+        assert_eq!(
+            remote(errors::SHUTTING_DOWN, json!({})).message(),
+            "dchatd is shutting down"
+        );
+    }
+
+    #[test]
+    fn unknown_errors_and_missing_parameters_keep_the_generic_form() {
+        assert_eq!(
+            remote("io.dchat.Future.Thing", json!({"x": 1})).message(),
+            "Thing (x: 1)"
+        );
+        assert_eq!(remote(errors::NAME_TAKEN, json!({})).message(), "NameTaken");
+        assert_eq!(remote(errors::NAME_TAKEN, json!({})).exit_code(), EX_FAILED);
     }
 }

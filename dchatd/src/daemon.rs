@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -45,6 +45,8 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
 
     let state_dir = config.storage.state_dir.clone();
     prepare_state_dir(&state_dir)?;
+    // Held until we return: one daemon per state directory, whatever its socket.
+    let _lock = crate::state_lock::acquire(&state_dir)?;
     tracing::info!(state_dir = %state_dir.display(), "state directory ready");
 
     systemd::extend_timeout(MIGRATION_GRACE);
@@ -60,9 +62,12 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     let peer_id = node_key::peer_id(&node_identity);
     tracing::info!(peer_id = %peer_id, "node identity loaded");
 
-    let node = Node::new(config.clone(), db, keystore, peer_id)?;
     let bound = control::bind(&config.control)?;
     let socket_path = bound.path.clone();
+    // Status reports the socket actually served (systemd's, when passed).
+    let mut node_config = config.clone();
+    node_config.control.socket = socket_path.clone();
+    let node = Node::new(node_config, db, keystore, peer_id)?;
 
     // Every task started from here on stops on `stop` and is awaited at
     // teardown; `shutdown` is the caller's signal, `stop` our own.
@@ -72,6 +77,11 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     control_tasks.close();
 
     node.set_ready(true);
+    // Both before READY: from then on systemd may send SIGHUP (whose default
+    // action would kill us before the reload task installs its handler), and
+    // clients may change what STATUS= shows before that task subscribes.
+    let status_changes = node.watch_status();
+    let hangups = signal(SignalKind::hangup());
     systemd::ready(&node.status_line());
     tracing::info!(socket = %socket_path.display(), "dchatd ready");
 
@@ -81,8 +91,8 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
             let _ = handle.await;
         });
     }
-    aux.spawn(publish_status(Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("status-notify")));
-    aux.spawn(reload_on_hangup(config.clone(), options.log, Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("reload")));
+    aux.spawn(publish_status(Arc::clone(&node), status_changes, stop.clone()).instrument(tracing::info_span!("status-notify")));
+    aux.spawn(reload_on_hangup(config.clone(), hangups, options.log, Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("reload")));
     aux.close();
 
     shutdown.cancelled().await;
@@ -123,8 +133,7 @@ fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
 }
 
 /// Keeps systemd's STATUS= line in step with the status facts.
-async fn publish_status(node: Arc<Node>, stop: CancellationToken) {
-    let mut changes = node.watch_status();
+async fn publish_status(node: Arc<Node>, mut changes: tokio::sync::watch::Receiver<crate::service::StatusSnapshot>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -141,8 +150,8 @@ async fn publish_status(node: Arc<Node>, stop: CancellationToken) {
 /// SIGHUP: reread the configuration and apply what can change live (the
 /// log level); anything else is reported as needing a restart. A bad file
 /// keeps the running configuration.
-async fn reload_on_hangup(running: Config, log: Option<LogHandle>, node: Arc<Node>, stop: CancellationToken) {
-    let mut hangups = match signal(SignalKind::hangup()) {
+async fn reload_on_hangup(running: Config, hangups: std::io::Result<Signal>, log: Option<LogHandle>, node: Arc<Node>, stop: CancellationToken) {
+    let mut hangups = match hangups {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload disabled");
@@ -176,22 +185,24 @@ async fn reload_on_hangup(running: Config, log: Option<LogHandle>, node: Arc<Nod
     }
 }
 
+/// Keys that SIGHUP does not apply; each change is named in a warning.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.roles != new.roles {
-        changed.push("node.roles");
-    }
-    if old.control.socket != new.control.socket {
-        changed.push("control.socket");
-    }
-    if old.storage.state_dir != new.storage.state_dir {
-        changed.push("storage.state_dir");
-    }
-    if old.network.listen != new.network.listen {
-        changed.push("network.listen");
-    }
-    if old.log.format != new.log.format {
-        changed.push("log.format");
-    }
-    changed
+    let checks: [(&'static str, bool); 15] = [
+        ("node.roles", old.roles != new.roles),
+        ("node.shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),
+        ("network.listen", old.network.listen != new.network.listen),
+        ("network.bootstrap", old.network.bootstrap != new.network.bootstrap),
+        ("control.socket", old.control.socket != new.control.socket),
+        ("control.group", old.control.group != new.control.group),
+        ("control.mode", old.control.mode != new.control.mode),
+        ("control.public_read", old.control.public_read != new.control.public_read),
+        ("control.max_frame_bytes", old.control.max_frame_bytes != new.control.max_frame_bytes),
+        ("control.max_connections", old.control.max_connections != new.control.max_connections),
+        ("control.idle_timeout", old.control.idle_timeout != new.control.idle_timeout),
+        ("storage.state_dir", old.storage.state_dir != new.storage.state_dir),
+        ("storage.synchronous", old.storage.synchronous != new.storage.synchronous),
+        ("metrics.listen / health.listen", old.metrics_listen != new.metrics_listen || old.health_listen != new.health_listen),
+        ("log.format", old.log.format != new.log.format),
+    ];
+    checks.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect()
 }

@@ -19,6 +19,8 @@ pub enum DaemonError {
     Logging(String),
     #[error("state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
+    #[error("state directory {path} is in use by another dchatd (pid {holder})")]
+    StateDirInUse { path: PathBuf, holder: String },
     #[error("database: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("keystore: {0}")]

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         print!("{}", config::keys::default_file());
         return ExitCode::SUCCESS;
     }
-    let config = match config::load(&args.flags()) {
+    let config = match config::load(&args.flags()).and_then(|c| config::verify_system(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dchatd: {e}");
@@ -61,15 +61,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT starts the one clean shutdown.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        eprintln!("dchatd: cannot install signal handlers; stop with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+/// SIGTERM or SIGINT starts the one clean shutdown. The handlers are
+/// installed when this is called, not when the returned future first runs,
+/// so they are in place before the daemon can say READY.
+fn stop_on_signal(shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            eprintln!("dchatd: cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        }
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }

@@ -32,8 +32,19 @@ pub async fn status(socket: &Path, json: bool) -> Result<u8, CtlError> {
 }
 
 /// Exit 0 only when live and ready; the checks say what is wrong otherwise.
+/// A daemon that cannot be reached is unhealthy too: exit 1, as probes expect.
 pub async fn health(socket: &Path, json: bool) -> Result<u8, CtlError> {
-    let h: api::Health = call(socket, api::HEALTH, &api::Empty {}).await?;
+    let h: api::Health = match call(socket, api::HEALTH, &api::Empty {}).await {
+        Ok(h) => h,
+        Err(e @ CtlError::Connect(dchat_control::ClientError::Unreachable { .. })) => {
+            eprintln!("dchatctl: {}", e.message());
+            if json {
+                output::json(&serde_json::json!({ "live": false, "ready": false, "status": "unreachable", "checks": [] }))?;
+            }
+            return Ok(1);
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         output::json(&h)?;
     } else {

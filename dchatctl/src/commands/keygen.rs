@@ -9,8 +9,8 @@ use crate::{output, password};
 
 pub fn run(args: &KeygenArgs, json: bool) -> Result<u8, CtlError> {
     if let Some(name) = &args.name {
-        if name.is_empty() || name.len() > 32 {
-            return Err(CtlError::Usage(format!("invalid account name {name:?}: must be 1 to 32 characters")));
+        if let Some(reason) = dchat_control::api::account_name_problem(name) {
+            return Err(CtlError::Usage(format!("invalid account name {name:?}: {reason}")));
         }
     }
     // Refuse early, before asking for a password, when the file exists.

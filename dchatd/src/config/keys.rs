@@ -25,8 +25,8 @@ pub struct KeyDoc {
 pub const SECTIONS: &[&str] = &["node", "network", "control", "storage", "metrics", "health", "log"];
 
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { section: "node", key: "roles", kind: Kind::StrList, default: r#"["user"]"#,
-        doc: "Roles this node plays: any of \"user\" (hosts local accounts), \"relay\" (mailboxes, NAT relay) and \"validator\" (produces blocks). --dev runs all three." },
+    KeyDoc { section: "node", key: "roles", kind: Kind::StrList, default: r#"["user", "relay", "validator"]"#,
+        doc: "Roles this node plays: any of \"user\" (hosts local accounts), \"relay\" (mailboxes, NAT relay) and \"validator\" (produces blocks)." },
     KeyDoc { section: "node", key: "shutdown_timeout", kind: Kind::Int, default: "30",
         doc: "Seconds a clean shutdown may take before the daemon gives up and exits with an error." },
     KeyDoc { section: "network", key: "listen", kind: Kind::StrList, default: r#"["/ip4/0.0.0.0/tcp/7070", "/ip4/0.0.0.0/udp/7070/quic-v1"]"#,
@@ -40,7 +40,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { section: "control", key: "mode", kind: Kind::Str, default: r#""0660""#,
         doc: "Octal file mode of the control socket. Access is still checked per connection from the peer's credentials." },
     KeyDoc { section: "control", key: "public_read", kind: Kind::Bool, default: "false",
-        doc: "Let every local user call the read-only methods (status, health, introspection)." },
+        doc: "Let every local user call the read-only methods (status, health, introspection). They must also be able to open the socket: pair this with mode = \"0666\"." },
     KeyDoc { section: "control", key: "max_frame_bytes", kind: Kind::Int, default: "1048576",
         doc: "Largest request a client may send, in bytes; larger ones close the connection." },
     KeyDoc { section: "control", key: "max_connections", kind: Kind::Int, default: "128",

@@ -26,7 +26,7 @@ fn err(text: &str) -> String {
 fn defaults_match_the_contract() {
     let (_f, flags) = with_file("");
     let c = load_with_env(&flags, no_env()).unwrap();
-    assert_eq!(c.roles, vec![Role::User]);
+    assert_eq!(c.roles, vec![Role::User, Role::Relay, Role::Validator]);
     assert_eq!(c.control.socket, PathBuf::from("/run/dchat/dchatd.sock"));
     assert_eq!(c.control.group.as_deref(), Some("dchat"));
     assert_eq!(c.control.mode, 0o660);

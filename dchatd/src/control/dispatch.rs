@@ -31,18 +31,17 @@ fn flow(sent: Result<(), ()>) -> Flow {
 
 pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &CancellationToken) -> Flow {
     let method = call.method.as_str();
+    // A refused peer learns nothing, not even which methods exist.
+    if conn.access == Access::Denied {
+        let _ = conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await;
+        return Flow::Close;
+    }
     let Some(info) = api::method_info(method) else {
         return flow(conn.send(&unknown_method(method)).await);
     };
-    match conn.access {
-        Access::Denied => {
-            let _ = conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await;
-            return Flow::Close;
-        }
-        Access::ReadOnly if !info.read_only => {
-            return flow(conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await);
-        }
-        _ => {}
+    if conn.access == Access::ReadOnly && !info.read_only {
+        tracing::warn!(method, "control call refused: read-only access (public_read) covers only read-only methods");
+        return flow(conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await);
     }
     if call.upgrade {
         return flow(conn.send(&invalid_parameter("upgrade")).await);

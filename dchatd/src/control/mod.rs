@@ -56,6 +56,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let denied_slots = Arc::new(Semaphore::new(DENIED_SLOTS));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -74,7 +75,14 @@ async fn accept_loop(
         if access == Access::Denied {
             tracing::warn!(peer_uid = peer.uid.as_raw(), peer_gid = peer.gid.as_raw(), peer_pid = peer.pid, "control connection refused: not root, the daemon's user, or in the control group");
         }
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        // Refused peers are answered from their own small pool with a short
+        // timeout, so they cannot use up the slots of permitted clients.
+        let (pool, limits) = if access == Access::Denied {
+            (&denied_slots, Limits { idle_timeout: limits.idle_timeout.min(DENIED_TIMEOUT), ..limits })
+        } else {
+            (&slots, limits)
+        };
+        let Ok(permit) = Arc::clone(pool).try_acquire_owned() else {
             tracing::warn!(limit = max, peer_uid = peer.uid.as_raw(), "too many control connections; refusing one");
             tasks.spawn(refuse_busy(stream, max, limits));
             continue;
@@ -95,6 +103,11 @@ async fn accept_loop(
     drop(listener);
     tracing::info!("control socket closed");
 }
+
+/// How long a refused peer may take to send the call we refuse.
+const DENIED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How many refused peers are answered at once.
+const DENIED_SLOTS: usize = 8;
 
 fn peer_of(stream: &Stream) -> Option<Peer> {
     match stream.peer_creds() {
