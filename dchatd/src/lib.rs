@@ -16,6 +16,7 @@ pub mod keystore;
 pub mod logging;
 pub mod node_key;
 pub mod service;
+mod state_lock;
 pub mod storage;
 pub mod systemd;
 
