@@ -24,15 +24,42 @@ pub const ACCOUNT_EXPORT: &str = "io.dchat.Accounts.Export";
 
 /// Every method the daemon serves.
 pub const METHODS: &[MethodInfo] = &[
-    MethodInfo { method: GET_INFO, read_only: true },
-    MethodInfo { method: GET_INTERFACE_DESCRIPTION, read_only: true },
-    MethodInfo { method: STATUS, read_only: true },
-    MethodInfo { method: HEALTH, read_only: true },
-    MethodInfo { method: ACCOUNT_CREATE, read_only: false },
-    MethodInfo { method: ACCOUNT_LIST, read_only: false },
-    MethodInfo { method: ACCOUNT_SHOW, read_only: false },
-    MethodInfo { method: ACCOUNT_IMPORT, read_only: false },
-    MethodInfo { method: ACCOUNT_EXPORT, read_only: false },
+    MethodInfo {
+        method: GET_INFO,
+        read_only: true,
+    },
+    MethodInfo {
+        method: GET_INTERFACE_DESCRIPTION,
+        read_only: true,
+    },
+    MethodInfo {
+        method: STATUS,
+        read_only: true,
+    },
+    MethodInfo {
+        method: HEALTH,
+        read_only: true,
+    },
+    MethodInfo {
+        method: ACCOUNT_CREATE,
+        read_only: false,
+    },
+    MethodInfo {
+        method: ACCOUNT_LIST,
+        read_only: false,
+    },
+    MethodInfo {
+        method: ACCOUNT_SHOW,
+        read_only: false,
+    },
+    MethodInfo {
+        method: ACCOUNT_IMPORT,
+        read_only: false,
+    },
+    MethodInfo {
+        method: ACCOUNT_EXPORT,
+        read_only: false,
+    },
 ];
 
 /// Looks a method up by its full name.

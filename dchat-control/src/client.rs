@@ -70,9 +70,14 @@ impl Client {
     pub async fn connect(path: &Path) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(path).await.map_err(|source| {
             if source.kind() == ErrorKind::PermissionDenied {
-                ClientError::PermissionDenied { path: path.to_path_buf() }
+                ClientError::PermissionDenied {
+                    path: path.to_path_buf(),
+                }
             } else {
-                ClientError::Unreachable { path: path.to_path_buf(), source }
+                ClientError::Unreachable {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
         })?;
         let (read, write) = stream.into_split();
@@ -114,8 +119,8 @@ impl Client {
     where
         P: Serialize + ?Sized,
     {
-        let parameters = serde_json::to_value(params)
-            .map_err(|e| CallError::Protocol(format!("cannot encode parameters: {e}")))?;
+        let parameters =
+            serde_json::to_value(params).map_err(|e| CallError::Protocol(format!("cannot encode parameters: {e}")))?;
         let call = Call {
             method: method.to_string(),
             parameters: Some(parameters),
@@ -123,16 +128,16 @@ impl Client {
             more,
             upgrade: false,
         };
-        let payload = serde_json::to_vec(&call)
-            .map_err(|e| CallError::Protocol(format!("cannot encode call: {e}")))?;
+        let payload = serde_json::to_vec(&call).map_err(|e| CallError::Protocol(format!("cannot encode call: {e}")))?;
         write_frame(&mut self.writer, &payload).await?;
         Ok(())
     }
 
     async fn next_raw(&mut self) -> Result<Reply, CallError> {
         match read_frame(&mut self.reader, &mut self.buf, self.max_frame).await {
-            Ok(true) => serde_json::from_slice(&self.buf)
-                .map_err(|e| CallError::Protocol(format!("malformed reply: {e}"))),
+            Ok(true) => {
+                serde_json::from_slice(&self.buf).map_err(|e| CallError::Protocol(format!("malformed reply: {e}")))
+            }
             Ok(false) => Err(CallError::Io(std::io::Error::new(
                 ErrorKind::UnexpectedEof,
                 "the daemon closed the connection",
@@ -148,8 +153,7 @@ fn decode<R: DeserializeOwned>(reply: Reply) -> Result<R, CallError> {
     if let Some(error) = reply.error {
         return Err(CallError::Remote { error, parameters });
     }
-    serde_json::from_value(parameters)
-        .map_err(|e| CallError::Protocol(format!("unexpected reply: {e}")))
+    serde_json::from_value(parameters).map_err(|e| CallError::Protocol(format!("unexpected reply: {e}")))
 }
 
 #[cfg(test)]

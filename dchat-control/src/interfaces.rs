@@ -35,10 +35,7 @@ mod tests {
     #[test]
     fn each_definition_names_itself() {
         for (name, text) in ALL {
-            let declared = text
-                .lines()
-                .find_map(|l| l.strip_prefix("interface "))
-                .map(str::trim);
+            let declared = text.lines().find_map(|l| l.strip_prefix("interface ")).map(str::trim);
             assert_eq!(declared, Some(*name));
         }
     }

@@ -53,9 +53,7 @@ impl Reply {
 
     /// Parameters as a JSON object (an empty one when absent).
     pub fn parameters_object(&self) -> Value {
-        self.parameters
-            .clone()
-            .unwrap_or_else(|| Value::Object(Map::new()))
+        self.parameters.clone().unwrap_or_else(|| Value::Object(Map::new()))
     }
 }
 

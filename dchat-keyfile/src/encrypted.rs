@@ -64,10 +64,7 @@ impl KdfParams {
     /// Our ceilings plus argon2's own floors, checked before any hashing.
     fn check(&self) -> Result<Params, String> {
         if self.m_cost_kib > MAX_M_COST_KIB {
-            return Err(format!(
-                "m_cost_kib {} exceeds {MAX_M_COST_KIB}",
-                self.m_cost_kib
-            ));
+            return Err(format!("m_cost_kib {} exceeds {MAX_M_COST_KIB}", self.m_cost_kib));
         }
         if self.t_cost > MAX_T_COST {
             return Err(format!("t_cost {} exceeds {MAX_T_COST}", self.t_cost));
@@ -118,22 +115,13 @@ struct FormatProbe {
 
 /// Encrypts `file` under `password`. Refuses an empty password and KDF
 /// parameters that [`decrypt`] would refuse.
-pub fn encrypt(
-    file: &IdentityFile,
-    password: &[u8],
-    params: &KdfParams,
-) -> Result<Vec<u8>, KeyError> {
+pub fn encrypt(file: &IdentityFile, password: &[u8], params: &KdfParams) -> Result<Vec<u8>, KeyError> {
     seal(&file.identity.id(), file, password, params)
 }
 
 /// `encrypt` with the clear id given separately, so tests can build a file
 /// whose authenticated id does not match its key.
-fn seal(
-    id: &str,
-    file: &IdentityFile,
-    password: &[u8],
-    params: &KdfParams,
-) -> Result<Vec<u8>, KeyError> {
+fn seal(id: &str, file: &IdentityFile, password: &[u8], params: &KdfParams) -> Result<Vec<u8>, KeyError> {
     if password.is_empty() {
         return Err(KeyError::EmptyPassword);
     }
@@ -170,8 +158,7 @@ fn seal(
         nonce: B64.encode(nonce),
         ciphertext: B64.encode(&*buf),
     };
-    let mut out =
-        serde_json::to_vec_pretty(&doc).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    let mut out = serde_json::to_vec_pretty(&doc).map_err(|e| KeyError::Malformed(e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -182,28 +169,17 @@ fn seal(
 pub fn decrypt(bytes: &[u8], password: &[u8]) -> Result<IdentityFile, KeyError> {
     let probe: FormatProbe = serde_json::from_slice(bytes).map_err(malformed)?;
     if probe.format != FORMAT {
-        return Err(KeyError::UnsupportedFormat(format!(
-            "format {:?}",
-            probe.format
-        )));
+        return Err(KeyError::UnsupportedFormat(format!("format {:?}", probe.format)));
     }
     let doc: Document = serde_json::from_slice(bytes).map_err(malformed)?;
     if doc.kdf.alg != KDF_ALG {
-        return Err(KeyError::UnsupportedFormat(format!(
-            "key derivation {:?}",
-            doc.kdf.alg
-        )));
+        return Err(KeyError::UnsupportedFormat(format!("key derivation {:?}", doc.kdf.alg)));
     }
     if doc.cipher != CIPHER {
-        return Err(KeyError::UnsupportedFormat(format!(
-            "cipher {:?}",
-            doc.cipher
-        )));
+        return Err(KeyError::UnsupportedFormat(format!("cipher {:?}", doc.cipher)));
     }
     if !is_valid_id(&doc.id) {
-        return Err(KeyError::Malformed(
-            "id is not 64 lowercase hex characters".into(),
-        ));
+        return Err(KeyError::Malformed("id is not 64 lowercase hex characters".into()));
     }
     let params = KdfParams {
         m_cost_kib: doc.kdf.m_cost_kib,
@@ -224,8 +200,7 @@ pub fn decrypt(bytes: &[u8], password: &[u8]) -> Result<IdentityFile, KeyError> 
 
     let aad = header_aad(&doc.id, doc.name.as_deref(), doc.burner, &params, &salt);
     let cipher = cipher_for(password, &salt, argon_params).map_err(KeyError::Malformed)?;
-    let nonce =
-        XNonce::try_from(&nonce[..]).map_err(|_| KeyError::Malformed("nonce length".into()))?;
+    let nonce = XNonce::try_from(&nonce[..]).map_err(|_| KeyError::Malformed("nonce length".into()))?;
     let mut buf = Zeroizing::new(ciphertext);
     cipher
         .decrypt_in_place(&nonce, &aad, &mut *buf)
@@ -239,9 +214,7 @@ pub fn decrypt(bytes: &[u8], password: &[u8]) -> Result<IdentityFile, KeyError> 
     // The header is authenticated, but only a matching key proves the file
     // was written by an encoder that derived the id honestly.
     if identity.id() != doc.id {
-        return Err(KeyError::Malformed(
-            "the key does not match the file's id".into(),
-        ));
+        return Err(KeyError::Malformed("the key does not match the file's id".into()));
     }
     Ok(IdentityFile {
         name: doc.name,
@@ -254,11 +227,7 @@ fn malformed(e: serde_json::Error) -> KeyError {
     KeyError::Malformed(e.to_string())
 }
 
-fn decode_field(
-    what: &str,
-    b64: &str,
-    len: std::ops::RangeInclusive<usize>,
-) -> Result<Vec<u8>, KeyError> {
+fn decode_field(what: &str, b64: &str, len: std::ops::RangeInclusive<usize>) -> Result<Vec<u8>, KeyError> {
     let bytes = B64
         .decode(b64)
         .map_err(|e| KeyError::Malformed(format!("{what}: {e}")))?;
@@ -278,21 +247,13 @@ fn cipher_for(password: &[u8], salt: &[u8], params: Params) -> Result<XChaCha20P
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, salt, &mut key[..])
         .map_err(|e| e.to_string())?;
-    let key: &Key = (&key[..])
-        .try_into()
-        .map_err(|_| "key length".to_string())?;
+    let key: &Key = (&key[..]).try_into().map_err(|_| "key length".to_string())?;
     Ok(XChaCha20Poly1305::new(key))
 }
 
 /// Canonical encoding of every clear field: a domain tag, then each field
 /// length-prefixed (or fixed-width), so no two headers encode alike.
-fn header_aad(
-    id: &str,
-    name: Option<&str>,
-    burner: bool,
-    params: &KdfParams,
-    salt: &[u8],
-) -> Vec<u8> {
+fn header_aad(id: &str, name: Option<&str>, burner: bool, params: &KdfParams, salt: &[u8]) -> Vec<u8> {
     fn put(out: &mut Vec<u8>, field: &[u8]) {
         out.extend_from_slice(&(field.len() as u64).to_be_bytes());
         out.extend_from_slice(field);

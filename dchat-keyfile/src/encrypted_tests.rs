@@ -39,14 +39,8 @@ fn round_trip() {
         assert_eq!(back.name, file.name);
         assert_eq!(back.burner, file.burner);
         assert_eq!(back.identity.id(), file.identity.id());
-        assert_eq!(
-            *back.identity.identity_secret(),
-            *file.identity.identity_secret()
-        );
-        assert_eq!(
-            *back.identity.messaging_secret(),
-            *file.identity.messaging_secret()
-        );
+        assert_eq!(*back.identity.identity_secret(), *file.identity.identity_secret());
+        assert_eq!(*back.identity.messaging_secret(), *file.identity.messaging_secret());
     }
 }
 
@@ -64,10 +58,7 @@ fn layout_has_clear_header_and_no_secrets() {
     assert_eq!(doc["kdf"]["alg"], "argon2id");
     assert_eq!(doc["kdf"]["m_cost_kib"], 8);
     assert_eq!(doc["cipher"], "xchacha20poly1305");
-    assert_eq!(
-        B64.decode(doc["nonce"].as_str().unwrap()).unwrap().len(),
-        24
-    );
+    assert_eq!(B64.decode(doc["nonce"].as_str().unwrap()).unwrap().len(), 24);
     assert!(!text.contains(&hex::encode(*file.identity.identity_secret())));
     assert!(!text.contains(&B64.encode(*file.identity.identity_secret())));
 }
@@ -89,10 +80,7 @@ fn default_params_are_argon2id_64mib() {
 #[test]
 fn wrong_password() {
     let bytes = encrypted(&sample(None, false));
-    assert!(matches!(
-        decrypt(&bytes, b"incorrect"),
-        Err(KeyError::WrongPassword)
-    ));
+    assert!(matches!(decrypt(&bytes, b"incorrect"), Err(KeyError::WrongPassword)));
 }
 
 #[test]
@@ -102,10 +90,7 @@ fn empty_password_refused() {
         encrypt(&file, b"", &KdfParams::TEST),
         Err(KeyError::EmptyPassword)
     ));
-    assert!(matches!(
-        decrypt(&encrypted(&file), b""),
-        Err(KeyError::EmptyPassword)
-    ));
+    assert!(matches!(decrypt(&encrypted(&file), b""), Err(KeyError::EmptyPassword)));
 }
 
 type Edit = Box<dyn Fn(&mut Value)>;
@@ -121,32 +106,20 @@ fn each_tampered_header_field_fails() {
     let bytes = encrypt(&sample(Some("alice"), false), PASSWORD, &params).unwrap();
     let other_id = Identity::generate().unwrap().id();
     let edits: Vec<(&str, Edit)> = vec![
-        (
-            "format",
-            Box::new(|d| d["format"] = json!("dchat-identity/2")),
-        ),
+        ("format", Box::new(|d| d["format"] = json!("dchat-identity/2"))),
         ("id", Box::new(move |d| d["id"] = json!(other_id))),
         ("name", Box::new(|d| d["name"] = json!("mallory"))),
         ("name removed", Box::new(|d| d["name"] = Value::Null)),
         ("burner", Box::new(|d| d["burner"] = json!(true))),
         ("kdf.alg", Box::new(|d| d["kdf"]["alg"] = json!("argon2i"))),
-        (
-            "kdf.m_cost_kib",
-            Box::new(|d| d["kdf"]["m_cost_kib"] = json!(16)),
-        ),
+        ("kdf.m_cost_kib", Box::new(|d| d["kdf"]["m_cost_kib"] = json!(16))),
         ("kdf.t_cost", Box::new(|d| d["kdf"]["t_cost"] = json!(2))),
         ("kdf.p_cost", Box::new(|d| d["kdf"]["p_cost"] = json!(2))),
         ("kdf.salt", Box::new(|d| flip_b64(&mut d["kdf"]["salt"]))),
-        (
-            "cipher",
-            Box::new(|d| d["cipher"] = json!("chacha20poly1305")),
-        ),
+        ("cipher", Box::new(|d| d["cipher"] = json!("chacha20poly1305"))),
         ("nonce", Box::new(|d| flip_b64(&mut d["nonce"]))),
         ("ciphertext", Box::new(|d| flip_b64(&mut d["ciphertext"]))),
-        (
-            "extra field",
-            Box::new(|d| d["note"] = json!("unauthenticated")),
-        ),
+        ("extra field", Box::new(|d| d["note"] = json!("unauthenticated"))),
     ];
     for (what, edit) in edits {
         let bad = edited(&bytes, edit);
@@ -169,10 +142,7 @@ fn newer_format_is_unsupported() {
     let bytes = edited(&encrypted(&sample(None, false)), |d| {
         d["format"] = json!("dchat-identity/9")
     });
-    assert!(matches!(
-        decrypt(&bytes, PASSWORD),
-        Err(KeyError::UnsupportedFormat(_))
-    ));
+    assert!(matches!(decrypt(&bytes, PASSWORD), Err(KeyError::UnsupportedFormat(_))));
 }
 
 #[test]
@@ -188,23 +158,14 @@ fn truncated_garbage_and_non_json_are_malformed() {
         ("garbage", vec![0xff, 0x00, 0x13, 0x37]),
         ("not json", b"-----BEGIN PRIVATE KEY-----".to_vec()),
         ("wrong json", b"[1, 2, 3]".to_vec()),
-        (
-            "missing fields",
-            br#"{"format":"dchat-identity/1"}"#.to_vec(),
-        ),
+        ("missing fields", br#"{"format":"dchat-identity/1"}"#.to_vec()),
         ("short ciphertext", short_ct),
         ("bad base64", edited(&bytes, |d| d["nonce"] = json!("!!!"))),
-        (
-            "bad id",
-            edited(&bytes, |d| d["id"] = json!("../../etc/passwd")),
-        ),
+        ("bad id", edited(&bytes, |d| d["id"] = json!("../../etc/passwd"))),
     ];
     for (what, bad) in cases {
         let got = decrypt(&bad, PASSWORD);
-        assert!(
-            matches!(got, Err(KeyError::Malformed(_))),
-            "{what}: {got:?}"
-        );
+        assert!(matches!(got, Err(KeyError::Malformed(_))), "{what}: {got:?}");
     }
 }
 
@@ -213,18 +174,11 @@ fn hostile_kdf_params_are_refused_before_hashing() {
     let bytes = encrypted(&sample(None, false));
     // Each of these would take gigabytes or minutes if run; the test finishing
     // quickly is part of the check.
-    let edits: [(&str, u32); 3] = [
-        ("m_cost_kib", 4 * 1024 * 1024),
-        ("t_cost", 1000),
-        ("p_cost", 64),
-    ];
+    let edits: [(&str, u32); 3] = [("m_cost_kib", 4 * 1024 * 1024), ("t_cost", 1000), ("p_cost", 64)];
     for (field, value) in edits {
         let bad = edited(&bytes, |d| d["kdf"][field] = json!(value));
         let got = decrypt(&bad, PASSWORD);
-        assert!(
-            matches!(got, Err(KeyError::Malformed(_))),
-            "{field}: {got:?}"
-        );
+        assert!(matches!(got, Err(KeyError::Malformed(_))), "{field}: {got:?}");
     }
     let too_big = KdfParams {
         m_cost_kib: 2 * 1024 * 1024,

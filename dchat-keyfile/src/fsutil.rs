@@ -56,12 +56,7 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| io::Error::other(e.to_string()))?;
         let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(suffix)));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
             Ok(file) => return Ok((tmp, file)),
             // A name collision on 64 random bits means something odd is going
             // on; retry a couple of times rather than report AlreadyExists
@@ -75,13 +70,7 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     }
 }
 
-fn fill_and_publish(
-    mut file: File,
-    tmp: &Path,
-    path: &Path,
-    bytes: &[u8],
-    overwrite: bool,
-) -> io::Result<()> {
+fn fill_and_publish(mut file: File, tmp: &Path, path: &Path, bytes: &[u8], overwrite: bool) -> io::Result<()> {
     // The umask may have stripped bits from 0600; set it exactly.
     file.set_permissions(Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;

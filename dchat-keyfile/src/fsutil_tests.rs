@@ -128,10 +128,7 @@ fn read_password_file_rejects_empty() {
     for content in [&b""[..], b"\n", b"\r\n", b"\nsecond"] {
         let (_dir, path) = password_file(content);
         let got = read_password_file(&path);
-        assert!(
-            matches!(got, Err(KeyError::EmptyPassword)),
-            "{content:?}: {got:?}"
-        );
+        assert!(matches!(got, Err(KeyError::EmptyPassword)), "{content:?}: {got:?}");
     }
 }
 
@@ -147,13 +144,7 @@ fn read_password_file_errors_name_the_path() {
         other => panic!("expected Io, got {other:?}"),
     }
     let (_dir, long) = password_file(&vec![b'a'; 70 * 1024]);
-    assert!(matches!(
-        read_password_file(&long),
-        Err(KeyError::Malformed(_))
-    ));
+    assert!(matches!(read_password_file(&long), Err(KeyError::Malformed(_))));
     let (_dir, latin1) = password_file(b"caf\xe9\n");
-    assert!(matches!(
-        read_password_file(&latin1),
-        Err(KeyError::Malformed(_))
-    ));
+    assert!(matches!(read_password_file(&latin1), Err(KeyError::Malformed(_))));
 }

@@ -52,34 +52,25 @@ impl Drop for Record {
 
 /// Parses a keystore record, checking that the stored id matches the key.
 pub fn from_keystore_json(bytes: &[u8]) -> Result<(Identity, bool), KeyError> {
-    let record: Record =
-        serde_json::from_slice(bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
     if record.format != FORMAT {
-        return Err(KeyError::UnsupportedFormat(format!(
-            "format {:?}",
-            record.format
-        )));
+        return Err(KeyError::UnsupportedFormat(format!("format {:?}", record.format)));
     }
     if !is_valid_id(&record.id) {
-        return Err(KeyError::Malformed(
-            "id is not 64 lowercase hex characters".into(),
-        ));
+        return Err(KeyError::Malformed("id is not 64 lowercase hex characters".into()));
     }
     let identity_secret = decode_secret("identity_secret", &record.identity_secret)?;
     let messaging_secret = decode_secret("messaging_secret", &record.messaging_secret)?;
     let identity = Identity::from_secrets(&identity_secret, &messaging_secret);
     if identity.id() != record.id {
-        return Err(KeyError::Malformed(
-            "the key does not match the record's id".into(),
-        ));
+        return Err(KeyError::Malformed("the key does not match the record's id".into()));
     }
     Ok((identity, record.burner))
 }
 
 fn decode_secret(what: &str, text: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let mut out = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text, &mut out[..])
-        .map_err(|e| KeyError::Malformed(format!("{what}: {e}")))?;
+    hex::decode_to_slice(text, &mut out[..]).map_err(|e| KeyError::Malformed(format!("{what}: {e}")))?;
     Ok(out)
 }
 
@@ -141,9 +132,6 @@ mod tests {
             assert!(matches!(got, Err(KeyError::Malformed(_))), "{got:?}");
         }
         let got = from_keystore_json(&with("format", json!("dchat-keystore/2")));
-        assert!(
-            matches!(got, Err(KeyError::UnsupportedFormat(_))),
-            "{got:?}"
-        );
+        assert!(matches!(got, Err(KeyError::UnsupportedFormat(_))), "{got:?}");
     }
 }

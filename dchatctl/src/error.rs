@@ -54,12 +54,7 @@ impl CtlError {
 /// A sentence for the typed errors a user can meet, from their parameters;
 /// `None` falls back to the generic `Name (key: value, …)` form.
 fn friendly(error: &str, parameters: &Value) -> Option<String> {
-    let text = |key: &str| {
-        parameters
-            .get(key)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let text = |key: &str| parameters.get(key).and_then(Value::as_str).map(str::to_string);
     let number = |key: &str| parameters.get(key).and_then(Value::as_u64);
     Some(match error {
         errors::NAME_TAKEN => format!(
@@ -74,11 +69,7 @@ fn friendly(error: &str, parameters: &Value) -> Option<String> {
             )
         }
         errors::NOT_FOUND => format!("no account with name or id {:?}", text("name")?),
-        errors::INVALID_NAME => format!(
-            "invalid account name {:?}: {}",
-            text("name")?,
-            text("reason")?
-        ),
+        errors::INVALID_NAME => format!("invalid account name {:?}: {}", text("name")?, text("reason")?),
         errors::INVALID_KEY => format!("the daemon rejected the key material: {}", text("reason")?),
         errors::INVALID_REQUEST => {
             format!("the daemon could not read the request: {}", text("reason")?)
@@ -140,11 +131,7 @@ mod tests {
             r#"no account with name or id "bob""#
         );
         assert_eq!(
-            remote(
-                errors::INVALID_NAME,
-                json!({"name": "a b", "reason": "no spaces"})
-            )
-            .message(),
+            remote(errors::INVALID_NAME, json!({"name": "a b", "reason": "no spaces"})).message(),
             r#"invalid account name "a b": no spaces"#
         );
         assert_eq!(

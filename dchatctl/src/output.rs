@@ -6,7 +6,8 @@ use crate::error::CtlError;
 
 /// Prints `value` as one JSON document.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CtlError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CtlError::Failed(format!("cannot encode output: {e}")))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| CtlError::Failed(format!("cannot encode output: {e}")))?;
     println!("{text}");
     Ok(())
 }

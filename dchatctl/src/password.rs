@@ -14,7 +14,9 @@ pub fn obtain(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>, C
         return Ok(dchat_keyfile::read_password_file(path)?);
     }
     if !std::io::stdin().is_terminal() {
-        return Err(CtlError::Usage("no terminal to ask for a password on; pass --password-file FILE".into()));
+        return Err(CtlError::Usage(
+            "no terminal to ask for a password on; pass --password-file FILE".into(),
+        ));
     }
     let first = Zeroizing::new(
         rpassword::prompt_password("Password: ").map_err(|e| CtlError::Failed(format!("cannot read password: {e}")))?,
@@ -24,7 +26,8 @@ pub fn obtain(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>, C
     }
     if confirm {
         let again = Zeroizing::new(
-            rpassword::prompt_password("Password again: ").map_err(|e| CtlError::Failed(format!("cannot read password: {e}")))?,
+            rpassword::prompt_password("Password again: ")
+                .map_err(|e| CtlError::Failed(format!("cannot read password: {e}")))?,
         );
         if *again != *first {
             return Err(CtlError::Usage("the passwords do not match".into()));

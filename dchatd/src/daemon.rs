@@ -51,7 +51,9 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
 
     systemd::extend_timeout(MIGRATION_GRACE);
     let db_path = config.storage.database_path();
-    let opts = StorageOptions { synchronous: config.storage.synchronous };
+    let opts = StorageOptions {
+        synchronous: config.storage.synchronous,
+    };
     let db = tokio::task::spawn_blocking(move || Database::open(&db_path, &opts))
         .await
         .map_err(|e| DaemonError::Runtime(format!("database open task failed: {e}")))??;
@@ -91,8 +93,14 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
             let _ = handle.await;
         });
     }
-    aux.spawn(publish_status(Arc::clone(&node), status_changes, stop.clone()).instrument(tracing::info_span!("status-notify")));
-    aux.spawn(reload_on_hangup(config.clone(), hangups, options.log, Arc::clone(&node), stop.clone()).instrument(tracing::info_span!("reload")));
+    aux.spawn(
+        publish_status(Arc::clone(&node), status_changes, stop.clone())
+            .instrument(tracing::info_span!("status-notify")),
+    );
+    aux.spawn(
+        reload_on_hangup(config.clone(), hangups, options.log, Arc::clone(&node), stop.clone())
+            .instrument(tracing::info_span!("reload")),
+    );
     aux.close();
 
     shutdown.cancelled().await;
@@ -123,7 +131,10 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
 
 /// The state directory holds keys: create it private, tighten it if loose.
 fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
-    let err = |source| DaemonError::StateDir { path: dir.to_path_buf(), source };
+    let err = |source| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(err)?;
     let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -133,7 +144,11 @@ fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
 }
 
 /// Keeps systemd's STATUS= line in step with the status facts.
-async fn publish_status(node: Arc<Node>, mut changes: tokio::sync::watch::Receiver<crate::service::StatusSnapshot>, stop: CancellationToken) {
+async fn publish_status(
+    node: Arc<Node>,
+    mut changes: tokio::sync::watch::Receiver<crate::service::StatusSnapshot>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -150,7 +165,13 @@ async fn publish_status(node: Arc<Node>, mut changes: tokio::sync::watch::Receiv
 /// SIGHUP: reread the configuration and apply what can change live (the
 /// log level); anything else is reported as needing a restart. A bad file
 /// keeps the running configuration.
-async fn reload_on_hangup(running: Config, hangups: std::io::Result<Signal>, log: Option<LogHandle>, node: Arc<Node>, stop: CancellationToken) {
+async fn reload_on_hangup(
+    running: Config,
+    hangups: std::io::Result<Signal>,
+    log: Option<LogHandle>,
+    node: Arc<Node>,
+    stop: CancellationToken,
+) {
     let mut hangups = match hangups {
         Ok(s) => s,
         Err(e) => {
@@ -175,7 +196,10 @@ async fn reload_on_hangup(running: Config, hangups: std::io::Result<Signal>, log
                     }
                 }
                 for changed in restart_only_changes(&current, &new) {
-                    tracing::warn!(key = changed, "changed in the configuration; takes effect after a restart");
+                    tracing::warn!(
+                        key = changed,
+                        "changed in the configuration; takes effect after a restart"
+                    );
                 }
                 current = new;
             }
@@ -195,14 +219,36 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("control.socket", old.control.socket != new.control.socket),
         ("control.group", old.control.group != new.control.group),
         ("control.mode", old.control.mode != new.control.mode),
-        ("control.public_read", old.control.public_read != new.control.public_read),
-        ("control.max_frame_bytes", old.control.max_frame_bytes != new.control.max_frame_bytes),
-        ("control.max_connections", old.control.max_connections != new.control.max_connections),
-        ("control.idle_timeout", old.control.idle_timeout != new.control.idle_timeout),
+        (
+            "control.public_read",
+            old.control.public_read != new.control.public_read,
+        ),
+        (
+            "control.max_frame_bytes",
+            old.control.max_frame_bytes != new.control.max_frame_bytes,
+        ),
+        (
+            "control.max_connections",
+            old.control.max_connections != new.control.max_connections,
+        ),
+        (
+            "control.idle_timeout",
+            old.control.idle_timeout != new.control.idle_timeout,
+        ),
         ("storage.state_dir", old.storage.state_dir != new.storage.state_dir),
-        ("storage.synchronous", old.storage.synchronous != new.storage.synchronous),
-        ("metrics.listen / health.listen", old.metrics_listen != new.metrics_listen || old.health_listen != new.health_listen),
+        (
+            "storage.synchronous",
+            old.storage.synchronous != new.storage.synchronous,
+        ),
+        (
+            "metrics.listen / health.listen",
+            old.metrics_listen != new.metrics_listen || old.health_listen != new.health_listen,
+        ),
         ("log.format", old.log.format != new.log.format),
     ];
-    checks.iter().filter(|(_, changed)| *changed).map(|(key, _)| *key).collect()
+    checks
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| *key)
+        .collect()
 }

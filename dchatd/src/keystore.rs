@@ -85,9 +85,7 @@ impl Keystore {
         let record = Zeroizing::new(to_keystore_json(identity, burner));
         match dchat_keyfile::write_private_file(&path, &record, false) {
             Ok(()) => Ok(path),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Err(KeystoreError::AlreadyExists { path })
-            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(KeystoreError::AlreadyExists { path }),
             Err(source) => Err(KeystoreError::Write { path, source }),
         }
     }
@@ -98,9 +96,7 @@ impl Keystore {
         let path = self.checked_path(id)?;
         let bytes = match fs::read(&path) {
             Ok(bytes) => Zeroizing::new(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(KeystoreError::NotFound { path })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeystoreError::NotFound { path }),
             Err(source) => return Err(KeystoreError::Read { path, source }),
         };
         let (identity, burner) = match from_keystore_json(&bytes) {
@@ -159,13 +155,7 @@ mod tests {
         assert_eq!(mode(&state.path().join("keys")), 0o700);
         let identity = Identity::generate().unwrap();
         let path = store.save(&identity, false).unwrap();
-        assert_eq!(
-            path,
-            state
-                .path()
-                .join("keys")
-                .join(format!("{}.key", identity.id()))
-        );
+        assert_eq!(path, state.path().join("keys").join(format!("{}.key", identity.id())));
         assert_eq!(path, store.path_for(&identity.id()));
         assert_eq!(mode(&path), 0o600);
     }
@@ -195,10 +185,7 @@ mod tests {
         let err = store.save(&identity, true).unwrap_err();
         assert!(matches!(err, KeystoreError::AlreadyExists { .. }), "{err}");
         assert!(err.to_string().contains(&identity.id()), "{err}");
-        assert!(
-            !store.load(&identity.id()).unwrap().1,
-            "burner flag unchanged"
-        );
+        assert!(!store.load(&identity.id()).unwrap().1, "burner flag unchanged");
     }
 
     #[test]
@@ -207,14 +194,8 @@ mod tests {
         let store = Keystore::open(state.path()).unwrap();
         let upper = "AB".repeat(32);
         for id in ["", "../../etc/passwd", "abc", upper.as_str()] {
-            assert!(
-                matches!(store.load(id), Err(KeystoreError::InvalidId { .. })),
-                "{id}"
-            );
-            assert!(
-                matches!(store.remove(id), Err(KeystoreError::InvalidId { .. })),
-                "{id}"
-            );
+            assert!(matches!(store.load(id), Err(KeystoreError::InvalidId { .. })), "{id}");
+            assert!(matches!(store.remove(id), Err(KeystoreError::InvalidId { .. })), "{id}");
         }
     }
 
@@ -227,10 +208,7 @@ mod tests {
         store.remove(&identity.id()).unwrap();
         let err = store.load(&identity.id()).unwrap_err();
         assert!(matches!(err, KeystoreError::NotFound { .. }), "{err}");
-        assert!(
-            err.to_string().contains("keys"),
-            "message names the path: {err}"
-        );
+        assert!(err.to_string().contains("keys"), "message names the path: {err}");
         assert!(matches!(
             store.remove(&identity.id()),
             Err(KeystoreError::NotFound { .. })
@@ -247,10 +225,7 @@ mod tests {
         let err = store.load(&b.id()).unwrap_err();
         assert!(matches!(err, KeystoreError::WrongAccount { .. }), "{err}");
         fs::write(store.path_for(&a.id()), b"{}").unwrap();
-        assert!(matches!(
-            store.load(&a.id()),
-            Err(KeystoreError::Invalid { .. })
-        ));
+        assert!(matches!(store.load(&a.id()), Err(KeystoreError::Invalid { .. })));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod control;
 mod daemon;
 pub mod error;
 pub mod keystore;
+pub mod ledger;
 pub mod logging;
 pub mod node_key;
 pub mod service;

@@ -208,15 +208,9 @@ fn build_filter(level: &str) -> Result<EnvFilter, LogError> {
     };
     // EnvFilter trims each directive but then slices by the untrimmed
     // offsets, so "info, dchatd=debug" misparses; normalise first.
-    let directives: Vec<&str> = level
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .collect();
+    let directives: Vec<&str> = level.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
     if directives.is_empty() {
-        return Err(invalid(
-            "empty; use one of error, warn, info, debug, trace, off".into(),
-        ));
+        return Err(invalid("empty; use one of error, warn, info, debug, trace, off".into()));
     }
     for directive in &directives {
         // EnvFilter reads "dchatd=" as "dchatd=trace"; a missing level is
@@ -303,9 +297,7 @@ mod tests {
 
     #[test]
     fn plain_levels_are_valid() {
-        for level in [
-            "error", "warn", "info", "debug", "trace", "off", "INFO", " debug ",
-        ] {
+        for level in ["error", "warn", "info", "debug", "trace", "off", "INFO", " debug "] {
             validate_level(level).unwrap_or_else(|e| panic!("{level:?}: {e}"));
         }
     }
@@ -334,10 +326,7 @@ mod tests {
             "dchatd=",
             "?",
         ] {
-            assert!(
-                validate_level(level).is_err(),
-                "{level:?} should be rejected"
-            );
+            assert!(validate_level(level).is_err(), "{level:?} should be rejected");
         }
     }
 
@@ -354,10 +343,7 @@ mod tests {
         for format in LogFormat::ALL {
             assert_eq!(format.to_string().parse::<LogFormat>().unwrap(), format);
         }
-        assert_eq!(
-            "journald".parse::<LogFormat>().unwrap(),
-            LogFormat::Journald
-        );
+        assert_eq!("journald".parse::<LogFormat>().unwrap(), LogFormat::Journald);
     }
 
     #[test]

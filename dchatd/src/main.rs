@@ -23,7 +23,11 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        let source = config.source.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+        let source = config
+            .source
+            .file
+            .as_ref()
+            .map_or("built-in defaults".to_string(), |p| p.display().to_string());
         println!("{source}: configuration ok");
         return ExitCode::SUCCESS;
     }
@@ -39,7 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dchatd-worker").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dchatd-worker")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dchatd: cannot start the async runtime: {e}");

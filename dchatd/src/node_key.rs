@@ -15,7 +15,10 @@ pub enum NodeKeyError {
 /// Loads `<state_dir>/node.key`, creating it (mode 0600) on first start.
 pub fn load_or_create(state_dir: &Path) -> Result<Identity, NodeKeyError> {
     let path = state_dir.join("node.key");
-    let bad = |message: String| NodeKeyError::Bad { path: path.clone(), message };
+    let bad = |message: String| NodeKeyError::Bad {
+        path: path.clone(),
+        message,
+    };
     match std::fs::read(&path) {
         Ok(bytes) => dchat_keyfile::from_keystore_json(&bytes)
             .map(|(identity, _)| identity)
@@ -62,7 +65,10 @@ mod tests {
         let b = load_or_create(dir.path()).unwrap();
         assert_eq!(a.id(), b.id());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("node.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -17,8 +17,18 @@ pub struct StateLock {
 
 pub fn acquire(state_dir: &Path) -> Result<StateLock, DaemonError> {
     let path = state_dir.join("dchatd.lock");
-    let err = |source| DaemonError::StateDir { path: path.clone(), source };
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(err)?;
+    let err = |source| DaemonError::StateDir {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
     let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(locked) => locked,
         Err((mut file, _)) => {
@@ -27,13 +37,20 @@ pub fn acquire(state_dir: &Path) -> Result<StateLock, DaemonError> {
             let holder = holder.trim();
             return Err(DaemonError::StateDirInUse {
                 path: state_dir.to_path_buf(),
-                holder: if holder.is_empty() { "unknown".into() } else { holder.to_string() },
+                holder: if holder.is_empty() {
+                    "unknown".into()
+                } else {
+                    holder.to_string()
+                },
             });
         }
     };
     // Record who holds it, for the message another daemon would print.
     let pid = std::process::id().to_string();
-    let written = file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(pid.as_bytes()));
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(pid.as_bytes()));
     if let Err(e) = written {
         tracing::debug!(error = %e, "cannot record our pid in the state lock");
     }

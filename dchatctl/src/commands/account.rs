@@ -13,7 +13,10 @@ use crate::{output, password};
 pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, CtlError> {
     match cmd {
         AccountCommand::Create { name, burner } => {
-            let params = api::CreateAccount { name: name.clone(), burner: burner.then_some(true) };
+            let params = api::CreateAccount {
+                name: name.clone(),
+                burner: burner.then_some(true),
+            };
             let r: api::AccountReply = call(socket, api::ACCOUNT_CREATE, &params).await?;
             show_one(&r.account, json, "created")
         }
@@ -42,13 +45,21 @@ pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, 
             Ok(0)
         }
         AccountCommand::Show { name } => {
-            let r: api::AccountReply = call(socket, api::ACCOUNT_SHOW, &api::AccountName { name: name.clone() }).await?;
+            let r: api::AccountReply =
+                call(socket, api::ACCOUNT_SHOW, &api::AccountName { name: name.clone() }).await?;
             show_one(&r.account, json, "")
         }
-        AccountCommand::Import { file, password_file, name } => import(socket, file, password_file.as_deref(), name.as_deref(), json).await,
-        AccountCommand::Export { name, output, password_file, force } => {
-            export(socket, name, output, password_file.as_deref(), *force, json).await
-        }
+        AccountCommand::Import {
+            file,
+            password_file,
+            name,
+        } => import(socket, file, password_file.as_deref(), name.as_deref(), json).await,
+        AccountCommand::Export {
+            name,
+            output,
+            password_file,
+            force,
+        } => export(socket, name, output, password_file.as_deref(), *force, json).await,
     }
 }
 
@@ -68,19 +79,33 @@ fn show_one(a: &api::Account, json: bool, verb: &str) -> Result<u8, CtlError> {
         ("local", if a.local { "yes".into() } else { "no".into() }),
         ("burner", if a.burner { "yes".into() } else { "no".into() }),
         ("created", a.created_at.clone()),
-        ("registered", a.registration_block.map_or("not on chain yet".into(), |h| format!("block {h}"))),
+        (
+            "registered",
+            a.registration_block
+                .map_or("not on chain yet".into(), |h| format!("block {h}")),
+        ),
     ]);
     Ok(0)
 }
 
 /// The file is read and decrypted here, with the caller's permissions; the
 /// daemon receives only the keys and never sees the password.
-async fn import(socket: &Path, file: &Path, password_file: Option<&Path>, name: Option<&str>, json: bool) -> Result<u8, CtlError> {
+async fn import(
+    socket: &Path,
+    file: &Path,
+    password_file: Option<&Path>,
+    name: Option<&str>,
+    json: bool,
+) -> Result<u8, CtlError> {
     let bytes = std::fs::read(file).map_err(|e| CtlError::Failed(format!("cannot read {}: {e}", file.display())))?;
     let pass = password::obtain(password_file, false)?;
-    let decrypted = dchat_keyfile::decrypt(&bytes, pass.as_bytes()).map_err(|e| CtlError::Failed(format!("{}: {e}", file.display())))?;
+    let decrypted = dchat_keyfile::decrypt(&bytes, pass.as_bytes())
+        .map_err(|e| CtlError::Failed(format!("{}: {e}", file.display())))?;
     let Some(name) = name.map(str::to_string).or(decrypted.name.clone()) else {
-        return Err(CtlError::Usage(format!("{} records no account name; pass --name NAME", file.display())));
+        return Err(CtlError::Usage(format!(
+            "{} records no account name; pass --name NAME",
+            file.display()
+        )));
     };
     let params = api::ImportAccount {
         name,
@@ -92,15 +117,34 @@ async fn import(socket: &Path, file: &Path, password_file: Option<&Path>, name: 
     show_one(&r.account, json, "imported")
 }
 
-async fn export(socket: &Path, name: &str, out: &Path, password_file: Option<&Path>, force: bool, json: bool) -> Result<u8, CtlError> {
+async fn export(
+    socket: &Path,
+    name: &str,
+    out: &Path,
+    password_file: Option<&Path>,
+    force: bool,
+    json: bool,
+) -> Result<u8, CtlError> {
     if !force && out.exists() {
-        return Err(CtlError::Failed(format!("{} exists; pass --force to replace it", out.display())));
+        return Err(CtlError::Failed(format!(
+            "{} exists; pass --force to replace it",
+            out.display()
+        )));
     }
     let pass = password::obtain(password_file, true)?;
-    let e: api::ExportedAccount = call(socket, api::ACCOUNT_EXPORT, &api::AccountName { name: name.to_string() }).await?;
+    let e: api::ExportedAccount = call(
+        socket,
+        api::ACCOUNT_EXPORT,
+        &api::AccountName { name: name.to_string() },
+    )
+    .await?;
     let identity = Identity::from_secrets(&parse32(&e.identity_secret)?, &parse32(&e.messaging_secret)?);
     let id = identity.id();
-    let file = IdentityFile { name: Some(e.name.clone()), burner: e.burner, identity };
+    let file = IdentityFile {
+        name: Some(e.name.clone()),
+        burner: e.burner,
+        identity,
+    };
     let bytes = dchat_keyfile::encrypt(&file, pass.as_bytes(), &KdfParams::DEFAULT)?;
     crate::write_output(out, &bytes, force)?;
     if json {

@@ -18,7 +18,14 @@ pub async fn status(socket: &Path, json: bool) -> Result<u8, CtlError> {
         ("version", s.version.clone()),
         ("roles", s.roles.join(", ")),
         ("peer id", s.peer_id.clone()),
-        ("addresses", if s.addresses.is_empty() { "(none)".into() } else { s.addresses.join(", ") }),
+        (
+            "addresses",
+            if s.addresses.is_empty() {
+                "(none)".into()
+            } else {
+                s.addresses.join(", ")
+            },
+        ),
         ("peers", s.peers.to_string()),
         ("height", s.height.to_string()),
         ("accounts", s.accounts.to_string()),
@@ -39,7 +46,9 @@ pub async fn health(socket: &Path, json: bool) -> Result<u8, CtlError> {
         Err(e @ CtlError::Connect(dchat_control::ClientError::Unreachable { .. })) => {
             eprintln!("dchatctl: {}", e.message());
             if json {
-                output::json(&serde_json::json!({ "live": false, "ready": false, "status": "unreachable", "checks": [] }))?;
+                output::json(
+                    &serde_json::json!({ "live": false, "ready": false, "status": "unreachable", "checks": [] }),
+                )?;
             }
             return Ok(1);
         }
@@ -48,11 +57,24 @@ pub async fn health(socket: &Path, json: bool) -> Result<u8, CtlError> {
     if json {
         output::json(&h)?;
     } else {
-        println!("{}", if h.live && h.ready { "healthy: live and ready" } else { "unhealthy" });
+        println!(
+            "{}",
+            if h.live && h.ready {
+                "healthy: live and ready"
+            } else {
+                "unhealthy"
+            }
+        );
         let rows: Vec<Vec<String>> = h
             .checks
             .iter()
-            .map(|c| vec![c.name.clone(), if c.ok { "ok".into() } else { "FAIL".into() }, c.detail.clone()])
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    if c.ok { "ok".into() } else { "FAIL".into() },
+                    c.detail.clone(),
+                ]
+            })
             .collect();
         output::table(&["CHECK", "STATE", "DETAIL"], &rows);
     }

@@ -15,11 +15,18 @@ pub fn run(args: &KeygenArgs, json: bool) -> Result<u8, CtlError> {
     }
     // Refuse early, before asking for a password, when the file exists.
     if !args.force && args.output.exists() {
-        return Err(CtlError::Failed(format!("{} exists; pass --force to replace it", args.output.display())));
+        return Err(CtlError::Failed(format!(
+            "{} exists; pass --force to replace it",
+            args.output.display()
+        )));
     }
     let pass = password::obtain(args.password_file.as_deref(), true)?;
     let identity = Identity::generate()?;
-    let file = IdentityFile { name: args.name.clone(), burner: args.burner, identity };
+    let file = IdentityFile {
+        name: args.name.clone(),
+        burner: args.burner,
+        identity,
+    };
     let bytes = dchat_keyfile::encrypt(&file, pass.as_bytes(), &KdfParams::DEFAULT)?;
     crate::write_output(&args.output, &bytes, args.force)?;
     let id = file.identity.id();
@@ -33,7 +40,11 @@ pub fn run(args: &KeygenArgs, json: bool) -> Result<u8, CtlError> {
             "file": args.output.display().to_string(),
         }))?;
     } else {
-        println!("wrote {}identity {id} to {} (mode 0600)", if args.burner { "burner " } else { "" }, args.output.display());
+        println!(
+            "wrote {}identity {id} to {} (mode 0600)",
+            if args.burner { "burner " } else { "" },
+            args.output.display()
+        );
     }
     Ok(0)
 }

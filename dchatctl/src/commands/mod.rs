@@ -41,7 +41,10 @@ where
         let mut client = Client::connect(socket).await?;
         Ok::<R, CtlError>(client.call(method, params).await?)
     };
-    tokio::time::timeout(CALL_TIMEOUT, work)
-        .await
-        .map_err(|_| CtlError::Failed(format!("dchatd did not answer {method} within {} s", CALL_TIMEOUT.as_secs())))?
+    tokio::time::timeout(CALL_TIMEOUT, work).await.map_err(|_| {
+        CtlError::Failed(format!(
+            "dchatd did not answer {method} within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))
+    })?
 }

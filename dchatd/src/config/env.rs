@@ -24,8 +24,12 @@ where
     let mut table = toml::Table::new();
     let mut names = BTreeMap::new();
     for (var, value) in vars {
-        let Some(rest) = var.strip_prefix("DCHAT_") else { continue };
-        let Some((section, key)) = rest.split_once('_') else { continue };
+        let Some(rest) = var.strip_prefix("DCHAT_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
         let section = section.to_ascii_lowercase();
         if !SECTIONS.contains(&section.as_str()) {
             continue;

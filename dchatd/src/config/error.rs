@@ -21,11 +21,19 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn file(path: PathBuf, line: Option<usize>, key: Option<String>, message: impl Into<String>) -> Self {
-        ConfigError { origin: Origin::File { path, line }, key, message: message.into() }
+        ConfigError {
+            origin: Origin::File { path, line },
+            key,
+            message: message.into(),
+        }
     }
 
     pub fn env(var: &str, key: String, message: impl Into<String>) -> Self {
-        ConfigError { origin: Origin::Env { var: var.to_string() }, key: Some(key), message: message.into() }
+        ConfigError {
+            origin: Origin::Env { var: var.to_string() },
+            key: Some(key),
+            message: message.into(),
+        }
     }
 }
 
@@ -67,7 +75,11 @@ pub fn locate(text: &str, section: &str, key: &str) -> Option<usize> {
         }
         let Some((lhs, _)) = line.split_once('=') else { continue };
         let lhs = lhs.trim().trim_matches('"');
-        let full = if current.is_empty() { lhs.to_string() } else { format!("{current}.{lhs}") };
+        let full = if current.is_empty() {
+            lhs.to_string()
+        } else {
+            format!("{current}.{lhs}")
+        };
         if full == format!("{section}.{key}") {
             return Some(i + 1);
         }
@@ -91,7 +103,11 @@ pub fn key_at_line(text: &str, line: usize) -> Option<String> {
             if lhs.is_empty() {
                 return None;
             }
-            return Some(if current.is_empty() { lhs.to_string() } else { format!("{current}.{lhs}") });
+            return Some(if current.is_empty() {
+                lhs.to_string()
+            } else {
+                format!("{current}.{lhs}")
+            });
         }
     }
     None

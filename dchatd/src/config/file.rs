@@ -51,9 +51,15 @@ section!(ControlSection {
     max_connections: u64,
     idle_timeout: u64,
 });
-section!(StorageSection { state_dir: String, synchronous: String });
+section!(StorageSection {
+    state_dir: String,
+    synchronous: String
+});
 section!(ListenSection { listen: String });
-section!(LogSection { level: String, format: LogFormat });
+section!(LogSection {
+    level: String,
+    format: LogFormat
+});
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

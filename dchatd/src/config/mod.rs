@@ -124,30 +124,48 @@ fn config_file(flags: &Flags) -> Option<PathBuf> {
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::file(path.to_path_buf(), None, None, format!("cannot read configuration: {e}")))
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::file(
+            path.to_path_buf(),
+            None,
+            None,
+            format!("cannot read configuration: {e}"),
+        )
+    })
 }
 
 /// Checks what the configuration names outside itself — the control group
 /// must exist — so that `--check-config` catches it and the daemon fails
 /// before touching any state.
 pub fn verify_system(config: &Config) -> Result<(), ConfigError> {
-    let Some(group) = &config.control.group else { return Ok(()) };
+    let Some(group) = &config.control.group else {
+        return Ok(());
+    };
     if let Ok(Some(_)) = nix::unistd::Group::from_name(group) {
         return Ok(());
     }
     let origin = match std::env::var("DCHAT_CONTROL_GROUP") {
-        Ok(_) => Origin::Env { var: "DCHAT_CONTROL_GROUP".into() },
+        Ok(_) => Origin::Env {
+            var: "DCHAT_CONTROL_GROUP".into(),
+        },
         Err(_) => {
-            let path = config.source.file.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
-            let line = std::fs::read_to_string(&path).ok().and_then(|t| error::locate(&t, "control", "group"));
+            let path = config
+                .source
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<defaults>"));
+            let line = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| error::locate(&t, "control", "group"));
             Origin::File { path, line }
         }
     };
     Err(ConfigError {
         origin,
         key: Some("control.group".into()),
-        message: format!("group {group:?} does not exist; create it (the package's sysusers.d entry does) or set group = \"\""),
+        message: format!(
+            "group {group:?} does not exist; create it (the package's sysusers.d entry does) or set group = \"\""
+        ),
     })
 }
 

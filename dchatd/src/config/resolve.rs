@@ -8,7 +8,9 @@ use super::env::EnvOverrides;
 use super::error::{key_at_line, line_of, locate, ConfigError, Origin};
 use super::file::{PartialConfig, Role};
 use super::keys::{self, KEYS};
-use super::{Config, ConfigSource, ControlConfig, Flags, LogConfig, NetworkConfig, StorageConfig, DEFAULT_DEV_STATE_DIR};
+use super::{
+    Config, ConfigSource, ControlConfig, Flags, LogConfig, NetworkConfig, StorageConfig, DEFAULT_DEV_STATE_DIR,
+};
 use crate::logging::{self, LogFormat};
 use crate::storage::Synchronous;
 
@@ -32,13 +34,20 @@ impl Resolver<'_> {
             return Origin::Env { var: var.clone() };
         }
         Origin::File {
-            path: self.file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<defaults>")),
+            path: self
+                .file
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("<defaults>")),
             line: self.text.and_then(|t| locate(t, section, key)),
         }
     }
 
     fn bad(&self, section: &str, key: &str, flag: Option<&'static str>, message: impl Into<String>) -> ConfigError {
-        ConfigError { origin: self.origin(section, key, flag), key: Some(format!("{section}.{key}")), message: message.into() }
+        ConfigError {
+            origin: self.origin(section, key, flag),
+            key: Some(format!("{section}.{key}")),
+            message: message.into(),
+        }
     }
 }
 
@@ -67,14 +76,22 @@ fn defaults() -> Result<PartialConfig, ConfigError> {
 fn dev_defaults() -> PartialConfig {
     let mut dev = PartialConfig::default();
     dev.node.roles = Some(vec![Role::User, Role::Relay, Role::Validator]);
-    dev.network.listen = Some(vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip4/127.0.0.1/udp/0/quic-v1".into()]);
+    dev.network.listen = Some(vec![
+        "/ip4/127.0.0.1/tcp/0".into(),
+        "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+    ]);
     dev.control.group = Some(String::new());
     dev.storage.state_dir = Some(DEFAULT_DEV_STATE_DIR.into());
     dev.log.format = Some(LogFormat::Auto);
     dev
 }
 
-pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, env: EnvOverrides) -> Result<Config, ConfigError> {
+pub(super) fn resolve(
+    flags: &Flags,
+    file: Option<&Path>,
+    text: Option<&str>,
+    env: EnvOverrides,
+) -> Result<Config, ConfigError> {
     let mut merged = defaults()?;
     if flags.dev {
         merged = merged.merge(dev_defaults());
@@ -83,14 +100,22 @@ pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, en
         merged = merged.merge(parse_file(path, text)?);
     }
     merged = merged.merge(env.config.clone());
-    let r = Resolver { flags, file, text, env: &env };
+    let r = Resolver {
+        flags,
+        file,
+        text,
+        env: &env,
+    };
     let missing = |section: &str, key: &str| r.bad(section, key, None, "missing value");
 
     let roles = merged.node.roles.clone().ok_or_else(|| missing("node", "roles"))?;
     if roles.is_empty() {
         return Err(r.bad("node", "roles", None, "at least one role is needed"));
     }
-    let shutdown = merged.node.shutdown_timeout.ok_or_else(|| missing("node", "shutdown_timeout"))?;
+    let shutdown = merged
+        .node
+        .shutdown_timeout
+        .ok_or_else(|| missing("node", "shutdown_timeout"))?;
     if !(1..=3600).contains(&shutdown) {
         return Err(r.bad("node", "shutdown_timeout", None, "must be between 1 and 3600 seconds"));
     }
@@ -99,14 +124,25 @@ pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, en
     let bootstrap = merged.network.bootstrap.clone().unwrap_or_default();
     for (key, addrs) in [("listen", &listen), ("bootstrap", &bootstrap)] {
         if let Some(bad) = addrs.iter().find(|a| !looks_like_multiaddr(a)) {
-            return Err(r.bad("network", key, None, format!("{bad:?} is not a multiaddress (like /ip4/127.0.0.1/tcp/7070)")));
+            return Err(r.bad(
+                "network",
+                key,
+                None,
+                format!("{bad:?} is not a multiaddress (like /ip4/127.0.0.1/tcp/7070)"),
+            ));
         }
     }
 
     let state_flag = flags.state_dir.as_ref().map(|_| "--state-dir");
     let state_dir = match &flags.state_dir {
         Some(dir) => dir.clone(),
-        None => PathBuf::from(merged.storage.state_dir.clone().ok_or_else(|| missing("storage", "state_dir"))?),
+        None => PathBuf::from(
+            merged
+                .storage
+                .state_dir
+                .clone()
+                .ok_or_else(|| missing("storage", "state_dir"))?,
+        ),
     };
     if state_dir.as_os_str().is_empty() {
         return Err(r.bad("storage", "state_dir", state_flag, "must not be empty"));
@@ -114,7 +150,14 @@ pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, en
     let synchronous = match merged.storage.synchronous.as_deref() {
         Some("full") | None => Synchronous::Full,
         Some("normal") => Synchronous::Normal,
-        Some(other) => return Err(r.bad("storage", "synchronous", None, format!("expected \"full\" or \"normal\", got {other:?}"))),
+        Some(other) => {
+            return Err(r.bad(
+                "storage",
+                "synchronous",
+                None,
+                format!("expected \"full\" or \"normal\", got {other:?}"),
+            ))
+        }
     };
 
     let control = resolve_control(&r, &merged, &state_dir)?;
@@ -122,7 +165,11 @@ pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, en
     let health_listen = resolve_listen(&r, "health", merged.health.listen.as_deref())?;
 
     let level_flag = flags.log_level.as_ref().map(|_| "--log-level");
-    let level = flags.log_level.clone().or(merged.log.level.clone()).unwrap_or_else(|| "info".into());
+    let level = flags
+        .log_level
+        .clone()
+        .or(merged.log.level.clone())
+        .unwrap_or_else(|| "info".into());
     logging::validate_level(&level).map_err(|e| r.bad("log", "level", level_flag, e.to_string()))?;
     let format = flags.log_format.or(merged.log.format).unwrap_or(LogFormat::Auto);
 
@@ -136,7 +183,10 @@ pub(super) fn resolve(flags: &Flags, file: Option<&Path>, text: Option<&str>, en
         health_listen,
         log: LogConfig { level, format },
         dev: flags.dev,
-        source: ConfigSource { file: file.map(Path::to_path_buf), flags: flags.clone() },
+        source: ConfigSource {
+            file: file.map(Path::to_path_buf),
+            flags: flags.clone(),
+        },
     })
 }
 
@@ -144,7 +194,11 @@ fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -
     let c = &merged.control;
     let socket_flag = r.flags.socket.as_ref().map(|_| "--socket");
     // In --dev the socket follows the state dir unless set explicitly.
-    let socket = match (&r.flags.socket, r.flags.dev, r.env.vars.contains_key("control.socket") || r.text.is_some_and(|t| locate(t, "control", "socket").is_some())) {
+    let socket = match (
+        &r.flags.socket,
+        r.flags.dev,
+        r.env.vars.contains_key("control.socket") || r.text.is_some_and(|t| locate(t, "control", "socket").is_some()),
+    ) {
         (Some(path), _, _) => path.clone(),
         (None, true, false) => state_dir.join("dchatd.sock"),
         _ => PathBuf::from(c.socket.clone().unwrap_or_default()),
@@ -153,7 +207,12 @@ fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -
         return Err(r.bad("control", "socket", socket_flag, "must not be empty"));
     }
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(r.bad("control", "socket", socket_flag, format!("path is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows")));
+        return Err(r.bad(
+            "control",
+            "socket",
+            socket_flag,
+            format!("path is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows"),
+        ));
     }
     let group = c.group.clone().filter(|g| !g.is_empty());
     if let Some(g) = &group {
@@ -165,7 +224,14 @@ fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -
     let mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| r.bad("control", "mode", None, format!("{mode_text:?} is not an octal file mode like \"0660\"")))?;
+        .ok_or_else(|| {
+            r.bad(
+                "control",
+                "mode",
+                None,
+                format!("{mode_text:?} is not an octal file mode like \"0660\""),
+            )
+        })?;
     let frame = c.max_frame_bytes.unwrap_or(1 << 20);
     if !(1024..=64 << 20).contains(&frame) {
         return Err(r.bad("control", "max_frame_bytes", None, "must be between 1024 and 67108864"));
@@ -192,10 +258,14 @@ fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -
 fn resolve_listen(r: &Resolver<'_>, section: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(addr) => addr
-            .parse::<SocketAddr>()
-            .map(Some)
-            .map_err(|_| r.bad(section, "listen", None, format!("{addr:?} is not an address like \"127.0.0.1:9090\""))),
+        Some(addr) => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
+            r.bad(
+                section,
+                "listen",
+                None,
+                format!("{addr:?} is not an address like \"127.0.0.1:9090\""),
+            )
+        }),
     }
 }
 

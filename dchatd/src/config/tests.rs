@@ -10,7 +10,10 @@ fn no_env() -> Vec<(String, String)> {
 fn with_file(text: &str) -> (tempfile::NamedTempFile, Flags) {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
-    let flags = Flags { config: Some(f.path().to_path_buf()), ..Flags::default() };
+    let flags = Flags {
+        config: Some(f.path().to_path_buf()),
+        ..Flags::default()
+    };
     (f, flags)
 }
 
@@ -39,13 +42,24 @@ fn defaults_match_the_contract() {
 
 #[test]
 fn dev_puts_everything_under_the_state_dir() {
-    let flags = Flags { dev: true, state_dir: Some("/tmp/x".into()), ..Flags::default() };
+    let flags = Flags {
+        dev: true,
+        state_dir: Some("/tmp/x".into()),
+        ..Flags::default()
+    };
     let c = load_with_env(&flags, no_env()).unwrap();
     assert_eq!(c.roles, vec![Role::User, Role::Relay, Role::Validator]);
     assert_eq!(c.control.socket, PathBuf::from("/tmp/x/dchatd.sock"));
     assert_eq!(c.storage.database_path(), PathBuf::from("/tmp/x/dchat.sqlite3"));
     assert!(c.control.group.is_none());
-    let default = load_with_env(&Flags { dev: true, ..Flags::default() }, no_env()).unwrap();
+    let default = load_with_env(
+        &Flags {
+            dev: true,
+            ..Flags::default()
+        },
+        no_env(),
+    )
+    .unwrap();
     assert_eq!(default.storage.state_dir, PathBuf::from("./dchat-dev"));
 }
 
@@ -79,16 +93,28 @@ fn bad_file_matrix_names_file_key_and_line() {
         ("[log]\nlevel = \n", ":2:", ""),
         ("[control]\nbogus = 1\n", ":2:", "key `control.bogus`"),
         ("[nosuch]\nx = 1\n", ":1:", "nosuch"),
-        ("[control]\nmax_connections = \"many\"\n", ":2:", "key `control.max_connections`"),
+        (
+            "[control]\nmax_connections = \"many\"\n",
+            ":2:",
+            "key `control.max_connections`",
+        ),
         ("[node]\nroles = [\"king\"]\n", ":2:", "key `node.roles`"),
         ("[log]\nformat = \"xml\"\n", ":2:", "key `log.format`"),
-        ("\n\n[control]\nmax_connections = 0\n", ":4:", "key `control.max_connections`"),
+        (
+            "\n\n[control]\nmax_connections = 0\n",
+            ":4:",
+            "key `control.max_connections`",
+        ),
         ("[control]\nmode = \"999\"\n", ":2:", "key `control.mode`"),
         ("[metrics]\nlisten = \"nope\"\n", ":2:", "key `metrics.listen`"),
         ("[network]\nlisten = [\"tcp:7070\"]\n", ":2:", "key `network.listen`"),
         ("[log]\nlevel = \"loud\"\n", ":2:", "key `log.level`"),
         ("[node]\nroles = []\n", ":2:", "key `node.roles`"),
-        ("[storage]\nsynchronous = \"sometimes\"\n", ":2:", "key `storage.synchronous`"),
+        (
+            "[storage]\nsynchronous = \"sometimes\"\n",
+            ":2:",
+            "key `storage.synchronous`",
+        ),
     ];
     for (text, line, key) in cases {
         let e = err(text);
@@ -106,7 +132,9 @@ fn bad_env_names_the_variable() {
         ("DCHAT_CONTROL_PUBLIC_READ", "maybe", "true or false"),
         ("DCHAT_CONTROL_IDLE_TIMEOUT", "0", "DCHAT_CONTROL_IDLE_TIMEOUT"),
     ] {
-        let e = load_with_env(&flags, vec![(var.to_string(), value.to_string())]).unwrap_err().to_string();
+        let e = load_with_env(&flags, vec![(var.to_string(), value.to_string())])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{var}: {e}");
         assert!(e.contains("key `"), "{var}: {e}");
     }
@@ -114,9 +142,15 @@ fn bad_env_names_the_variable() {
 
 #[test]
 fn missing_config_file_is_an_error() {
-    let flags = Flags { config: Some("/nonexistent/dchatd.toml".into()), ..Flags::default() };
+    let flags = Flags {
+        config: Some("/nonexistent/dchatd.toml".into()),
+        ..Flags::default()
+    };
     let e = load_with_env(&flags, no_env()).unwrap_err().to_string();
-    assert!(e.starts_with("/nonexistent/dchatd.toml: cannot read configuration"), "{e}");
+    assert!(
+        e.starts_with("/nonexistent/dchatd.toml: cannot read configuration"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -47,7 +47,9 @@ impl Policy {
         // Supplementary groups come from the user database, as login does.
         match User::from_uid(peer.uid) {
             Ok(Some(user)) => match std::ffi::CString::new(user.name) {
-                Ok(name) => getgrouplist(&name, peer.gid).map(|g| g.contains(&group)).unwrap_or(false),
+                Ok(name) => getgrouplist(&name, peer.gid)
+                    .map(|g| g.contains(&group))
+                    .unwrap_or(false),
                 Err(_) => false,
             },
             _ => false,
@@ -60,12 +62,20 @@ mod tests {
     use super::*;
 
     fn peer(uid: u32, gid: u32) -> Peer {
-        Peer { uid: Uid::from_raw(uid), gid: Gid::from_raw(gid), pid: None }
+        Peer {
+            uid: Uid::from_raw(uid),
+            gid: Gid::from_raw(gid),
+            pid: None,
+        }
     }
 
     #[test]
     fn root_and_self_are_allowed_others_denied() {
-        let p = Policy { daemon_uid: Uid::from_raw(1234), group: None, public_read: false };
+        let p = Policy {
+            daemon_uid: Uid::from_raw(1234),
+            group: None,
+            public_read: false,
+        };
         assert_eq!(p.decide(&peer(0, 0)), Access::Full);
         assert_eq!(p.decide(&peer(1234, 99)), Access::Full);
         assert_eq!(p.decide(&peer(65534, 65534)), Access::Denied);
@@ -73,7 +83,11 @@ mod tests {
 
     #[test]
     fn group_by_primary_gid_and_public_read() {
-        let p = Policy { daemon_uid: Uid::from_raw(1234), group: Some(Gid::from_raw(4242)), public_read: true };
+        let p = Policy {
+            daemon_uid: Uid::from_raw(1234),
+            group: Some(Gid::from_raw(4242)),
+            public_read: true,
+        };
         assert_eq!(p.decide(&peer(5000, 4242)), Access::Full);
         assert_eq!(p.decide(&peer(65534, 65534)), Access::ReadOnly);
     }

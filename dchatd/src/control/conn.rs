@@ -33,7 +33,13 @@ pub struct Conn {
 impl Conn {
     pub fn new(stream: Stream, access: Access, limits: Limits) -> Conn {
         let (read, write) = tokio::io::split(stream);
-        Conn { reader: BufReader::new(read), writer: write, buf: Vec::new(), limits, access }
+        Conn {
+            reader: BufReader::new(read),
+            writer: write,
+            buf: Vec::new(),
+            limits,
+            access,
+        }
     }
 
     /// Writes one reply; a client that stops reading is cut off after the
@@ -86,11 +92,11 @@ impl Conn {
             }
             // After a frame that is not a call we cannot trust what follows:
             // say why, then hang up.
-            let call: Call = match serde_json::from_slice(&self.buf) {
+            let call = match parse_call(&self.buf) {
                 Ok(call) => call,
-                Err(e) => {
-                    tracing::info!(error = %e, "malformed control request");
-                    let _ = self.send(&invalid(&format!("not a Varlink call: {e}"))).await;
+                Err(reason) => {
+                    tracing::info!(error = %reason, "malformed control request");
+                    let _ = self.send(&invalid(&reason)).await;
                     return;
                 }
             };
@@ -99,6 +105,16 @@ impl Conn {
             }
         }
     }
+}
+
+/// A call must be a JSON object; serde alone would also take an array in
+/// field order, which Varlink does not allow.
+fn parse_call(bytes: &[u8]) -> Result<Call, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("a Varlink call must be a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| format!("not a Varlink call: {e}"))
 }
 
 fn invalid(reason: &str) -> Reply {

@@ -40,7 +40,10 @@ pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &Ca
         return flow(conn.send(&unknown_method(method)).await);
     };
     if conn.access == Access::ReadOnly && !info.read_only {
-        tracing::warn!(method, "control call refused: read-only access (public_read) covers only read-only methods");
+        tracing::warn!(
+            method,
+            "control call refused: read-only access (public_read) covers only read-only methods"
+        );
         return flow(conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await);
     }
     if call.upgrade {
@@ -73,8 +76,13 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
         api::GET_INTERFACE_DESCRIPTION => {
             let p: api::InterfaceDescriptionParams = parse(params)?;
             match interfaces::description(&p.interface) {
-                Some(d) => encode(api::InterfaceDescription { description: d.to_string() }),
-                None => Err(Reply::error(std_errors::INTERFACE_NOT_FOUND, json!({ "interface": p.interface }))),
+                Some(d) => encode(api::InterfaceDescription {
+                    description: d.to_string(),
+                }),
+                None => Err(Reply::error(
+                    std_errors::INTERFACE_NOT_FOUND,
+                    json!({ "interface": p.interface }),
+                )),
             }
         }
         api::STATUS => {
@@ -107,7 +115,10 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
             let p: api::AccountName = parse(params)?;
             encode(node.export_account(p.name).await.map_err(service_error)?)
         }
-        other => Err(Reply::error(std_errors::METHOD_NOT_IMPLEMENTED, json!({ "method": other }))),
+        other => Err(Reply::error(
+            std_errors::METHOD_NOT_IMPLEMENTED,
+            json!({ "method": other }),
+        )),
     }
 }
 
@@ -187,7 +198,9 @@ fn service_error(e: ServiceError) -> Reply {
         ServiceError::NameTaken(name) => (dchat_errors::NAME_TAKEN, json!({ "name": name })),
         ServiceError::AlreadyExists { name, id } => (dchat_errors::ALREADY_EXISTS, json!({ "name": name, "id": id })),
         ServiceError::NotFound(name) => (dchat_errors::NOT_FOUND, json!({ "name": name })),
-        ServiceError::InvalidName { name, reason } => (dchat_errors::INVALID_NAME, json!({ "name": name, "reason": reason })),
+        ServiceError::InvalidName { name, reason } => {
+            (dchat_errors::INVALID_NAME, json!({ "name": name, "reason": reason }))
+        }
         ServiceError::InvalidKey(reason) => (dchat_errors::INVALID_KEY, json!({ "reason": reason })),
         ServiceError::InvalidParameter(p) => (std_errors::INVALID_PARAMETER, json!({ "parameter": p })),
         ServiceError::ShuttingDown => (dchat_errors::SHUTTING_DOWN, json!({})),

@@ -33,25 +33,39 @@ pub fn resolve_group(config: &ControlConfig) -> Result<Option<Gid>, DaemonError>
     match Group::from_name(name) {
         Ok(Some(group)) => Ok(Some(group.gid)),
         Ok(None) => Err(DaemonError::GroupNotFound(name.clone())),
-        Err(e) => Err(DaemonError::Socket { path: config.socket.clone(), message: format!("looking up group {name:?}: {e}") }),
+        Err(e) => Err(DaemonError::Socket {
+            path: config.socket.clone(),
+            message: format!("looking up group {name:?}: {e}"),
+        }),
     }
 }
 
 pub fn bind(config: &ControlConfig) -> Result<BoundSocket, DaemonError> {
     let group = resolve_group(config)?;
-    let sock_err = |message: String| DaemonError::Socket { path: config.socket.clone(), message };
+    let sock_err = |message: String| DaemonError::Socket {
+        path: config.socket.clone(),
+        message,
+    };
     if let Some(std_listener) = systemd::take_listener(FD_NAME).map_err(|e| sock_err(e.to_string()))? {
         let path = std_listener
             .local_addr()
             .ok()
             .and_then(|a| a.as_pathname().map(Path::to_path_buf))
             .unwrap_or_else(|| config.socket.clone());
-        std_listener.set_nonblocking(true).map_err(|e| sock_err(e.to_string()))?;
-        let mut listener = Listener::try_from(std::os::fd::OwnedFd::from(std_listener)).map_err(|e| sock_err(e.to_string()))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| sock_err(e.to_string()))?;
+        let mut listener =
+            Listener::try_from(std::os::fd::OwnedFd::from(std_listener)).map_err(|e| sock_err(e.to_string()))?;
         // systemd created the file and removes it; we must not.
         listener.do_not_reclaim_name_on_drop();
         tracing::info!(socket = %path.display(), "using the control socket passed by systemd");
-        return Ok(BoundSocket { listener, path, activated: true, group });
+        return Ok(BoundSocket {
+            listener,
+            path,
+            activated: true,
+            group,
+        });
     }
 
     let path = config.socket.clone();
@@ -59,7 +73,10 @@ pub fn bind(config: &ControlConfig) -> Result<BoundSocket, DaemonError> {
         std::fs::create_dir_all(parent).map_err(|e| sock_err(format!("creating {}: {e}", parent.display())))?;
     }
     clear_stale(&path)?;
-    let name = path.as_path().to_fs_name::<GenericFilePath>().map_err(|e| sock_err(e.to_string()))?;
+    let name = path
+        .as_path()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|e| sock_err(e.to_string()))?;
     let listener = ListenerOptions::new()
         .name(name)
         .mode(config.mode)
@@ -68,12 +85,19 @@ pub fn bind(config: &ControlConfig) -> Result<BoundSocket, DaemonError> {
         .map_err(|e| sock_err(format!("cannot listen: {e}")))?;
     let interprocess::local_socket::tokio::Listener::UdSocket(listener) = listener;
     if let Some(gid) = group {
-        nix::unistd::chown(&path, None, Some(gid)).map_err(|e| sock_err(format!("cannot give the socket to group {gid}: {e}")))?;
+        nix::unistd::chown(&path, None, Some(gid))
+            .map_err(|e| sock_err(format!("cannot give the socket to group {gid}: {e}")))?;
     }
     // fchmod before bind already set the mode; make sure no umask narrowed it.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.mode)).map_err(|e| sock_err(e.to_string()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.mode))
+        .map_err(|e| sock_err(e.to_string()))?;
     tracing::info!(socket = %path.display(), mode = format!("{:o}", config.mode), "control socket bound");
-    Ok(BoundSocket { listener, path, activated: false, group })
+    Ok(BoundSocket {
+        listener,
+        path,
+        activated: false,
+        group,
+    })
 }
 
 /// A socket file left by a daemon that died is replaced; one that still
@@ -83,7 +107,12 @@ fn clear_stale(path: &Path) -> Result<(), DaemonError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(DaemonError::Socket { path: path.to_path_buf(), message: e.to_string() }),
+        Err(e) => {
+            return Err(DaemonError::Socket {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        }
     };
     if !meta.file_type().is_socket() {
         return Err(DaemonError::Socket {
@@ -95,9 +124,22 @@ fn clear_stale(path: &Path) -> Result<(), DaemonError> {
         Ok(_) => Err(DaemonError::SocketInUse(path.to_path_buf())),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused || e.kind() == ErrorKind::NotFound => {
             tracing::info!(socket = %path.display(), "removing a stale control socket");
-            std::fs::remove_file(path).or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(()) } else { Err(e) })
-                .map_err(|e| DaemonError::Socket { path: path.to_path_buf(), message: format!("cannot remove stale socket: {e}") })
+            std::fs::remove_file(path)
+                .or_else(|e| {
+                    if e.kind() == ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| DaemonError::Socket {
+                    path: path.to_path_buf(),
+                    message: format!("cannot remove stale socket: {e}"),
+                })
         }
-        Err(e) => Err(DaemonError::Socket { path: path.to_path_buf(), message: format!("cannot probe existing socket: {e}") }),
+        Err(e) => Err(DaemonError::Socket {
+            path: path.to_path_buf(),
+            message: format!("cannot probe existing socket: {e}"),
+        }),
     }
 }

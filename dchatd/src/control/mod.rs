@@ -33,9 +33,22 @@ use crate::service::Node;
 
 /// Serves the bound socket until `shutdown`; every connection task is
 /// tracked by `tasks` so teardown can wait for them.
-pub fn spawn(bound: BoundSocket, config: &ControlConfig, node: Arc<Node>, shutdown: CancellationToken, tasks: &TaskTracker) {
-    let policy = Policy { daemon_uid: Uid::effective(), group: bound.group, public_read: config.public_read };
-    let limits = Limits { max_frame: config.max_frame_bytes, idle_timeout: config.idle_timeout };
+pub fn spawn(
+    bound: BoundSocket,
+    config: &ControlConfig,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let policy = Policy {
+        daemon_uid: Uid::effective(),
+        group: bound.group,
+        public_read: config.public_read,
+    };
+    let limits = Limits {
+        max_frame: config.max_frame_bytes,
+        idle_timeout: config.idle_timeout,
+    };
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let max = config.max_connections;
     let inner_tasks = tasks.clone();
@@ -73,17 +86,32 @@ async fn accept_loop(
         let Some(peer) = peer_of(&stream) else { continue };
         let access = policy.decide(&peer);
         if access == Access::Denied {
-            tracing::warn!(peer_uid = peer.uid.as_raw(), peer_gid = peer.gid.as_raw(), peer_pid = peer.pid, "control connection refused: not root, the daemon's user, or in the control group");
+            tracing::warn!(
+                peer_uid = peer.uid.as_raw(),
+                peer_gid = peer.gid.as_raw(),
+                peer_pid = peer.pid,
+                "control connection refused: not root, the daemon's user, or in the control group"
+            );
         }
         // Refused peers are answered from their own small pool with a short
         // timeout, so they cannot use up the slots of permitted clients.
         let (pool, limits) = if access == Access::Denied {
-            (&denied_slots, Limits { idle_timeout: limits.idle_timeout.min(DENIED_TIMEOUT), ..limits })
+            (
+                &denied_slots,
+                Limits {
+                    idle_timeout: limits.idle_timeout.min(DENIED_TIMEOUT),
+                    ..limits
+                },
+            )
         } else {
             (&slots, limits)
         };
         let Ok(permit) = Arc::clone(pool).try_acquire_owned() else {
-            tracing::warn!(limit = max, peer_uid = peer.uid.as_raw(), "too many control connections; refusing one");
+            tracing::warn!(
+                limit = max,
+                peer_uid = peer.uid.as_raw(),
+                "too many control connections; refusing one"
+            );
             tasks.spawn(refuse_busy(stream, max, limits));
             continue;
         };
@@ -134,6 +162,10 @@ async fn refuse_busy(stream: Stream, limit: usize, limits: Limits) {
     let (_read, mut write) = tokio::io::split(stream);
     let reply = Reply::error(dchat_errors::TOO_MANY_CONNECTIONS, json!({ "limit": limit }));
     if let Ok(payload) = serde_json::to_vec(&reply) {
-        let _ = tokio::time::timeout(limits.idle_timeout.min(std::time::Duration::from_secs(1)), write_frame(&mut write, &payload)).await;
+        let _ = tokio::time::timeout(
+            limits.idle_timeout.min(std::time::Duration::from_secs(1)),
+            write_frame(&mut write, &payload),
+        )
+        .await;
     }
 }

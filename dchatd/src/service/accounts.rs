@@ -16,7 +16,10 @@ use crate::storage::{AccountRow, Database, StorageError};
 /// Account names follow the one rule in the protocol crate.
 pub fn validate_name(name: &str) -> Result<(), ServiceError> {
     match api::account_name_problem(name) {
-        Some(reason) => Err(ServiceError::InvalidName { name: name.to_string(), reason: reason.to_string() }),
+        Some(reason) => Err(ServiceError::InvalidName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }),
         None => Ok(()),
     }
 }
@@ -39,9 +42,18 @@ fn to_api(row: AccountRow) -> api::Account {
 }
 
 /// Stores `identity` as local account `name`: key file, then row.
-fn store(db: &Database, keystore: &Keystore, name: &str, identity: &Identity, burner: bool) -> Result<AccountRow, ServiceError> {
+fn store(
+    db: &Database,
+    keystore: &Keystore,
+    name: &str,
+    identity: &Identity,
+    burner: bool,
+) -> Result<AccountRow, ServiceError> {
     if let Some(existing) = db.account_by_id(&identity.id())? {
-        return Err(ServiceError::AlreadyExists { name: existing.name, id: existing.id });
+        return Err(ServiceError::AlreadyExists {
+            name: existing.name,
+            id: existing.id,
+        });
     }
     if db.account_by_name(name)?.is_some() || name_taken_any_case(db, name)? {
         return Err(ServiceError::NameTaken(name.to_string()));
@@ -65,7 +77,10 @@ fn store(db: &Database, keystore: &Keystore, name: &str, identity: &Identity, bu
                 tracing::warn!(id = %row.id, error = %rm, "could not remove the key file of a failed account insert");
             }
             Err(match e {
-                StorageError::IdTaken(_) => ServiceError::AlreadyExists { name: name.to_string(), id: row.id },
+                StorageError::IdTaken(_) => ServiceError::AlreadyExists {
+                    name: name.to_string(),
+                    id: row.id,
+                },
                 other => other.into(),
             })
         }
@@ -75,10 +90,7 @@ fn store(db: &Database, keystore: &Keystore, name: &str, identity: &Identity, bu
 /// The database enforces case-insensitive uniqueness; asking first lets us
 /// answer NameTaken before writing a key file.
 fn name_taken_any_case(db: &Database, name: &str) -> Result<bool, ServiceError> {
-    Ok(db
-        .list_accounts()?
-        .iter()
-        .any(|a| a.name.eq_ignore_ascii_case(name)))
+    Ok(db.list_accounts()?.iter().any(|a| a.name.eq_ignore_ascii_case(name)))
 }
 
 fn find(db: &Database, name_or_id: &str) -> Result<AccountRow, ServiceError> {

@@ -32,7 +32,10 @@ pub struct Node {
 impl Node {
     pub fn new(config: Config, db: Database, keystore: Keystore, peer_id: String) -> Result<Arc<Node>, ServiceError> {
         let accounts = db.count_accounts()?;
-        let (status, _) = watch::channel(StatusSnapshot { accounts, ..StatusSnapshot::default() });
+        let (status, _) = watch::channel(StatusSnapshot {
+            accounts,
+            ..StatusSnapshot::default()
+        });
         Ok(Arc::new(Node {
             config,
             db: Mutex::new(Some(db)),
@@ -61,7 +64,8 @@ impl Node {
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.status.send_if_modified(|s| std::mem::replace(&mut s.ready, ready) != ready);
+        self.status
+            .send_if_modified(|s| std::mem::replace(&mut s.ready, ready) != ready);
     }
 
     /// Runs `f` with the database on a blocking thread: SQLite calls block,
@@ -94,7 +98,8 @@ impl Node {
     }
 
     pub(crate) fn update_accounts(&self, accounts: u64) {
-        self.status.send_if_modified(|s| std::mem::replace(&mut s.accounts, accounts) != accounts);
+        self.status
+            .send_if_modified(|s| std::mem::replace(&mut s.accounts, accounts) != accounts);
     }
 
     pub fn uptime_seconds(&self) -> u64 {

@@ -63,7 +63,11 @@ impl Node {
             api::HealthCheck {
                 name: "database".into(),
                 ok: snap.ready,
-                detail: if snap.ready { "open and migrated".into() } else { "not open".into() },
+                detail: if snap.ready {
+                    "open and migrated".into()
+                } else {
+                    "not open".into()
+                },
             },
         ];
         let ready = checks.iter().all(|c| c.ok);

@@ -39,9 +39,7 @@ impl AccountRow {
             created_at: row.get(6)?,
             registration_block: row
                 .get::<_, Option<i64>>(7)?
-                .map(|h| {
-                    u64::try_from(h).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(7, h))
-                })
+                .map(|h| u64::try_from(h).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(7, h)))
                 .transpose()?,
         })
     }
@@ -147,8 +145,7 @@ fn taken_column(err: &rusqlite::Error) -> Option<&str> {
     if !unique {
         return None;
     }
-    msg.strip_prefix("UNIQUE constraint failed: ")
-        .map(str::trim)
+    msg.strip_prefix("UNIQUE constraint failed: ").map(str::trim)
 }
 
 #[cfg(test)]
@@ -220,10 +217,7 @@ mod tests {
                 ..alice()
             };
             let err = db.insert_account(&row).unwrap_err();
-            assert!(
-                matches!(&err, StorageError::NameTaken(n) if n == name),
-                "{err}"
-            );
+            assert!(matches!(&err, StorageError::NameTaken(n) if n == name), "{err}");
         }
         assert_eq!(db.count_accounts().unwrap(), 1);
     }
@@ -237,10 +231,7 @@ mod tests {
             ..alice()
         };
         let err = db.insert_account(&row).unwrap_err();
-        assert!(
-            matches!(&err, StorageError::IdTaken(id) if id == "id-alice"),
-            "{err}"
-        );
+        assert!(matches!(&err, StorageError::IdTaken(id) if id == "id-alice"), "{err}");
     }
 
     #[test]
@@ -250,17 +241,11 @@ mod tests {
             registration_block: Some(u64::MAX),
             ..alice()
         };
-        assert!(matches!(
-            db.insert_account(&row),
-            Err(StorageError::Sqlite(_))
-        ));
+        assert!(matches!(db.insert_account(&row), Err(StorageError::Sqlite(_))));
         let row = AccountRow {
             name: String::new(),
             ..alice()
         };
-        assert!(matches!(
-            db.insert_account(&row),
-            Err(StorageError::Sqlite(_))
-        ));
+        assert!(matches!(db.insert_account(&row), Err(StorageError::Sqlite(_))));
     }
 }

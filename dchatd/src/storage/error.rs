@@ -12,18 +12,12 @@ pub enum StorageError {
     /// The database file could not be created (missing parent directory,
     /// permissions). Raised before SQLite is involved.
     #[error("cannot create database {}: {source}", path.display())]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
 
     /// SQLite refused to open the file or to apply the open-time pragmas;
     /// this is also what a file that is not a database turns into.
     #[error("cannot open database {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
 
     /// `journal_mode=WAL` did not take. We refuse to run in another mode
     /// because concurrent backup and crash recovery assume WAL.
@@ -60,10 +54,7 @@ pub enum StorageError {
 
     /// The final checkpoint or close failed.
     #[error("cannot close database {}: {source}", path.display())]
-    Close {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Close { path: PathBuf, source: rusqlite::Error },
 
     /// Any other SQLite failure.
     #[error("database error: {0}")]

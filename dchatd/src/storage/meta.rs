@@ -52,9 +52,7 @@ mod tests {
         let db = Database::in_memory().unwrap();
         let id = db.get_meta(META_DATABASE_ID).unwrap().unwrap();
         assert_eq!(id.len(), 32);
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         let other = Database::in_memory().unwrap();
         assert_ne!(other.get_meta(META_DATABASE_ID).unwrap().unwrap(), id);
 

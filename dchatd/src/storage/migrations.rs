@@ -95,10 +95,7 @@ fn supported_version(conn: &Connection, supported: u32) -> Result<u32, StorageEr
     Ok(found)
 }
 
-fn migrate_with(
-    conn: &Connection,
-    list: &'static [Migration],
-) -> Result<Vec<&'static Migration>, StorageError> {
+fn migrate_with(conn: &Connection, list: &'static [Migration]) -> Result<Vec<&'static Migration>, StorageError> {
     let supported = list.last().map_or(0, |m| m.version);
     let mut done = Vec::new();
     for step in list {
@@ -112,19 +109,14 @@ fn migrate_with(
         if supported_version(&tx, supported)? >= step.version {
             continue;
         }
-        tracing::info!(
-            version = step.version,
-            name = step.name,
-            "applying database migration"
-        );
+        tracing::info!(version = step.version, name = step.name, "applying database migration");
         let fail = |source| StorageError::Migration {
             version: step.version,
             name: step.name,
             source,
         };
         tx.execute_batch(step.sql).map_err(fail)?;
-        tx.pragma_update(None, "user_version", step.version)
-            .map_err(fail)?;
+        tx.pragma_update(None, "user_version", step.version).map_err(fail)?;
         tx.commit().map_err(fail)?;
         done.push(step);
     }
@@ -172,18 +164,14 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&conn).unwrap_err();
         assert!(matches!(
             err,
             StorageError::SchemaTooNew { found, supported }
                 if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
         ));
-        assert!(matches!(
-            pending(&conn),
-            Err(StorageError::SchemaTooNew { .. })
-        ));
+        assert!(matches!(pending(&conn), Err(StorageError::SchemaTooNew { .. })));
         assert!(!table_exists(&conn, "accounts"));
     }
 
@@ -191,10 +179,7 @@ mod tests {
     fn negative_user_version_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", -1).unwrap();
-        assert!(matches!(
-            migrate(&conn),
-            Err(StorageError::SchemaTooNew { .. })
-        ));
+        assert!(matches!(migrate(&conn), Err(StorageError::SchemaTooNew { .. })));
     }
 
     #[test]

@@ -75,9 +75,7 @@ impl Database {
             source,
         };
         // Without SQLITE_OPEN_URI: the path is a file name, never a URI.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
 
@@ -164,11 +162,7 @@ impl Database {
 /// SQLite would create it world-readable, and the -wal/-shm files copy the
 /// main file's mode. An existing file is left alone.
 fn create_private(path: &Path) -> Result<(), StorageError> {
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
+    let created = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     match created {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),

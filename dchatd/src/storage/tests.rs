@@ -11,9 +11,7 @@ fn fresh() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn pragma_i64(db: &Database, name: &str) -> i64 {
-    db.conn()
-        .pragma_query_value(None, name, |row| row.get(0))
-        .unwrap()
+    db.conn().pragma_query_value(None, name, |row| row.get(0)).unwrap()
 }
 
 fn account(name: &str) -> AccountRow {
@@ -117,10 +115,8 @@ fn newer_schema_is_refused_and_left_untouched() {
         // A rollback-journal database "from the future": opening it in WAL
         // mode would rewrite its header, so any write would show.
         let raw = Connection::open(&path).unwrap();
-        raw.execute_batch("CREATE TABLE future (x INTEGER);")
-            .unwrap();
-        raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        raw.execute_batch("CREATE TABLE future (x INTEGER);").unwrap();
+        raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
     }
     let before = std::fs::read(&path).unwrap();
 
@@ -144,10 +140,7 @@ fn missing_parent_names_the_path() {
     let path = dir.path().join("no-such-dir").join("dchat.db");
     let err = Database::open(&path, &StorageOptions::default()).unwrap_err();
     assert!(matches!(err, StorageError::Create { .. }), "{err}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
 #[test]
@@ -156,10 +149,7 @@ fn garbage_file_is_an_open_error() {
     std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
     let err = Database::open(&path, &StorageOptions::default()).unwrap_err();
     assert!(matches!(err, StorageError::Open { .. }), "{err}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
 #[test]

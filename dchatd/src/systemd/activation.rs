@@ -39,11 +39,7 @@ pub enum ActivationError {
     AlreadyTaken(String),
     /// The passed fd is not what dchatd can serve on.
     #[error("socket {name:?} passed by systemd (fd {fd}) is {found}, expected a listening Unix stream socket")]
-    WrongKind {
-        name: String,
-        fd: RawFd,
-        found: String,
-    },
+    WrongKind { name: String, fd: RawFd, found: String },
 }
 
 /// One socket systemd passed, with its `FileDescriptorName=`.
@@ -74,9 +70,7 @@ fn table() -> Result<MutexGuard<'static, Table>, ActivationError> {
     // Nothing panics while holding the lock, but if something ever did, the
     // table is still consistent (each change is a single assignment or
     // remove), so carry on rather than propagate the poison.
-    let mut table = TABLE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut table = TABLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !table.read {
         // Marked before anything can fail, so a bad environment is reported
         // once and later calls see "nothing passed" instead of trying to
@@ -135,10 +129,7 @@ pub fn take_listener(name: &str) -> Result<Option<UnixListener>, ActivationError
             }
         });
     };
-    let Inherited {
-        name: passed_name,
-        fd,
-    } = left.remove(index);
+    let Inherited { name: passed_name, fd } = left.remove(index);
     let raw = fd.as_raw_fd();
     if let Err(found) = check_listening_unix_stream(&fd) {
         return Err(ActivationError::WrongKind {
@@ -180,9 +171,7 @@ fn adopt_all(names: Vec<String>) -> Result<Vec<Inherited>, ActivationError> {
     // sd_notify::listen_fds re-checks LISTEN_PID, and it probes every fd with
     // fcntl(F_GETFD) and sets FD_CLOEXEC, failing with EBADF on a closed one.
     // Only after that succeeds for all of them do we adopt any.
-    let fds: Vec<RawFd> = sd_notify::listen_fds()
-        .map_err(ActivationError::Adopt)?
-        .collect();
+    let fds: Vec<RawFd> = sd_notify::listen_fds().map_err(ActivationError::Adopt)?.collect();
     if fds.len() != names.len() {
         return Err(ActivationError::Environment(format!(
             "LISTEN_FDS announces {} fds but {} were found",
@@ -193,10 +182,7 @@ fn adopt_all(names: Vec<String>) -> Result<Vec<Inherited>, ActivationError> {
     Ok(fds
         .into_iter()
         .zip(names)
-        .map(|(fd, name)| Inherited {
-            name,
-            fd: adopt(fd),
-        })
+        .map(|(fd, name)| Inherited { name, fd: adopt(fd) })
         .collect())
 }
 
@@ -285,9 +271,7 @@ fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), String> {
                 Some(other) => format!("{other:?}"),
                 None => "unknown".to_owned(),
             };
-            return Err(format!(
-                "a socket of family {family} (ListenStream= must be a path)"
-            ));
+            return Err(format!("a socket of family {family} (ListenStream= must be a path)"));
         }
         Err(e) => return Err(format!("a socket whose address cannot be read ({e})")),
     }
@@ -295,9 +279,7 @@ fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), String> {
         Ok(true) => Ok(()),
         // With Accept=yes systemd passes one connected socket per client.
         Ok(false) => Err("a socket that is not listening (is Accept=yes set?)".into()),
-        Err(e) => Err(format!(
-            "a socket whose listening state cannot be read ({e})"
-        )),
+        Err(e) => Err(format!("a socket whose listening state cannot be read ({e})")),
     }
 }
 
@@ -314,10 +296,7 @@ mod tests {
     fn env_absent_or_for_another_pid_means_not_activated() {
         assert_eq!(parse_listen_env(None, None, None, 7), Ok(None));
         assert_eq!(parse_listen_env(None, Some("1"), None, 7), Ok(None));
-        assert_eq!(
-            parse_listen_env(Some("8"), Some("1"), Some("control"), 7),
-            Ok(None)
-        );
+        assert_eq!(parse_listen_env(Some("8"), Some("1"), Some("control"), 7), Ok(None));
     }
 
     #[test]
@@ -326,10 +305,7 @@ mod tests {
             parse_listen_env(Some("7"), Some("2"), None, 7),
             Ok(Some(names(&["unknown", "unknown"])))
         );
-        assert_eq!(
-            parse_listen_env(Some("7"), Some("0"), None, 7),
-            Ok(Some(vec![]))
-        );
+        assert_eq!(parse_listen_env(Some("7"), Some("0"), None, 7), Ok(Some(vec![])));
     }
 
     #[test]
@@ -373,10 +349,7 @@ mod tests {
     fn check_accepts_listening_unix_stream() {
         let dir = tempfile::tempdir().unwrap();
         let listener = UnixListener::bind(dir.path().join("s")).unwrap();
-        assert_eq!(
-            check_listening_unix_stream(&OwnedFd::from(listener)),
-            Ok(())
-        );
+        assert_eq!(check_listening_unix_stream(&OwnedFd::from(listener)), Ok(()));
     }
 
     #[test]

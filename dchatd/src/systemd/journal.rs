@@ -53,9 +53,6 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         let stat = nix::sys::stat::fstat(&file).unwrap();
         let formatted = format!("{}:{}", stat.st_dev, stat.st_ino);
-        assert_eq!(
-            parse_journal_stream(&formatted),
-            Some((stat.st_dev, stat.st_ino))
-        );
+        assert_eq!(parse_journal_stream(&formatted), Some((stat.st_dev, stat.st_ino)));
     }
 }

@@ -75,14 +75,8 @@ mod tests {
 
     #[test]
     fn interval_is_half_the_timeout() {
-        assert_eq!(
-            interval_from(Some("30000000"), None, 42),
-            Some(Duration::from_secs(15))
-        );
-        assert_eq!(
-            interval_from(Some("3"), None, 42),
-            Some(Duration::from_micros(1))
-        );
+        assert_eq!(interval_from(Some("30000000"), None, 42), Some(Duration::from_secs(15)));
+        assert_eq!(interval_from(Some("3"), None, 42), Some(Duration::from_micros(1)));
     }
 
     #[test]
