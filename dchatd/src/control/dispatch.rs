@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::Access;
 use super::conn::Conn;
+use super::handlers;
 use crate::service::{Node, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,57 +68,16 @@ pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &Ca
     flow(conn.send(&reply).await)
 }
 
+/// Hands the call to the handler of its interface.
 async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Value, Reply> {
-    match method {
-        api::GET_INFO => {
-            parse::<api::Empty>(params)?;
-            encode(service_info())
-        }
-        api::GET_INTERFACE_DESCRIPTION => {
-            let p: api::InterfaceDescriptionParams = parse(params)?;
-            match interfaces::description(&p.interface) {
-                Some(d) => encode(api::InterfaceDescription {
-                    description: d.to_string(),
-                }),
-                None => Err(Reply::error(
-                    std_errors::INTERFACE_NOT_FOUND,
-                    json!({ "interface": p.interface }),
-                )),
-            }
-        }
-        api::STATUS => {
-            parse::<api::Empty>(params)?;
-            encode(node.status())
-        }
-        api::HEALTH => {
-            parse::<api::Empty>(params)?;
-            encode(node.health())
-        }
-        api::ACCOUNT_CREATE => {
-            let account = node.create_account(parse(params)?).await.map_err(service_error)?;
-            encode(api::AccountReply { account })
-        }
-        api::ACCOUNT_LIST => {
-            parse::<api::Empty>(params)?;
-            let accounts = node.list_accounts().await.map_err(service_error)?;
-            encode(api::AccountList { accounts })
-        }
-        api::ACCOUNT_SHOW => {
-            let p: api::AccountName = parse(params)?;
-            let account = node.show_account(p.name).await.map_err(service_error)?;
-            encode(api::AccountReply { account })
-        }
-        api::ACCOUNT_IMPORT => {
-            let account = node.import_account(parse(params)?).await.map_err(service_error)?;
-            encode(api::AccountReply { account })
-        }
-        api::ACCOUNT_EXPORT => {
-            let p: api::AccountName = parse(params)?;
-            encode(node.export_account(p.name).await.map_err(service_error)?)
-        }
-        other => Err(Reply::error(
+    let interface = method.rsplit_once('.').map_or("", |(i, _)| i);
+    match interface {
+        "org.varlink.service" => handlers::service::call(method, params),
+        "io.dchat.Daemon" => handlers::daemon::call(node, method, params),
+        "io.dchat.Accounts" => handlers::accounts::call(node, method, params).await,
+        _ => Err(Reply::error(
             std_errors::METHOD_NOT_IMPLEMENTED,
-            json!({ "method": other }),
+            json!({ "method": method }),
         )),
     }
 }
@@ -150,16 +110,6 @@ async fn stream_status(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdow
     }
 }
 
-fn service_info() -> api::ServiceInfo {
-    api::ServiceInfo {
-        vendor: "dchat".into(),
-        product: "dchatd".into(),
-        version: crate::VERSION.into(),
-        url: "https://example.invalid/dchat".into(),
-        interfaces: interfaces::ALL.iter().map(|(name, _)| name.to_string()).collect(),
-    }
-}
-
 fn unknown_method(method: &str) -> Reply {
     match method.rsplit_once('.') {
         Some((iface, _)) if interfaces::description(iface).is_some() => {
@@ -170,12 +120,12 @@ fn unknown_method(method: &str) -> Reply {
     }
 }
 
-fn invalid_parameter(name: &str) -> Reply {
+pub(super) fn invalid_parameter(name: &str) -> Reply {
     Reply::error(std_errors::INVALID_PARAMETER, json!({ "parameter": name }))
 }
 
 /// Decodes parameters; on failure names the offending parameter.
-fn parse<T: DeserializeOwned>(params: Value) -> Result<T, Reply> {
+pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, Reply> {
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -189,11 +139,11 @@ fn parse<T: DeserializeOwned>(params: Value) -> Result<T, Reply> {
     })
 }
 
-fn encode<T: Serialize>(value: T) -> Result<Value, Reply> {
+pub(super) fn encode<T: Serialize>(value: T) -> Result<Value, Reply> {
     serde_json::to_value(value).map_err(|e| service_error(ServiceError::Internal(format!("cannot encode reply: {e}"))))
 }
 
-fn service_error(e: ServiceError) -> Reply {
+pub(super) fn service_error(e: ServiceError) -> Reply {
     let (name, params) = match &e {
         ServiceError::NameTaken(name) => (dchat_errors::NAME_TAKEN, json!({ "name": name })),
         ServiceError::AlreadyExists { name, id } => (dchat_errors::ALREADY_EXISTS, json!({ "name": name, "id": id })),

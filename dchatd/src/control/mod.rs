@@ -7,6 +7,7 @@
 mod auth;
 mod conn;
 mod dispatch;
+mod handlers;
 mod listener;
 
 use std::sync::Arc;

@@ -1,45 +1,16 @@
-//! Typed parameters and replies of the `io.dchat.*` methods.
-//!
-//! Field names are the JSON names scripts rely on (see CLI.md); keep them.
+//! io.dchat.Accounts: local accounts and their keys.
 
 use serde::{Deserialize, Serialize};
 
-/// What the daemon needs to know about a method before dispatching it.
-#[derive(Debug, Clone, Copy)]
-pub struct MethodInfo {
-    pub method: &'static str,
-    /// Read-only methods may be opened to every local user by config.
-    pub read_only: bool,
-}
+use super::MethodInfo;
 
-pub const GET_INFO: &str = "org.varlink.service.GetInfo";
-pub const GET_INTERFACE_DESCRIPTION: &str = "org.varlink.service.GetInterfaceDescription";
-pub const STATUS: &str = "io.dchat.Daemon.Status";
-pub const HEALTH: &str = "io.dchat.Daemon.Health";
 pub const ACCOUNT_CREATE: &str = "io.dchat.Accounts.Create";
 pub const ACCOUNT_LIST: &str = "io.dchat.Accounts.List";
 pub const ACCOUNT_SHOW: &str = "io.dchat.Accounts.Show";
 pub const ACCOUNT_IMPORT: &str = "io.dchat.Accounts.Import";
 pub const ACCOUNT_EXPORT: &str = "io.dchat.Accounts.Export";
 
-/// Every method the daemon serves.
-pub const METHODS: &[MethodInfo] = &[
-    MethodInfo {
-        method: GET_INFO,
-        read_only: true,
-    },
-    MethodInfo {
-        method: GET_INTERFACE_DESCRIPTION,
-        read_only: true,
-    },
-    MethodInfo {
-        method: STATUS,
-        read_only: true,
-    },
-    MethodInfo {
-        method: HEALTH,
-        read_only: true,
-    },
+pub(super) const METHODS: &[MethodInfo] = &[
     MethodInfo {
         method: ACCOUNT_CREATE,
         read_only: false,
@@ -61,79 +32,6 @@ pub const METHODS: &[MethodInfo] = &[
         read_only: false,
     },
 ];
-
-/// Looks a method up by its full name.
-pub fn method_info(method: &str) -> Option<&'static MethodInfo> {
-    METHODS.iter().find(|m| m.method == method)
-}
-
-/// Typed errors of the `io.dchat.*` interfaces.
-pub mod errors {
-    pub const INVALID_REQUEST: &str = "io.dchat.Daemon.InvalidRequest";
-    pub const TOO_MANY_CONNECTIONS: &str = "io.dchat.Daemon.TooManyConnections";
-    pub const SHUTTING_DOWN: &str = "io.dchat.Daemon.ShuttingDown";
-    pub const INTERNAL: &str = "io.dchat.Daemon.Internal";
-    pub const NAME_TAKEN: &str = "io.dchat.Accounts.NameTaken";
-    pub const ALREADY_EXISTS: &str = "io.dchat.Accounts.AlreadyExists";
-    pub const NOT_FOUND: &str = "io.dchat.Accounts.NotFound";
-    pub const INVALID_NAME: &str = "io.dchat.Accounts.InvalidName";
-    pub const INVALID_KEY: &str = "io.dchat.Accounts.InvalidKey";
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    pub vendor: String,
-    pub product: String,
-    pub version: String,
-    pub url: String,
-    pub interfaces: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InterfaceDescriptionParams {
-    pub interface: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceDescription {
-    pub description: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub roles: Vec<String>,
-    pub peer_id: String,
-    pub addresses: Vec<String>,
-    pub peers: u64,
-    pub height: u64,
-    pub accounts: u64,
-    pub uptime_seconds: u64,
-    pub state_dir: String,
-    pub socket: String,
-    pub ready: bool,
-    pub dev: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthCheck {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    pub live: bool,
-    pub ready: bool,
-    pub status: String,
-    pub checks: Vec<HealthCheck>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
