@@ -10,6 +10,7 @@ use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
+use crate::bulk::Upgraded;
 use crate::frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
 use crate::varlink::{errors, Call, Reply};
 
@@ -100,6 +101,24 @@ impl Client {
         decode(reply)
     }
 
+    /// Calls `method` with `"upgrade": true` and decodes its reply; the
+    /// connection then carries the method's bulk messages ([`crate::bulk`]).
+    pub async fn call_upgrade<P, R>(mut self, method: &str, params: &P) -> Result<(R, Upgraded), CallError>
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.send_call(method, params, false, true).await?;
+        let reply = decode(self.next_raw().await?)?;
+        let upgraded = Upgraded {
+            reader: self.reader,
+            writer: self.writer,
+            buf: self.buf,
+            max_frame: self.max_frame,
+        };
+        Ok((reply, upgraded))
+    }
+
     /// Calls `method` with `"more": true`; read replies with [`Client::next`].
     pub async fn call_more<P>(&mut self, method: &str, params: &P) -> Result<(), CallError>
     where
@@ -119,6 +138,13 @@ impl Client {
     where
         P: Serialize + ?Sized,
     {
+        self.send_call(method, params, more, false).await
+    }
+
+    async fn send_call<P>(&mut self, method: &str, params: &P, more: bool, upgrade: bool) -> Result<(), CallError>
+    where
+        P: Serialize + ?Sized,
+    {
         let parameters =
             serde_json::to_value(params).map_err(|e| CallError::Protocol(format!("cannot encode parameters: {e}")))?;
         let call = Call {
@@ -126,7 +152,7 @@ impl Client {
             parameters: Some(parameters),
             oneway: false,
             more,
-            upgrade: false,
+            upgrade,
         };
         let payload = serde_json::to_vec(&call).map_err(|e| CallError::Protocol(format!("cannot encode call: {e}")))?;
         write_frame(&mut self.writer, &payload).await?;

@@ -6,12 +6,16 @@
 pub const SERVICE: &str = include_str!("../interfaces/org.varlink.service.varlink");
 pub const DAEMON: &str = include_str!("../interfaces/io.dchat.Daemon.varlink");
 pub const ACCOUNTS: &str = include_str!("../interfaces/io.dchat.Accounts.varlink");
+pub const CHAIN: &str = include_str!("../interfaces/io.dchat.Chain.varlink");
+pub const DATABASE: &str = include_str!("../interfaces/io.dchat.Database.varlink");
 
 /// Every interface the daemon implements, by name.
 pub const ALL: &[(&str, &str)] = &[
     ("org.varlink.service", SERVICE),
     ("io.dchat.Daemon", DAEMON),
     ("io.dchat.Accounts", ACCOUNTS),
+    ("io.dchat.Chain", CHAIN),
+    ("io.dchat.Database", DATABASE),
 ];
 
 /// The definition of `name`, if the daemon implements it.

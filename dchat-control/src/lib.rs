@@ -7,6 +7,7 @@
 //! depends on serde and tokio only, so the CLI links nothing of the daemon.
 
 pub mod api;
+pub mod bulk;
 pub mod client;
 pub mod frame;
 pub mod interfaces;

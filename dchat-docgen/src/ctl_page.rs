@@ -66,6 +66,10 @@ pub fn render() -> String {
     exit_status(&mut r);
     r.section("ENVIRONMENT");
     r.tagged_bold("DCHAT_SOCKET", "Control socket to use when --socket is not given.");
+    r.tagged_bold(
+        "DCHATD_BIN",
+        "The dchatd that testnet up starts; by default the one next to dchatctl, else the first on PATH.",
+    );
     r.section("FILES");
     r.tagged(
         vec![italic("/run/dchat/dchatd.sock")],

@@ -35,6 +35,15 @@ pub enum Command {
     /// Accounts hosted by the daemon
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Local testnets: many nodes on this machine
+    #[command(subcommand)]
+    Testnet(crate::commands::testnet::TestnetCommand),
+    /// The chain this node follows
+    #[command(subcommand)]
+    Chain(ChainCommand),
+    /// The node's database: migrate, check, backup, restore
+    #[command(subcommand, visible_alias = "database")]
+    Db(crate::commands::db::DbCommand),
     /// Print a shell completion script
     Completions {
         /// Shell to complete for
@@ -103,5 +112,21 @@ pub enum AccountCommand {
         /// Replace FILE if it exists
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Height and hash of the last final block, and the validators
+    Status,
+    /// One final block
+    Block {
+        /// Block height (0 is the genesis)
+        height: u64,
+    },
+    /// One final transaction
+    Tx {
+        /// Transaction id (hex)
+        id: String,
     },
 }

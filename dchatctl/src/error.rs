@@ -1,5 +1,6 @@
 //! dchatctl's errors and the exit status each maps to (CLI.md).
 
+use dchat_control::api::db_errors;
 use dchat_control::api::errors;
 use dchat_control::varlink::errors as std_errors;
 use dchat_control::{CallError, ClientError};
@@ -97,6 +98,33 @@ fn friendly(error: &str, parameters: &Value) -> Option<String> {
                 text("interface")?
             )
         }
+        db_errors::BUSY => format!(
+            "another database {} is running; try again once it has finished",
+            text("operation")?
+        ),
+        db_errors::NO_SPACE => format!(
+            "not enough space in {}: {} bytes needed, {} free",
+            text("path")?,
+            number("needed")?,
+            number("available")?
+        ),
+        db_errors::BACKUP_FAILED => format!("backup failed: {}; no file was written", text("reason")?),
+        db_errors::INVALID_BACKUP => format!(
+            "restore refused: {}; the live database is unchanged",
+            text("reason")?
+        ),
+        db_errors::SCHEMA_TOO_NEW => format!(
+            "restore refused: the backup has schema version {}, newer than this dchatd supports ({}); the live database is unchanged",
+            number("found")?,
+            number("supported")?
+        ),
+        db_errors::WRONG_NETWORK => format!(
+            "restore refused: the backup belongs to network {}, this node to {}; the live database is unchanged (--force restores it anyway)",
+            text("found").filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into()),
+            text("expected")?
+        ),
+        db_errors::RESTORE_FAILED => format!("restore failed: {}", text("reason")?),
+        db_errors::EXPECTED_UPGRADE => "dchatd expected this call with \"upgrade\": true".into(),
         _ => return None,
     })
 }

@@ -25,6 +25,9 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Health => commands::daemon::health(&socket, json).await,
         Command::Keygen(args) => commands::keygen::run(args, json),
         Command::Account(cmd) => commands::account::run(cmd, &socket, json).await,
+        Command::Db(cmd) => commands::db::run(cmd, &socket, json).await,
+        Command::Chain(cmd) => commands::chain::run(cmd, &socket, json).await,
+        Command::Testnet(cmd) => commands::testnet::run(cmd, json).await,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "dchatctl", &mut std::io::stdout());
             Ok(0)

@@ -37,6 +37,17 @@ pub struct Args {
     /// Print the documented default configuration file and exit
     #[arg(long)]
     pub print_default_config: bool,
+    /// Restore the backup FILE into the state directory of this (stopped)
+    /// node, after the checks a live restore makes, and exit; the previous
+    /// database is kept beside it
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
+    /// With --restore: restore a backup of another network too
+    #[arg(long, requires = "restore")]
+    pub force: bool,
+    /// With --restore: print the report as JSON
+    #[arg(long, requires = "restore")]
+    pub json: bool,
 }
 
 fn parse_format(s: &str) -> Result<LogFormat, String> {

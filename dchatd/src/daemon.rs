@@ -3,8 +3,8 @@
 //! order within the shutdown timeout.
 //!
 //! Start order: state dir → database (open + migrate) → keystore and node
-//! key → control socket → READY. Network, consensus and relay will start
-//! between the socket and READY as they land.
+//! key → control socket → metrics and health listeners → READY. Network,
+//! consensus and relay will start between the socket and READY as they land.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,13 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::chain::{self, Chain};
+use crate::config::Role;
 use crate::config::{self, Config};
+use crate::consensus;
 use crate::error::DaemonError;
 use crate::keystore::Keystore;
 use crate::logging::LogHandle;
-use crate::service::Node;
+use crate::service::{Node, SharedDb};
 use crate::storage::{Database, StorageOptions};
-use crate::{control, node_key, systemd};
+use crate::{control, metrics, node_key, systemd};
 
 /// Extra start time asked of systemd while the database migrates.
 const MIGRATION_GRACE: Duration = Duration::from_secs(120);
@@ -47,6 +50,8 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     prepare_state_dir(&state_dir)?;
     // Held until we return: one daemon per state directory, whatever its socket.
     let _lock = crate::state_lock::acquire(&state_dir)?;
+    // Ours alone now: what an interrupted backup or restore left can go.
+    crate::storage::backup::remove_stale_temp_files(&config.storage.database_path());
     tracing::info!(state_dir = %state_dir.display(), "state directory ready");
 
     systemd::extend_timeout(MIGRATION_GRACE);
@@ -64,12 +69,17 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     let peer_id = node_key::peer_id(&node_identity);
     tracing::info!(peer_id = %peer_id, "node identity loaded");
 
+    let db = SharedDb::new(db);
+    let chain = open_chain(&config, &node_identity, &db)?;
     let bound = control::bind(&config.control)?;
     let socket_path = bound.path.clone();
     // Status reports the socket actually served (systemd's, when passed).
     let mut node_config = config.clone();
     node_config.control.socket = socket_path.clone();
-    let node = Node::new(node_config, db, keystore, peer_id)?;
+    let node = Node::new(node_config, db, keystore, peer_id, chain.clone())?;
+    // The metrics and health listeners: bound now, so a taken port stops the
+    // start with a message naming the key; served once the socket is.
+    let http = metrics::bind(&config)?;
 
     // Every task started from here on stops on `stop` and is awaited at
     // teardown; `shutdown` is the caller's signal, `stop` our own.
@@ -77,6 +87,11 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     let control_tasks = TaskTracker::new();
     control::spawn(bound, &config.control, Arc::clone(&node), stop.clone(), &control_tasks);
     control_tasks.close();
+    let http_tasks = TaskTracker::new();
+    metrics::spawn(http, Arc::clone(&node), stop.clone(), &http_tasks);
+    http_tasks.close();
+
+    let mut consensus = start_consensus(&config, &node_identity, chain.as_ref()).await?;
 
     node.set_ready(true);
     // Both before READY: from then on systemd may send SIGHUP (whose default
@@ -101,16 +116,43 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
         reload_on_hangup(config.clone(), hangups, options.log, Arc::clone(&node), stop.clone())
             .instrument(tracing::info_span!("reload")),
     );
+    if let Some(chain) = chain {
+        aux.spawn(
+            follow_height(Arc::clone(&node), chain, stop.clone()).instrument(tracing::info_span!("chain-height")),
+        );
+    }
     aux.close();
 
-    shutdown.cancelled().await;
+    // Run until asked to stop, or until consensus fails under us.
+    let mut failure = None;
+    match consensus.as_mut() {
+        Some(handle) => tokio::select! {
+            _ = shutdown.cancelled() => {}
+            ended = handle.closed() => {
+                let why = match ended { Ok(()) => "consensus stopped by itself".to_string(), Err(e) => e.to_string() };
+                tracing::error!(error = %why, "consensus ended; stopping the daemon");
+                failure = Some(DaemonError::Runtime(why));
+            }
+        },
+        None => shutdown.cancelled().await,
+    }
     systemd::stopping();
     node.set_ready(false);
     tracing::info!(timeout_s = config.shutdown_timeout.as_secs(), "dchatd stopping");
 
     let teardown = async {
+        if let Some(handle) = consensus.take() {
+            if let Some(chain) = node.chain() {
+                chain.set_consensus_running(false);
+            }
+            if let Err(e) = handle.stop().await {
+                tracing::error!(error = %e, "consensus did not stop cleanly");
+            }
+            tracing::info!("consensus stopped");
+        }
         stop.cancel();
         aux.wait().await;
+        http_tasks.wait().await;
         // Control connections finish their current request, then close.
         control_tasks.wait().await;
         if let Some(db) = node.take_db() {
@@ -125,8 +167,82 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
         Ok(result) => result?,
         Err(_) => return Err(DaemonError::ShutdownTimeout(config.shutdown_timeout.as_secs())),
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     tracing::info!("dchatd stopped");
     Ok(())
+}
+
+/// Starts this node's consensus engine when it is a genesis validator.
+async fn start_consensus(
+    config: &Config,
+    identity: &dchat_keyfile::Identity,
+    chain: Option<&Arc<Chain>>,
+) -> Result<Option<consensus::ConsensusHandle>, DaemonError> {
+    let Some(chain) = chain else { return Ok(None) };
+    if !config.roles.contains(&Role::Validator) {
+        return Ok(None);
+    }
+    let key = identity.signing_key().verifying_key().to_bytes();
+    if !chain.genesis().validators.iter().any(|v| v.key == key) {
+        tracing::warn!(key = %hex::encode(key), "validator role, but this node's key is not a genesis validator: following only");
+        return Ok(None);
+    }
+    let listen = config.chain.consensus_listen;
+    let local = config.dev || is_local(listen.ip()) && config.chain.peers.iter().all(|p| is_local(p.addr.ip()));
+    let cfg = consensus::ConsensusConfig {
+        identity_seed: *identity.identity_secret(),
+        genesis: chain.genesis().clone(),
+        listen,
+        peers: config.chain.peers.iter().map(|p| (p.key, p.addr)).collect(),
+        storage_dir: config.storage.state_dir.join("consensus"),
+        timing: None,
+        local_network: local,
+        worker_threads: 2,
+    };
+    let store: Arc<dyn consensus::ChainStore> = Arc::clone(chain) as Arc<dyn consensus::ChainStore>;
+    let handle = consensus::start(cfg, store)
+        .await
+        .map_err(|e| DaemonError::Runtime(e.to_string()))?;
+    chain.set_consensus_running(true);
+    tracing::info!(listen = %listen, validators = chain.genesis().validators.len(), "consensus running");
+    Ok(Some(handle))
+}
+
+/// Loopback and private addresses: a testnet or a LAN.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_unspecified(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
+    }
+}
+
+/// Loads the genesis and the chain history. Without a genesis (outside
+/// `--dev`) the node runs without a chain and says so.
+fn open_chain(
+    config: &Config,
+    node: &dchat_keyfile::Identity,
+    db: &SharedDb,
+) -> Result<Option<Arc<Chain>>, DaemonError> {
+    let key = node.signing_key().verifying_key().to_bytes();
+    let Some(genesis) = chain::genesis::load(&config.chain.genesis, config.dev, key)? else {
+        tracing::warn!(genesis = %config.chain.genesis.display(), "no genesis file: running without a chain");
+        return Ok(None);
+    };
+    Ok(Some(Chain::open(genesis, db.clone())?))
+}
+
+/// Keeps the status height in step with the finalized chain.
+async fn follow_height(node: Arc<Node>, chain: Arc<Chain>, stop: CancellationToken) {
+    let mut heights = chain.watch_height();
+    loop {
+        node.set_height(*heights.borrow_and_update());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = heights.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// The state directory holds keys: create it private, tighten it if loose.
@@ -241,8 +357,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             old.storage.synchronous != new.storage.synchronous,
         ),
         (
-            "metrics.listen / health.listen",
-            old.metrics_listen != new.metrics_listen || old.health_listen != new.health_listen,
+            "metrics.listen / health.listen / health.stall_intervals",
+            old.metrics_listen != new.metrics_listen
+                || old.health_listen != new.health_listen
+                || old.health_stall_intervals != new.health_stall_intervals,
         ),
         ("log.format", old.log.format != new.log.format),
     ];

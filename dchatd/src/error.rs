@@ -31,6 +31,14 @@ pub enum DaemonError {
     Socket { path: PathBuf, message: String },
     #[error("control socket {0}: another dchatd is serving there")]
     SocketInUse(PathBuf),
+    #[error("key `{key}`: cannot listen on {addr}: {message}")]
+    Listen {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        message: String,
+    },
+    #[error("chain: {0}")]
+    Chain(#[from] crate::chain::ChainError),
     #[error("{0}")]
     Service(#[from] crate::service::ServiceError),
     #[error("shutdown took longer than {0} s; exiting anyway")]

@@ -7,15 +7,19 @@
 //! `logging` are the glue to the service manager and the journal.
 #![deny(clippy::unwrap_used)]
 
+pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod consensus;
 pub mod control;
 mod daemon;
 pub mod error;
 pub mod keystore;
 pub mod ledger;
 pub mod logging;
+pub mod metrics;
 pub mod node_key;
+pub mod restore_offline;
 pub mod service;
 mod state_lock;
 pub mod storage;

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         println!("{source}: configuration ok");
         return ExitCode::SUCCESS;
     }
+    if let Some(file) = &args.restore {
+        return dchatd::restore_offline::main(&config, file, args.force, args.json);
+    }
     // Take systemd's sockets before any thread exists: it edits the environment.
     if let Err(e) = systemd::adopt_inherited() {
         eprintln!("dchatd: socket activation: {e}");

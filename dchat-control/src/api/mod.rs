@@ -11,16 +11,26 @@ pub struct MethodInfo {
 }
 
 mod accounts;
+mod chain;
 mod daemon;
+mod database;
 mod service;
 
 pub use accounts::*;
+pub use chain::*;
 pub use daemon::*;
+pub use database::*;
 pub use service::*;
 
 /// Every method the daemon serves: one table per interface. A new
 /// interface adds its module and one line here.
-const TABLES: &[&[MethodInfo]] = &[service::METHODS, daemon::METHODS, accounts::METHODS];
+const TABLES: &[&[MethodInfo]] = &[
+    service::METHODS,
+    daemon::METHODS,
+    accounts::METHODS,
+    chain::METHODS,
+    database::METHODS,
+];
 
 /// Every method, in interface order.
 pub fn methods() -> impl Iterator<Item = &'static MethodInfo> {

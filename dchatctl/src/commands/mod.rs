@@ -1,8 +1,11 @@
 //! One module per command group; each returns the exit status to use.
 
 pub mod account;
+pub mod chain;
 pub mod daemon;
+pub mod db;
 pub mod keygen;
+pub mod testnet;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

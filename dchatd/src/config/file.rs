@@ -56,6 +56,12 @@ section!(StorageSection {
     synchronous: String
 });
 section!(ListenSection { listen: String });
+section!(HealthSection {
+    listen: String,
+    stall_intervals: u64
+});
+section!(ChainSection { genesis: String });
+section!(ConsensusSection { listen: String, peers: Vec<String> });
 section!(LogSection {
     level: String,
     format: LogFormat
@@ -68,8 +74,10 @@ pub struct PartialConfig {
     pub network: NetworkSection,
     pub control: ControlSection,
     pub storage: StorageSection,
+    pub chain: ChainSection,
+    pub consensus: ConsensusSection,
     pub metrics: ListenSection,
-    pub health: ListenSection,
+    pub health: HealthSection,
     pub log: LogSection,
 }
 
@@ -80,6 +88,8 @@ impl PartialConfig {
             network: self.network.merge(over.network),
             control: self.control.merge(over.control),
             storage: self.storage.merge(over.storage),
+            chain: self.chain.merge(over.chain),
+            consensus: self.consensus.merge(over.consensus),
             metrics: self.metrics.merge(over.metrics),
             health: self.health.merge(over.health),
             log: self.log.merge(over.log),

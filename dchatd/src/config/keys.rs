@@ -22,7 +22,17 @@ pub struct KeyDoc {
     pub doc: &'static str,
 }
 
-pub const SECTIONS: &[&str] = &["node", "network", "control", "storage", "metrics", "health", "log"];
+pub const SECTIONS: &[&str] = &[
+    "node",
+    "network",
+    "control",
+    "storage",
+    "chain",
+    "consensus",
+    "metrics",
+    "health",
+    "log",
+];
 
 pub const KEYS: &[KeyDoc] = &[
     KeyDoc { section: "node", key: "roles", kind: Kind::StrList, default: r#"["user", "relay", "validator"]"#,
@@ -51,10 +61,18 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Directory holding the database and the keystore." },
     KeyDoc { section: "storage", key: "synchronous", kind: Kind::Str, default: r#""full""#,
         doc: "SQLite synchronous level: \"full\" (every acknowledged write survives power loss) or \"normal\" (survives a crash of the daemon)." },
+    KeyDoc { section: "chain", key: "genesis", kind: Kind::Str, default: r#""/etc/dchat/genesis.json""#,
+        doc: "The network's genesis file (chain id, validators, block interval). --dev makes a one-validator genesis in the state directory." },
+    KeyDoc { section: "consensus", key: "listen", kind: Kind::Str, default: r#""0.0.0.0:7071""#,
+        doc: "Address validators listen on for consensus traffic. Used only with the validator role." },
+    KeyDoc { section: "consensus", key: "peers", kind: Kind::StrList, default: "[]",
+        doc: "The other validators, each as \"<validator key hex>@host:port\"." },
     KeyDoc { section: "metrics", key: "listen", kind: Kind::Str, default: r#""""#,
         doc: "Address for Prometheus metrics, e.g. \"127.0.0.1:9090\". Empty: off." },
     KeyDoc { section: "health", key: "listen", kind: Kind::Str, default: r#""""#,
         doc: "Address for /health and /ready, e.g. \"127.0.0.1:8080\". Empty: off." },
+    KeyDoc { section: "health", key: "stall_intervals", kind: Kind::Int, default: "10",
+        doc: "Readiness fails (GET /ready 503, dchatctl health exit 1) when the chain height has not moved for more than this many block intervals (the interval comes from the genesis)." },
     KeyDoc { section: "log", key: "level", kind: Kind::Str, default: r#""info""#,
         doc: "Log level (error, warn, info, debug, trace) or a filter such as \"info,dchatd=debug\". SIGHUP rereads it." },
     KeyDoc { section: "log", key: "format", kind: Kind::Str, default: r#""auto""#,

@@ -43,8 +43,11 @@ pub struct Config {
     pub network: NetworkConfig,
     pub control: ControlConfig,
     pub storage: StorageConfig,
+    pub chain: ChainConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub health_listen: Option<SocketAddr>,
+    /// Block intervals without a new block before readiness fails.
+    pub health_stall_intervals: u32,
     pub log: LogConfig,
     pub dev: bool,
     /// How this configuration was made, so SIGHUP can make it again.
@@ -80,6 +83,21 @@ impl StorageConfig {
     pub fn database_path(&self) -> PathBuf {
         self.state_dir.join("dchat.sqlite3")
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// The genesis file; in --dev it is made at this path when missing.
+    pub genesis: PathBuf,
+    pub consensus_listen: SocketAddr,
+    pub peers: Vec<ValidatorPeer>,
+}
+
+/// Another validator: its key and where its consensus listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorPeer {
+    pub key: [u8; 32],
+    pub addr: SocketAddr,
 }
 
 #[derive(Debug, Clone)]

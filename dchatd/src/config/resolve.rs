@@ -8,6 +8,7 @@ use super::env::EnvOverrides;
 use super::error::{key_at_line, line_of, locate, ConfigError, Origin};
 use super::file::{PartialConfig, Role};
 use super::keys::{self, KEYS};
+use super::{ChainConfig, ValidatorPeer};
 use super::{
     Config, ConfigSource, ControlConfig, Flags, LogConfig, NetworkConfig, StorageConfig, DEFAULT_DEV_STATE_DIR,
 };
@@ -82,6 +83,7 @@ fn dev_defaults() -> PartialConfig {
     ]);
     dev.control.group = Some(String::new());
     dev.storage.state_dir = Some(DEFAULT_DEV_STATE_DIR.into());
+    dev.consensus.listen = Some("127.0.0.1:0".into());
     dev.log.format = Some(LogFormat::Auto);
     dev
 }
@@ -161,8 +163,14 @@ pub(super) fn resolve(
     };
 
     let control = resolve_control(&r, &merged, &state_dir)?;
+    let chain = resolve_chain(&r, &merged, &state_dir)?;
     let metrics_listen = resolve_listen(&r, "metrics", merged.metrics.listen.as_deref())?;
     let health_listen = resolve_listen(&r, "health", merged.health.listen.as_deref())?;
+    let stall_intervals = merged.health.stall_intervals.unwrap_or(10);
+    let health_stall_intervals = u32::try_from(stall_intervals)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| r.bad("health", "stall_intervals", None, "must be between 1 and 10000"))?;
 
     let level_flag = flags.log_level.as_ref().map(|_| "--log-level");
     let level = flags
@@ -179,8 +187,10 @@ pub(super) fn resolve(
         network: NetworkConfig { listen, bootstrap },
         control,
         storage: StorageConfig { state_dir, synchronous },
+        chain,
         metrics_listen,
         health_listen,
+        health_stall_intervals,
         log: LogConfig { level, format },
         dev: flags.dev,
         source: ConfigSource {
@@ -252,6 +262,55 @@ fn resolve_control(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -
         max_frame_bytes: usize::try_from(frame).unwrap_or(usize::MAX),
         max_connections: usize::try_from(conns).unwrap_or(usize::MAX),
         idle_timeout: Duration::from_secs(idle),
+    })
+}
+
+fn resolve_chain(r: &Resolver<'_>, merged: &PartialConfig, state_dir: &Path) -> Result<ChainConfig, ConfigError> {
+    // In --dev the genesis lives (and is made) in the state dir unless set.
+    let explicit =
+        r.env.vars.contains_key("chain.genesis") || r.text.is_some_and(|t| locate(t, "chain", "genesis").is_some());
+    let genesis = if r.flags.dev && !explicit {
+        state_dir.join("genesis.json")
+    } else {
+        PathBuf::from(merged.chain.genesis.clone().unwrap_or_default())
+    };
+    if genesis.as_os_str().is_empty() {
+        return Err(r.bad("chain", "genesis", None, "must not be empty"));
+    }
+    let listen_text = merged.consensus.listen.clone().unwrap_or_default();
+    let consensus_listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+        r.bad(
+            "consensus",
+            "listen",
+            None,
+            format!("{listen_text:?} is not an address like \"0.0.0.0:7071\""),
+        )
+    })?;
+    let mut peers = Vec::new();
+    for entry in merged.consensus.peers.clone().unwrap_or_default() {
+        let peer = parse_peer(&entry).ok_or_else(|| {
+            r.bad(
+                "consensus",
+                "peers",
+                None,
+                format!("{entry:?} is not \"<64 hex key>@host:port\""),
+            )
+        })?;
+        peers.push(peer);
+    }
+    Ok(ChainConfig {
+        genesis,
+        consensus_listen,
+        peers,
+    })
+}
+
+fn parse_peer(entry: &str) -> Option<ValidatorPeer> {
+    let (key, addr) = entry.trim().split_once('@')?;
+    let bytes = hex::decode(key).ok()?;
+    Some(ValidatorPeer {
+        key: <[u8; 32]>::try_from(bytes.as_slice()).ok()?,
+        addr: addr.parse().ok()?,
     })
 }
 

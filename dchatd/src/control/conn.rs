@@ -59,6 +59,12 @@ impl Conn {
         }
     }
 
+    /// The connection's halves and limits, for a method called with
+    /// `upgrade` that now speaks `dchat_control::bulk` on it.
+    pub fn upgraded(&mut self) -> (&mut BufReader<ReadHalf<Stream>>, &mut WriteHalf<Stream>, Limits) {
+        (&mut self.reader, &mut self.writer, self.limits)
+    }
+
     /// Resolves when the client sends anything or hangs up; used while a
     /// reply stream is open, when the client has nothing more to say.
     pub async fn closed(&mut self) {

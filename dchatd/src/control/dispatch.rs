@@ -2,6 +2,7 @@
 //! replies. This is the one place service errors become wire errors.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use dchat_control::api::{self, errors as dchat_errors};
 use dchat_control::varlink::errors as std_errors;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Access;
 use super::conn::Conn;
 use super::handlers;
+use crate::metrics::Metrics;
 use crate::service::{Node, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,42 +32,90 @@ fn flow(sent: Result<(), ()>) -> Flow {
     }
 }
 
+/// Answers one call, and counts it: by method, with its latency (streams
+/// excepted) and the kind of error it got, if any.
 pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &CancellationToken) -> Flow {
+    let started = Instant::now();
+    let method = Metrics::method_label(&call.method);
+    let mut outcome = Outcome::default();
+    let flow = route(node, conn, call, shutdown, &mut outcome).await;
+    let took = (!outcome.streamed).then(|| started.elapsed());
+    node.metrics().control_request(method, took, outcome.error.as_deref());
+    flow
+}
+
+/// What a call came to, for the metrics.
+#[derive(Default)]
+struct Outcome {
+    /// The Varlink error replied, if any.
+    error: Option<String>,
+    /// A streaming call, whose length is the client's choice.
+    streamed: bool,
+}
+
+impl Outcome {
+    fn note(&mut self, reply: &Reply) {
+        if self.error.is_none() {
+            self.error.clone_from(&reply.error);
+        }
+    }
+}
+
+/// Sends `reply`, noting it in `outcome`.
+async fn send(conn: &mut Conn, reply: &Reply, outcome: &mut Outcome) -> Flow {
+    outcome.note(reply);
+    flow(conn.send(reply).await)
+}
+
+async fn route(
+    node: &Arc<Node>,
+    conn: &mut Conn,
+    call: Call,
+    shutdown: &CancellationToken,
+    outcome: &mut Outcome,
+) -> Flow {
     let method = call.method.as_str();
     // A refused peer learns nothing, not even which methods exist.
     if conn.access == Access::Denied {
-        let _ = conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await;
+        send(conn, &Reply::error(std_errors::PERMISSION_DENIED, json!({})), outcome).await;
         return Flow::Close;
     }
     let Some(info) = api::method_info(method) else {
-        return flow(conn.send(&unknown_method(method)).await);
+        return send(conn, &unknown_method(method), outcome).await;
     };
     if conn.access == Access::ReadOnly && !info.read_only {
         tracing::warn!(
             method,
             "control call refused: read-only access (public_read) covers only read-only methods"
         );
-        return flow(conn.send(&Reply::error(std_errors::PERMISSION_DENIED, json!({}))).await);
+        return send(conn, &Reply::error(std_errors::PERMISSION_DENIED, json!({})), outcome).await;
     }
-    if call.upgrade {
-        return flow(conn.send(&invalid_parameter("upgrade")).await);
+    if call.upgrade && !handlers::database::upgrades(method) {
+        return send(conn, &invalid_parameter("upgrade"), outcome).await;
     }
     let params = match call.parameters {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v,
-        Some(_) => return flow(conn.send(&invalid_parameter("parameters")).await),
+        Some(_) => return send(conn, &invalid_parameter("parameters"), outcome).await,
     };
+    if call.upgrade {
+        // Backup and Restore: the handler owns the connection from here.
+        outcome.streamed = true;
+        return handlers::database::upgraded(node, conn, method, params, shutdown).await;
+    }
     if method == api::STATUS && call.more {
-        return stream_status(node, conn, params, shutdown).await;
+        outcome.streamed = true;
+        return stream_status(node, conn, params, shutdown, outcome).await;
     }
     let reply = match reply_for(node, method, params).await {
         Ok(value) => Reply::ok(value),
         Err(reply) => reply,
     };
     if call.oneway {
+        outcome.note(&reply);
         return Flow::Continue;
     }
-    flow(conn.send(&reply).await)
+    send(conn, &reply, outcome).await
 }
 
 /// Hands the call to the handler of its interface.
@@ -75,6 +125,8 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
         "org.varlink.service" => handlers::service::call(method, params),
         "io.dchat.Daemon" => handlers::daemon::call(node, method, params),
         "io.dchat.Accounts" => handlers::accounts::call(node, method, params).await,
+        "io.dchat.Chain" => handlers::chain::call(node, method, params).await,
+        "io.dchat.Database" => handlers::database::call(node, method, params).await,
         _ => Err(Reply::error(
             std_errors::METHOD_NOT_IMPLEMENTED,
             json!({ "method": method }),
@@ -84,16 +136,22 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
 
 /// `Status` with `"more": true`: the current status, then again on every
 /// change, until the client hangs up or the daemon stops.
-async fn stream_status(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &CancellationToken) -> Flow {
+async fn stream_status(
+    node: &Arc<Node>,
+    conn: &mut Conn,
+    params: Value,
+    shutdown: &CancellationToken,
+    outcome: &mut Outcome,
+) -> Flow {
     if let Err(reply) = parse::<api::Empty>(params) {
-        return flow(conn.send(&reply).await);
+        return send(conn, &reply, outcome).await;
     }
     let mut changes = node.watch_status();
     loop {
         changes.borrow_and_update();
         let mut reply = match encode(node.status()) {
             Ok(v) => Reply::ok(v),
-            Err(reply) => return flow(conn.send(&reply).await),
+            Err(reply) => return send(conn, &reply, outcome).await,
         };
         reply.continues = true;
         if conn.send(&reply).await.is_err() {
@@ -154,6 +212,11 @@ pub(super) fn service_error(e: ServiceError) -> Reply {
         ServiceError::InvalidKey(reason) => (dchat_errors::INVALID_KEY, json!({ "reason": reason })),
         ServiceError::InvalidParameter(p) => (std_errors::INVALID_PARAMETER, json!({ "parameter": p })),
         ServiceError::ShuttingDown => (dchat_errors::SHUTTING_DOWN, json!({})),
+        ServiceError::NoChain => (api::NO_CHAIN, json!({})),
+        ServiceError::NoSuchBlock(height) => (api::NO_SUCH_BLOCK, json!({ "height": height })),
+        ServiceError::NoSuchTx(id) => (api::NO_SUCH_TX, json!({ "id": id })),
+        ServiceError::ChainTimeout(message) => (api::CHAIN_TIMEOUT, json!({ "message": message })),
+        ServiceError::NotConnected(message) => (api::NOT_CONNECTED, json!({ "message": message })),
         ServiceError::Internal(message) => {
             tracing::error!(error = %message, "control request failed");
             (dchat_errors::INTERNAL, json!({ "message": message }))

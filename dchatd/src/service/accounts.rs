@@ -10,7 +10,9 @@ use dchat_control::api;
 use dchat_keyfile::Identity;
 
 use super::{Node, ServiceError};
+use crate::chain::ChainError;
 use crate::keystore::Keystore;
+use crate::ledger::{Rejection, SignedTx, TxKind};
 use crate::storage::{AccountRow, Database, StorageError};
 
 /// Account names follow the one rule in the protocol crate.
@@ -21,6 +23,20 @@ pub fn validate_name(name: &str) -> Result<(), ServiceError> {
             reason: reason.to_string(),
         }),
         None => Ok(()),
+    }
+}
+
+/// An account known only from the chain.
+fn chain_account(a: &crate::ledger::Account) -> api::Account {
+    api::Account {
+        name: a.name.clone(),
+        id: hex::encode(a.identity_key),
+        identity_key: hex::encode(a.identity_key),
+        messaging_key: hex::encode(a.messaging_key),
+        burner: false,
+        local: false,
+        created_at: String::new(),
+        registration_block: Some(a.registered_at),
     }
 }
 
@@ -102,6 +118,10 @@ fn find(db: &Database, name_or_id: &str) -> Result<AccountRow, ServiceError> {
     row.ok_or_else(|| ServiceError::NotFound(name_or_id.to_string()))
 }
 
+fn parse_secret_hex(hex_text: &str) -> Result<[u8; 32], ServiceError> {
+    parse_secret("key", hex_text)
+}
+
 fn parse_secret(label: &str, hex_text: &str) -> Result<[u8; 32], ServiceError> {
     let bytes = hex::decode(hex_text.trim()).map_err(|_| ServiceError::InvalidKey(format!("{label} is not hex")))?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ServiceError::InvalidKey(format!("{label} must be 32 bytes")))
@@ -112,16 +132,89 @@ impl Node {
         validate_name(&params.name)?;
         let burner = params.burner.unwrap_or(false);
         let identity = Identity::generate().map_err(|e| ServiceError::Internal(format!("key generation: {e}")))?;
-        let row = self
+        self.check_name_on_chain(&params.name)?;
+        let stored = identity.clone();
+        let name = params.name.clone();
+        let (row, count) = self
             .with_db(move |db, ks| {
-                let row = store(db, ks, &params.name, &identity, burner)?;
+                let row = store(db, ks, &name, &stored, burner)?;
                 Ok((row, db.count_accounts()?))
             })
-            .await;
-        let (row, count) = row?;
+            .await?;
         self.update_accounts(count);
-        tracing::info!(account = %row.name, account_id = %row.id, burner, "account created");
+        let row = match self.register_on_chain(&row, &identity).await {
+            Ok(row) => row,
+            Err(e) => {
+                self.undo_local_account(&row).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(account = %row.name, account_id = %row.id, burner, block = row.registration_block, "account created");
         Ok(to_api(row))
+    }
+
+    /// A name registered on chain by anyone is taken here too.
+    fn check_name_on_chain(&self, name: &str) -> Result<(), ServiceError> {
+        match self.chain() {
+            Some(chain) if chain.read(|s| s.account(name).is_some()) => Err(ServiceError::NameTaken(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers a freshly stored local account on chain and waits until a
+    /// final block holds it. Without a chain, the account stays local.
+    async fn register_on_chain(
+        self: &Arc<Self>,
+        row: &AccountRow,
+        identity: &Identity,
+    ) -> Result<AccountRow, ServiceError> {
+        let Some(chain) = self.chain().cloned() else {
+            return Ok(row.clone());
+        };
+        if !chain.consensus_running() {
+            if self.config().roles.contains(&crate::config::Role::Validator) {
+                // The engine is not wired into this build yet: keep it local.
+                return Ok(row.clone());
+            }
+            return Err(ServiceError::NotConnected(
+                "this node is not a validator and cannot reach one yet (transaction relay arrives with the P2P network)"
+                    .into(),
+            ));
+        }
+        let kind = TxKind::RegisterAccount {
+            name: row.name.clone(),
+            identity_key: identity.signing_key().verifying_key().to_bytes(),
+            messaging_key: parse_secret_hex(&row.messaging_key)?,
+        };
+        let tx = SignedTx::create(identity, &chain.genesis().chain_id, 0, kind);
+        let finalized = chain
+            .submit_and_wait(tx, chain.finality_timeout())
+            .await
+            .map_err(|e| match e {
+                ChainError::Rejected(Rejection::NameTaken(_)) => ServiceError::NameTaken(row.name.clone()),
+                ChainError::Timeout(_) => ServiceError::ChainTimeout(e.to_string()),
+                ChainError::ShuttingDown => ServiceError::ShuttingDown,
+                other => ServiceError::Internal(format!("registration: {other}")),
+            })?;
+        let mut registered = row.clone();
+        registered.registration_block = Some(finalized.height);
+        Ok(registered)
+    }
+
+    /// Takes back a local account whose registration was refused.
+    async fn undo_local_account(self: &Arc<Self>, row: &AccountRow) {
+        let (name, id) = (row.name.clone(), row.id.clone());
+        let undone = self
+            .with_db(move |db, ks| {
+                db.delete_account(&name)?;
+                ks.remove(&id)?;
+                Ok(db.count_accounts()?)
+            })
+            .await;
+        match undone {
+            Ok(count) => self.update_accounts(count),
+            Err(e) => tracing::error!(account = %row.name, error = %e, "cannot take back a refused account"),
+        }
     }
 
     pub async fn import_account(self: &Arc<Self>, params: api::ImportAccount) -> Result<api::Account, ServiceError> {
@@ -141,13 +234,47 @@ impl Node {
         Ok(to_api(row))
     }
 
+    /// Local accounts, then every other account registered on chain.
     pub async fn list_accounts(self: &Arc<Self>) -> Result<Vec<api::Account>, ServiceError> {
         let rows = self.with_db(|db, _| Ok(db.list_accounts()?)).await?;
-        Ok(rows.into_iter().map(to_api).collect())
+        let mut accounts: Vec<api::Account> = rows.into_iter().map(to_api).collect();
+        if let Some(chain) = self.chain() {
+            let remote: Vec<api::Account> = chain.read(|s| {
+                s.accounts()
+                    .filter(|a| !accounts.iter().any(|l| l.id == hex::encode(a.identity_key)))
+                    .map(chain_account)
+                    .collect()
+            });
+            accounts.extend(remote);
+            accounts.sort_by_key(|a| a.name.to_ascii_lowercase());
+        }
+        Ok(accounts)
     }
 
+    /// One account by name or id: a local one, else one registered on chain.
     pub async fn show_account(self: &Arc<Self>, name: String) -> Result<api::Account, ServiceError> {
-        self.with_db(move |db, _| find(db, &name).map(to_api)).await
+        let wanted = name.clone();
+        let local = self
+            .with_db(move |db, _| match find(db, &wanted) {
+                Ok(row) => Ok(Some(to_api(row))),
+                Err(ServiceError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+        if let Some(account) = local {
+            return Ok(account);
+        }
+        let on_chain = self.chain().and_then(|chain| {
+            chain.read(|s| {
+                let by_id = hex::decode(&name)
+                    .ok()
+                    .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok());
+                by_id
+                    .and_then(|k| s.account_by_key(&k).cloned())
+                    .or_else(|| s.account(&name).cloned())
+            })
+        });
+        on_chain.as_ref().map(chain_account).ok_or(ServiceError::NotFound(name))
     }
 
     pub async fn export_account(self: &Arc<Self>, name: String) -> Result<api::ExportedAccount, ServiceError> {

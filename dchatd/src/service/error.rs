@@ -18,6 +18,16 @@ pub enum ServiceError {
     InvalidKey(String),
     #[error("invalid parameter {0}")]
     InvalidParameter(String),
+    #[error("this node has no chain: no genesis is configured")]
+    NoChain,
+    #[error("no finalized block at height {0}")]
+    NoSuchBlock(u64),
+    #[error("no finalized transaction {0}")]
+    NoSuchTx(String),
+    #[error("{0}")]
+    ChainTimeout(String),
+    #[error("{0}")]
+    NotConnected(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
     #[error("{0}")]

@@ -3,18 +3,23 @@
 //! called directly in tests; `control/` maps them onto the wire.
 
 mod accounts;
+mod chain;
+pub mod database;
+mod db;
 mod error;
 mod status;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
 
 pub use accounts::validate_name;
+pub use db::SharedDb;
 pub use error::ServiceError;
 pub use status::StatusSnapshot;
 
+use crate::chain::Chain;
 use crate::config::Config;
 use crate::keystore::Keystore;
 use crate::storage::Database;
@@ -22,32 +27,68 @@ use crate::storage::Database;
 /// Everything a request handler may use.
 pub struct Node {
     config: Config,
-    db: Mutex<Option<Database>>,
+    db: SharedDb,
     keystore: Keystore,
     peer_id: String,
+    /// None when no genesis is configured: the node runs without a chain.
+    chain: Option<Arc<Chain>>,
     started: Instant,
     status: watch::Sender<StatusSnapshot>,
+    db_ops: database::DbOps,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Node {
-    pub fn new(config: Config, db: Database, keystore: Keystore, peer_id: String) -> Result<Arc<Node>, ServiceError> {
-        let accounts = db.count_accounts()?;
+    pub fn new(
+        config: Config,
+        db: SharedDb,
+        keystore: Keystore,
+        peer_id: String,
+        chain: Option<Arc<Chain>>,
+    ) -> Result<Arc<Node>, ServiceError> {
+        let accounts = db.lock().as_ref().ok_or(ServiceError::ShuttingDown)?.count_accounts()?;
+        let height = chain.as_ref().map_or(0, |c| c.tip().height);
         let (status, _) = watch::channel(StatusSnapshot {
             accounts,
+            height,
             ..StatusSnapshot::default()
         });
         Ok(Arc::new(Node {
             config,
-            db: Mutex::new(Some(db)),
+            db,
             keystore,
             peer_id,
+            chain,
             started: Instant::now(),
             status,
+            db_ops: database::DbOps::default(),
+            metrics: crate::metrics::Metrics::new(),
         }))
+    }
+
+    /// The metric families; subsystems clone this and count into it.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn chain(&self) -> Option<&Arc<Chain>> {
+        self.chain.as_ref()
+    }
+
+    pub(crate) fn set_height(&self, height: u64) {
+        self.status.send_if_modified(|s| {
+            if s.height == height {
+                return false;
+            }
+            s.height = height;
+            // The chain-stall check (status.rs) measures from here.
+            s.last_block_at = Some(Instant::now());
+            true
+        });
     }
 
     pub fn peer_id(&self) -> &str {
@@ -85,10 +126,13 @@ impl Node {
         .map_err(|e| ServiceError::Internal(format!("database task failed: {e}")))?
     }
 
-    fn lock_db(&self) -> MutexGuard<'_, Option<Database>> {
-        // A panic while holding the lock cannot leave SQLite half-written (its
-        // own transactions guard that), so a poisoned lock is still usable.
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_db(&self) -> std::sync::MutexGuard<'_, Option<Database>> {
+        self.db.lock()
+    }
+
+    /// The database handle, for subsystems that run outside request handlers.
+    pub fn shared_db(&self) -> SharedDb {
+        self.db.clone()
     }
 
     /// Takes the database out for a clean close at shutdown; later requests

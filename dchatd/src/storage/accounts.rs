@@ -111,6 +111,17 @@ impl Database {
             .optional()?)
     }
 
+    /// Records the block that registered a local account on chain.
+    pub fn set_registration_block(&self, name: &str, height: u64) -> Result<bool, StorageError> {
+        let h = i64::try_from(height)
+            .map_err(|_| StorageError::Sqlite(rusqlite::Error::IntegralValueOutOfRange(0, i64::MAX)))?;
+        let n = self.conn().execute(
+            "UPDATE accounts SET registration_block = ?1 WHERE name = ?2",
+            rusqlite::params![h, name],
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn count_accounts(&self) -> Result<u64, StorageError> {
         let n: i64 = self
             .conn()

@@ -56,6 +56,15 @@ pub enum StorageError {
     #[error("cannot close database {}: {source}", path.display())]
     Close { path: PathBuf, source: rusqlite::Error },
 
+    /// A backup or restore was cancelled (client gone, daemon stopping).
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A file beside the database (backup, restore, previous copy) could
+    /// not be read, written or renamed.
+    #[error("{}: {source}", path.display())]
+    File { path: PathBuf, source: std::io::Error },
+
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

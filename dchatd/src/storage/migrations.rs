@@ -21,16 +21,17 @@ pub struct Migration {
 }
 
 /// Every migration, in order; versions are 1, 2, 3… without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "meta and accounts",
-    // STRICT makes SQLite reject values of the wrong type instead of
-    // silently storing them. Names are unique without regard to ASCII case
-    // (COLLATE NOCASE), so "Alice" and "alice" cannot both be hosted; lookups
-    // still compare exactly (see accounts.rs). The meta rows are written
-    // here, not from Rust, so that they exist exactly when the schema does:
-    // randomblob() draws from SQLite's PRNG, seeded from the OS (/dev/urandom).
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "meta and accounts",
+        // STRICT makes SQLite reject values of the wrong type instead of
+        // silently storing them. Names are unique without regard to ASCII case
+        // (COLLATE NOCASE), so "Alice" and "alice" cannot both be hosted; lookups
+        // still compare exactly (see accounts.rs). The meta rows are written
+        // here, not from Rust, so that they exist exactly when the schema does:
+        // randomblob() draws from SQLite's PRNG, seeded from the OS (/dev/urandom).
+        sql: "
         CREATE TABLE meta (
             key   TEXT NOT NULL PRIMARY KEY,
             value TEXT NOT NULL
@@ -51,7 +52,52 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             ('created_at', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
             ('database_id', lower(hex(randomblob(16))));
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "chain: blocks, transactions, unfinalized blocks, evidence",
+        // Finalized blocks and their transactions, stored in their canonical
+        // encoding (the ledger's) beside the columns queries need. Blocks that
+        // consensus proposed or verified but has not finalized are kept apart:
+        // they must be durable before a vote, yet never count as chain history.
+        sql: "
+        CREATE TABLE blocks (
+            height       INTEGER NOT NULL PRIMARY KEY CHECK (height >= 0),
+            hash         BLOB NOT NULL UNIQUE,
+            parent       BLOB NOT NULL,
+            timestamp_ms INTEGER NOT NULL,
+            encoded      BLOB NOT NULL,
+            proof        BLOB,
+            finalized_at TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE txs (
+            id     BLOB NOT NULL PRIMARY KEY,
+            height INTEGER NOT NULL REFERENCES blocks (height),
+            idx    INTEGER NOT NULL,
+            signer BLOB NOT NULL,
+            nonce  INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX txs_by_height ON txs (height, idx);
+
+        CREATE TABLE unfinalized_blocks (
+            hash      BLOB NOT NULL PRIMARY KEY,
+            height    INTEGER NOT NULL,
+            encoded   BLOB NOT NULL,
+            stored_at TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE evidence (
+            id          INTEGER PRIMARY KEY,
+            kind        TEXT NOT NULL,
+            view        INTEGER NOT NULL,
+            signer      BLOB NOT NULL,
+            bytes       BLOB NOT NULL,
+            recorded_at TEXT NOT NULL
+        ) STRICT;
+    ",
+    },
+];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = match MIGRATIONS.last() {

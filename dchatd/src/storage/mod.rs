@@ -5,9 +5,13 @@
 //! Each table group has its own module with its SQL beside its methods.
 
 mod accounts;
+pub mod backup;
+mod chain;
+pub mod check;
 mod error;
 mod meta;
 pub mod migrations;
+pub mod restore;
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
@@ -18,6 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::AccountRow;
+pub use chain::{EvidenceRow, FinalizedBlock, StoredBlock, TxEntry, TxLocation};
 pub use error::StorageError;
 pub use meta::{META_CREATED_AT, META_DATABASE_ID};
 pub use migrations::{Migration, MIGRATIONS, SCHEMA_VERSION};

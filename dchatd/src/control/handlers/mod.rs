@@ -3,5 +3,7 @@
 //! access checks and the mapping of service errors.
 
 pub mod accounts;
+pub mod chain;
 pub mod daemon;
+pub mod database;
 pub mod service;

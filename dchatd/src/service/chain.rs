@@ -1,0 +1,85 @@
+//! Chain queries for the control socket: status, blocks and transactions
+//! of the finalized chain, shaped as CLI.md promises.
+
+use std::sync::Arc;
+
+use dchat_control::api;
+use serde_json::Value;
+
+use super::{Node, ServiceError};
+use crate::chain::Chain;
+use crate::ledger::Block;
+
+impl Node {
+    fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
+        self.chain().ok_or(ServiceError::NoChain)
+    }
+
+    pub fn chain_status(&self) -> Result<api::ChainStatus, ServiceError> {
+        let chain = self.chain_or_err()?;
+        let tip = chain.tip();
+        Ok(api::ChainStatus {
+            chain_id: chain.genesis().chain_id.clone(),
+            height: tip.height,
+            hash: hex::encode(tip.hash()),
+            validators: chain.genesis().validators.iter().map(|v| hex::encode(v.key)).collect(),
+            block_interval_ms: chain.genesis().block_interval_ms,
+            mempool: u64::try_from(chain.mempool_len()).unwrap_or(u64::MAX),
+        })
+    }
+
+    pub async fn chain_block(self: &Arc<Self>, height: u64) -> Result<api::ChainBlock, ServiceError> {
+        let chain = Arc::clone(self.chain_or_err()?);
+        let found = tokio::task::spawn_blocking(move || chain.block_by_height(height))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("block lookup failed: {e}")))?;
+        let (block, _) = found.ok_or(ServiceError::NoSuchBlock(height))?;
+        Ok(block_json(&block))
+    }
+
+    pub async fn chain_tx(self: &Arc<Self>, id_hex: String) -> Result<api::ChainTx, ServiceError> {
+        let id = parse_id(&id_hex).ok_or_else(|| ServiceError::InvalidParameter("id".into()))?;
+        let chain = Arc::clone(self.chain_or_err()?);
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<(u64, u64, Value)>, ServiceError> {
+            let Some(height) = chain
+                .tx_height(&id)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+            else {
+                return Ok(None);
+            };
+            let Some((block, _)) = chain.block_by_height(height) else {
+                return Ok(None);
+            };
+            Ok(block.txs.iter().position(|t| t.id() == id).and_then(|index| {
+                let tx = serde_json::to_value(&block.txs[index]).ok()?;
+                Some((height, u64::try_from(index).ok()?, tx))
+            }))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("tx lookup failed: {e}")))??;
+        let (height, index, tx) = found.ok_or(ServiceError::NoSuchTx(id_hex.clone()))?;
+        Ok(api::ChainTx {
+            id: hex::encode(id),
+            height,
+            index,
+            tx,
+        })
+    }
+}
+
+fn parse_id(text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    <[u8; 32]>::try_from(bytes.as_slice()).ok()
+}
+
+fn block_json(block: &Block) -> api::ChainBlock {
+    api::ChainBlock {
+        height: block.height,
+        hash: hex::encode(block.hash()),
+        parent: hex::encode(block.parent),
+        timestamp_ms: block.timestamp_ms,
+        proposer: hex::encode(block.proposer),
+        state_root: hex::encode(block.state_root),
+        txs: block.txs.iter().filter_map(|t| serde_json::to_value(t).ok()).collect(),
+    }
+}

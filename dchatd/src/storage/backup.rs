@@ -1,0 +1,267 @@
+//! Online backup: a consistent snapshot of the live database, taken with
+//! SQLite's backup API into a private temporary file in the state directory
+//! while the daemon keeps reading and writing.
+//!
+//! The snapshot is read from a connection of its own inside one read
+//! transaction. In WAL mode a reader never blocks the writer, and holding
+//! the transaction across the backup's steps pins the snapshot: without it
+//! every commit by the daemon's own connection would restart the backup,
+//! and a busy node would never finish one.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+
+use super::meta::META_DATABASE_ID;
+use super::{migrations, StorageError};
+use crate::chain::{META_CHAIN_ID, META_GENESIS_HASH};
+
+/// Pages copied per backup step (4 MiB at the default page size); progress
+/// is reported and cancellation checked between steps.
+const STEP_PAGES: i32 = 1024;
+
+/// Temporary files of backups and restores start with this, followed by
+/// the database's file name; whatever is left of them after a crash is
+/// removed at the next start.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// The size of the live database as the snapshot will see it.
+pub struct SnapshotSource {
+    conn: Connection,
+    pub page_size: u64,
+    pub pages: u64,
+    pub schema_version: u32,
+    pub database_id: String,
+    pub chain_id: Option<String>,
+    pub genesis_hash: Option<String>,
+}
+
+/// A finished snapshot in a temporary file, removed when dropped.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub file: TempFile,
+    pub bytes: u64,
+    pub page_size: u64,
+    pub pages: u64,
+    pub schema_version: u32,
+    pub database_id: String,
+    pub chain_id: Option<String>,
+    pub genesis_hash: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// A private file in the state directory that is deleted on drop unless
+/// [`TempFile::keep`] is called.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    /// Creates `<dir>/.tmp-<purpose>-<pid>-<n>-<db name>` with mode 0600.
+    pub fn create(db_path: &Path, purpose: &str) -> Result<(TempFile, File), std::io::Error> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = parent_dir(db_path);
+        let name = db_path
+            .file_name()
+            .map_or("db".into(), |n| n.to_string_lossy().into_owned());
+        loop {
+            let n = SEQ.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{TEMP_PREFIX}{purpose}-{}-{n}-{name}", std::process::id()));
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => return Ok((TempFile { path, keep: false }, file)),
+                // Left by an earlier process with our pid: take the next number.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file was renamed into place: do not delete it.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            remove_with_sidecars(&self.path);
+        }
+    }
+}
+
+/// Removes `path` and any `-wal`/`-shm`/`-journal` SQLite left beside it.
+fn remove_with_sidecars(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %Path::new(&p).display(), error = %e, "cannot remove a temporary file"),
+        }
+    }
+}
+
+pub(super) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes the temporary files of backups and restores that a crash left
+/// in the database's directory. Call only while holding the state lock.
+pub fn remove_stale_temp_files(db_path: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent_dir(db_path)) else {
+        return;
+    };
+    let name = db_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let ours = file.starts_with(TEMP_PREFIX)
+            && ["", "-wal", "-shm", "-journal"]
+                .iter()
+                .any(|s| file.ends_with(&format!("-{name}{s}")));
+        if ours {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a temporary file left by an interrupted backup or restore")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale temporary file")
+                }
+            }
+        }
+    }
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`.
+pub fn available_bytes(dir: &Path) -> Result<u64, std::io::Error> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(st.blocks_available().saturating_mul(st.fragment_size()))
+}
+
+/// Opens a read connection on the live database and begins the read
+/// transaction that fixes what the snapshot will contain.
+pub fn begin_snapshot(db_path: &Path) -> Result<SnapshotSource, StorageError> {
+    let open_err = |source| StorageError::Open {
+        path: db_path.to_owned(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(db_path, flags).map_err(open_err)?;
+    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(open_err)?;
+    conn.execute_batch("BEGIN DEFERRED")?;
+    // The first read starts the transaction; everything below, and every
+    // backup step, sees the database as of this moment.
+    let schema_version = migrations::current_version(&conn)?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let meta = |key: &str| -> Result<Option<String>, StorageError> {
+        use rusqlite::OptionalExtension;
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let database_id = meta(META_DATABASE_ID)?.unwrap_or_default();
+    let chain_id = meta(META_CHAIN_ID)?;
+    let genesis_hash = meta(META_GENESIS_HASH)?;
+    Ok(SnapshotSource {
+        page_size: u64::try_from(page_size).unwrap_or(0),
+        pages: u64::try_from(pages).unwrap_or(0),
+        schema_version,
+        database_id,
+        chain_id,
+        genesis_hash,
+        conn,
+    })
+}
+
+impl SnapshotSource {
+    pub fn bytes(&self) -> u64 {
+        self.page_size.saturating_mul(self.pages)
+    }
+
+    /// Copies the snapshot into `file`, reporting `(pages done, pages
+    /// total)` after every step; stops early when `cancel` is set.
+    pub fn copy_to(
+        self,
+        file: TempFile,
+        cancel: &AtomicBool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Snapshot, StorageError> {
+        let started = Instant::now();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut dest = Connection::open_with_flags(file.path(), flags).map_err(|source| StorageError::Open {
+            path: file.path().to_owned(),
+            source,
+        })?;
+        // A private scratch file: no journal, no syncs. Durability is the
+        // job of whoever writes the final copy (dchatctl fsyncs it).
+        dest.pragma_update(None, "journal_mode", "off")?;
+        dest.pragma_update(None, "synchronous", "off")?;
+        {
+            let backup = Backup::new(&self.conn, &mut dest)?;
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(StorageError::Cancelled);
+                }
+                let step = backup.step(STEP_PAGES)?;
+                let p = backup.progress();
+                let total = u64::try_from(p.pagecount).unwrap_or(0);
+                let left = u64::try_from(p.remaining).unwrap_or(0);
+                progress(total.saturating_sub(left), total);
+                match step {
+                    StepResult::Done => break,
+                    StepResult::More => {}
+                    // Only our own scratch file could be locked, and nothing
+                    // else opens it; still, wait rather than fail.
+                    StepResult::Busy | StepResult::Locked => std::thread::sleep(Duration::from_millis(5)),
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+        dest.close().map_err(|(_, e)| StorageError::Sqlite(e))?;
+        // Ends the read transaction; the snapshot is complete.
+        self.conn.execute_batch("COMMIT")?;
+        let bytes = std::fs::metadata(file.path())
+            .map_err(|source| StorageError::File {
+                path: file.path().to_owned(),
+                source,
+            })?
+            .len();
+        Ok(Snapshot {
+            file,
+            bytes,
+            page_size: self.page_size,
+            pages: self.pages,
+            schema_version: self.schema_version,
+            database_id: self.database_id,
+            chain_id: self.chain_id,
+            genesis_hash: self.genesis_hash,
+            elapsed: started.elapsed(),
+        })
+    }
+}
