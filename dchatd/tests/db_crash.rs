@@ -12,6 +12,9 @@ use dchat_testkit::Signal;
 
 const ROUNDS: usize = 20;
 const WRITERS: usize = 4;
+/// A create waits for its registration to be final; after a restart the
+/// first block can take a while on a loaded machine.
+const FIRST_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A small xorshift: random kill moments without a dependency, and the
 /// seed is printed so a failure can be replayed.
@@ -60,7 +63,19 @@ fn kill_9_in_a_loop_loses_no_acknowledged_write() {
         let writers: Vec<Writer> = (0..WRITERS)
             .map(|w| Writer::start(&socket, &format!("r{round}w{w}x")))
             .collect();
-        let delay = Duration::from_millis(100 + rng.next() % 1500);
+        // Kill at a random moment after the round's first acknowledged
+        // create, so that every round proves writes got in (a slow machine
+        // may need seconds for the first block after a restart) and the
+        // kill still lands while other creates are in flight.
+        let first_ack = Instant::now();
+        while writers.iter().all(|w| w.acked().is_empty()) {
+            assert!(
+                first_ack.elapsed() < FIRST_ACK_TIMEOUT,
+                "round {round}: no create acknowledged within {FIRST_ACK_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let delay = Duration::from_millis(rng.next() % 1200);
         std::thread::sleep(delay);
         d.signal(Signal::SIGKILL);
         d.wait_exit(Duration::from_secs(10)).expect("dchatd died of SIGKILL");
