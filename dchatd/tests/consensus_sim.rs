@@ -329,6 +329,58 @@ fn four_validators_finalize_identical_blocks_with_the_submitted_transactions() {
 }
 
 #[test]
+fn a_single_validator_finalizes_alone() {
+    // What `dchatd --dev` runs: a genesis with one validator.
+    run(7, |ctx| async move {
+        let mut g = genesis(200);
+        g.validators.truncate(1);
+        let params = ChainParams::new(&g, None).expect("params");
+        let seed = seeds()[0];
+        let pk = public_key(&pubkey(&seed)).expect("key");
+        let (network, oracle) = Network::new_with_peers(
+            ctx.child("network"),
+            simulated::Config {
+                max_size: u32::try_from(params.max_message_bytes()).expect("fits"),
+                max_peers_per_set: NZUsize!(2),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            vec![pk.clone()],
+        )
+        .await;
+        network.start();
+        let control = oracle.control(pk);
+        let q = Quota::per_second(NZU32!(10_000));
+        let channels = Channels {
+            votes: control.register(CHANNEL_VOTES, q).await.expect("register"),
+            certificates: control.register(CHANNEL_CERTIFICATES, q).await.expect("register"),
+            resolver: control.register(CHANNEL_RESOLVER, q).await.expect("register"),
+            relay: control.register(CHANNEL_RELAY, q).await.expect("register"),
+            sync: control.register(CHANNEL_SYNC, q).await.expect("register"),
+        };
+        let store = Arc::new(MemoryStore::new(&g).expect("genesis"));
+        store.submit(register(1));
+        let setup = ValidatorSetup {
+            params,
+            key: private_key(&seed).expect("key"),
+            journal_partition: JOURNAL_PARTITION.into(),
+        };
+        let events = broadcast::channel(16).0;
+        let _v =
+            start_validator(ctx.child("validator"), setup, store.clone(), events, control, channels).expect("start");
+        let start = ctx.current();
+        while store.height() < 10 {
+            assert!(
+                ctx.current().duration_since(start).expect("time") < Duration::from_secs(10),
+                "stalled"
+            );
+            ctx.sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.state().account("user1").is_some());
+    });
+}
+
+#[test]
 fn a_killed_validator_misses_nothing_after_restarting_from_its_storage() {
     run(2, |ctx| async move {
         let mut sim = Sim::new(ctx, 500).await;

@@ -18,7 +18,7 @@ use commonware_cryptography::ed25519::PublicKey;
 use commonware_cryptography::sha256::Digest;
 use commonware_p2p::{Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Clock, Spawner, Supervisor};
+use commonware_runtime::{Clock, Handle, Spawner, Supervisor};
 use commonware_utils::channel::{mpsc, oneshot};
 use rand_core::CryptoRng;
 use tokio::sync::broadcast;
@@ -126,34 +126,45 @@ pub(crate) struct Actor<E> {
 }
 
 impl<E: Clock + Spawner + Supervisor + CryptoRng> Actor<E> {
-    pub(crate) fn new(
+    /// Spawns the actor as a task of `ctx`; the timers it starts are its
+    /// children, so aborting the returned handle stops them all.
+    pub(crate) fn start<S, R>(
         ctx: E,
         chain: Chain,
         verifier: Scheme,
         events: broadcast::Sender<ConsensusEvent>,
         max_message_bytes: usize,
-    ) -> (Actor<E>, Mailbox) {
+        relay: (S, R),
+        sync: (S, R),
+    ) -> (Handle<()>, Mailbox)
+    where
+        S: Sender<PublicKey = PublicKey>,
+        R: Receiver<PublicKey = PublicKey>,
+    {
         let (tx, inbox) = mpsc::unbounded_channel();
-        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-        let keys = verifier
-            .participants()
-            .iter()
-            .map(|k| (key_bytes(k), k.clone()))
-            .collect();
-        let rng = ctx.child("rng");
-        let actor = Actor {
-            ctx,
-            rng,
-            chain,
-            inbox,
-            wake_tx,
-            wake_rx,
-            verifier,
-            keys,
-            events,
-            max_message_bytes,
-        };
-        (actor, Mailbox(tx))
+        let handle = ctx.spawn(move |ctx| {
+            let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+            let keys = verifier
+                .participants()
+                .iter()
+                .map(|k| (key_bytes(k), k.clone()))
+                .collect();
+            let rng = ctx.child("rng");
+            let actor = Actor {
+                ctx,
+                rng,
+                chain,
+                inbox,
+                wake_tx,
+                wake_rx,
+                verifier,
+                keys,
+                events,
+                max_message_bytes,
+            };
+            actor.run(relay, sync)
+        });
+        (handle, Mailbox(tx))
     }
 
     fn now_ms(&self) -> u64 {
@@ -161,7 +172,7 @@ impl<E: Clock + Spawner + Supervisor + CryptoRng> Actor<E> {
     }
 
     /// Runs until the engine drops its mailbox or the network closes.
-    pub(crate) async fn run<S, R>(mut self, relay: (S, R), sync: (S, R))
+    async fn run<S, R>(mut self, relay: (S, R), sync: (S, R))
     where
         S: Sender<PublicKey = PublicKey>,
         R: Receiver<PublicKey = PublicKey>,

@@ -94,13 +94,6 @@ where
     };
     let genesis = (params.genesis_state.clone(), params.genesis_block.clone());
     let chain = Chain::new(chain_cfg, store, genesis, millis(ctx.current())).map_err(ConsensusError::Store)?;
-    let (actor, mailbox) = Actor::new(
-        ctx.child("app"),
-        chain,
-        params.verifier(),
-        events,
-        params.max_message_bytes(),
-    );
     let Channels {
         votes,
         certificates,
@@ -108,7 +101,15 @@ where
         relay,
         sync,
     } = channels;
-    let app = ctx.child("app_run").spawn(move |_| actor.run(relay, sync));
+    let (app, mailbox) = Actor::start(
+        ctx.child("app"),
+        chain,
+        params.verifier(),
+        events,
+        params.max_message_bytes(),
+        relay,
+        sync,
+    );
 
     let cfg = Config {
         scheme,
