@@ -15,8 +15,9 @@
 //! would hide the database's share of the latency.
 //!
 //! Run: `cargo build --release -p dchatctl && cargo bench -p dchatd --bench db_backup`.
-//! `DCHAT_BENCH_DB_MB` sets the database size (default 1024), and
-//! `DCHAT_BENCH_DIR` where the files go (default: the temp dir). Disk use
+//! `DCHAT_BENCH_DB_MB` sets the database size (default 1024),
+//! `DCHAT_BENCH_DIR` where the files go (default: the temp dir), and
+//! `DCHAT_BENCH_DCHATCTL` the dchatctl to run. Disk use
 //! peaks at about three times the database size and is removed at the end.
 //! Targets are printed beside the figures and never fail the run.
 
@@ -179,9 +180,12 @@ fn main() {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// `target/release/dchatctl` beside the dchatd cargo built for this bench,
-/// built first if missing.
+/// `DCHAT_BENCH_DCHATCTL`, else `target/release/dchatctl` beside the
+/// dchatd cargo built for this bench, built first if missing.
 fn dchatctl() -> PathBuf {
+    if let Some(path) = std::env::var_os("DCHAT_BENCH_DCHATCTL") {
+        return PathBuf::from(path);
+    }
     let path = Path::new(DCHATD).with_file_name("dchatctl");
     if !path.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

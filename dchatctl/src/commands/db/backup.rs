@@ -20,10 +20,11 @@ use super::progress_bar;
 use crate::error::CtlError;
 use crate::output;
 
-/// Written data is flushed to disk every this many bytes, so that the final
-/// fsync is short and the daemon's own commits (which fsync too) never
-/// queue behind gigabytes of dirty pages.
-const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Writeback of what was written is started every this many bytes (without
+/// waiting for it), so the disk works while the transfer goes on, the
+/// final fsync is short, and the daemon's own commits (which fsync too)
+/// never queue behind gigabytes of dirty pages.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// A temporary file that is removed unless [`Temp::publish`] succeeds.
 struct Temp {
@@ -185,7 +186,7 @@ async fn receive(
     let mut hasher = Sha256::new();
     let mut buf = Vec::new();
     let mut written = 0u64;
-    let mut unsynced = 0u64;
+    let (mut previous_window, mut window) = (0u64, 0u64);
     let mut transferring = false;
     let summary = loop {
         match up.receive().await.map_err(lost)? {
@@ -200,10 +201,10 @@ async fn receive(
                 hasher.update(&buf);
                 file.write_all(&buf).map_err(|e| write_error(target, &e))?;
                 written += n as u64;
-                unsynced += n as u64;
-                if unsynced >= SYNC_EVERY {
-                    file.sync_data().map_err(|e| write_error(target, &e))?;
-                    unsynced = 0;
+                if written - window >= WRITEBACK_EVERY {
+                    start_writeback(&file, previous_window, written);
+                    previous_window = window;
+                    window = written;
                 }
                 bar.set_position(written);
             }
@@ -238,6 +239,18 @@ async fn receive(
     }
     file.sync_all().map_err(|e| write_error(target, &e))?;
     Ok(summary)
+}
+
+/// POSIX_FADV_DONTNEED makes Linux start writing the dirty pages of the
+/// range back without waiting, and drop those already clean: here, the
+/// window before the last one. Only advice: errors are ignored, and the
+/// final fsync is what makes the file durable.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
 }
 
 fn lost(e: dchat_control::bulk::BulkError) -> CtlError {

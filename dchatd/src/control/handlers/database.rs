@@ -14,7 +14,7 @@ use dchat_control::Reply;
 use interprocess::os::unix::uds_local_socket::tokio::Stream;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::conn::{Conn, Limits};
@@ -184,38 +184,32 @@ async fn stream_backup(
     let (snapshot, _gate) = result.map_err(|e| Some(e.to_string()))?;
     let snapshot_ms = millis(started.elapsed());
 
+    // A blocking thread reads and hashes the next chunks while this task
+    // sends the current one.
     let path = snapshot.file.path().to_owned();
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Some(format!("{}: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; bulk::CHUNK];
+    let (tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let reader = tokio::task::spawn_blocking(move || read_hashed(&path, &tx));
     let mut sent = 0u64;
-    loop {
+    while let Some(chunk) = chunks.recv().await {
         if shutdown.is_cancelled() {
             return Err(Some("the daemon is shutting down".into()));
         }
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| Some(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        hasher.update(chunk);
-        match tokio::time::timeout(limits.idle_timeout, bulk::send_data(writer, chunk)).await {
+        match tokio::time::timeout(limits.idle_timeout, bulk::send_data(writer, &chunk)).await {
             Ok(Ok(())) => {}
             _ => return Err(None),
         }
-        sent += n as u64;
+        sent += chunk.len() as u64;
     }
+    let sha256 = reader
+        .await
+        .map_err(|e| Some(format!("snapshot reader failed: {e}")))?
+        .map_err(|e| Some(format!("{}: {e}", snapshot.file.path().display())))?;
     if sent != snapshot.bytes {
         return Err(Some(format!("sent {sent} bytes of a {}-byte snapshot", snapshot.bytes)));
     }
     Ok(api::BackupSummary {
         bytes: sent,
-        sha256: hex::encode(hasher.finalize()),
+        sha256,
         schema_version: snapshot.schema_version,
         page_size: snapshot.page_size,
         pages: snapshot.pages,
@@ -335,6 +329,34 @@ async fn receive_file(
         )));
     }
     Ok(sha256)
+}
+
+/// Reads `path` in chunks for the sender, hashing as it goes; returns the
+/// SHA-256 of everything read. Stops early (without error) when the
+/// receiving side is gone.
+fn read_hashed(path: &std::path::Path, tx: &tokio::sync::mpsc::Sender<Vec<u8>>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    loop {
+        let mut buf = vec![0u8; bulk::CHUNK];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(buf.get_mut(filled..).unwrap_or_default())? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        hasher.update(&buf);
+        if tx.blocking_send(buf).is_err() {
+            break;
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn millis(d: Duration) -> u64 {
