@@ -18,6 +18,7 @@ pub mod keystore;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod network;
 pub mod node_key;
 pub mod restore_offline;
 pub mod service;

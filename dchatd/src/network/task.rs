@@ -1,0 +1,381 @@
+//! The one task that owns the Swarm. It turns commands from
+//! [`NetworkHandle`](super::NetworkHandle)s into swarm calls and swarm
+//! events into [`NetEvent`]s, applying the per-peer rate limits on the way
+//! in. Nothing else touches the Swarm.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, kad, mdns, ping, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::handle::{Command, NetError, NetEvent, PeerInfo, Responder};
+use super::limits::PeerLimiter;
+use super::{NetStats, NetworkParams};
+
+/// How often unreachable bootstrap peers are dialled again.
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Peer {
+    addresses: HashSet<Multiaddr>,
+    dialer: bool,
+    agent: Option<String>,
+    rtt: Option<Duration>,
+    since: Option<SystemTime>,
+}
+
+pub(super) struct SwarmTask {
+    swarm: Swarm<Behaviour>,
+    commands_tx: mpsc::Sender<Command>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    stats: std::sync::Arc<NetStats>,
+    limiter: PeerLimiter,
+    peers: HashMap<PeerId, Peer>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    /// Bootstrap addresses with the peer each names (when it names one).
+    bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
+}
+
+impl SwarmTask {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        commands_tx: mpsc::Sender<Command>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+        params: NetworkParams,
+        stats: std::sync::Arc<NetStats>,
+    ) -> SwarmTask {
+        let bootstrap = params.bootstrap.iter().map(|a| (a.clone(), peer_in(a))).collect();
+        SwarmTask {
+            swarm,
+            commands_tx,
+            commands,
+            events,
+            limiter: PeerLimiter::new(params.rate),
+            stats,
+            peers: HashMap::new(),
+            pending: HashMap::new(),
+            bootstrap,
+        }
+    }
+
+    pub(super) async fn run(mut self, stop: CancellationToken) {
+        self.dial_bootstrap();
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = redial.tick() => self.dial_bootstrap(),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.event(event).await,
+            }
+        }
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(NetError::Stopped));
+        }
+        tracing::info!("network stopped");
+    }
+
+    /// Dials the bootstrap peers we are not connected to.
+    fn dial_bootstrap(&mut self) {
+        for (addr, peer) in self.bootstrap.clone() {
+            if peer.is_some_and(|p| self.swarm.is_connected(&p) || p == *self.swarm.local_peer_id()) {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(addr = %addr, error = %e, "bootstrap dial failed");
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_list());
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(addr = %addr, error = %e, "dial failed");
+                }
+            }
+            Command::Subscribe(topic) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&gossipsub::IdentTopic::new(&topic))
+                {
+                    tracing::warn!(topic, error = %e, "cannot subscribe");
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(&topic), data)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        gossipsub::PublishError::NoPeersSubscribedToTopic
+                        | gossipsub::PublishError::AllQueuesFull(_) => NetError::NoPeers(topic.clone()),
+                        // Publishing the same bytes again is not an error.
+                        gossipsub::PublishError::Duplicate => return NetError::Failed(String::new()),
+                        other => NetError::Failed(other.to_string()),
+                    });
+                let result = match result {
+                    Err(NetError::Failed(s)) if s.is_empty() => Ok(()),
+                    other => other,
+                };
+                let _ = reply.send(result);
+            }
+            Command::Request { peer, data, reply } => {
+                let id = self.swarm.behaviour_mut().rr.send_request(&peer, data);
+                self.pending.insert(id, reply);
+            }
+            Command::Respond { channel, data } => {
+                let _ = self.swarm.behaviour_mut().rr.send_response(channel, data);
+            }
+            Command::Validated { id, source, accept } => {
+                let verdict = if accept {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    gossipsub::MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, verdict);
+            }
+        }
+    }
+
+    fn peer_list(&self) -> Vec<PeerInfo> {
+        let now = SystemTime::now();
+        let mut list: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(id, p)| {
+                let mut addresses: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+                addresses.sort();
+                PeerInfo {
+                    peer_id: id.to_string(),
+                    addresses,
+                    direction: if p.dialer { "dialer" } else { "listener" },
+                    roles: p.agent.as_deref().map(roles_in_agent).unwrap_or_default(),
+                    agent: p.agent.clone(),
+                    rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    connected_since: p.since,
+                    connected_for_s: p
+                        .since
+                        .and_then(|s| now.duration_since(s).ok())
+                        .map_or(0, |d| d.as_secs()),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        list
+    }
+
+    async fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(address = %address, "network listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let p = self.peers.entry(peer_id).or_default();
+                p.addresses.insert(endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    p.dialer = endpoint.is_dialer();
+                    p.since = Some(SystemTime::now());
+                    self.stats.set_peers(self.peers.len());
+                    tracing::debug!(peer = %peer_id, "peer connected");
+                    emit(&self.events, NetEvent::PeerConnected(peer_id)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    self.limiter.forget(&peer_id);
+                    self.stats.set_peers(self.peers.len());
+                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    emit(&self.events, NetEvent::PeerDisconnected(peer_id)).await;
+                } else if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.addresses.remove(endpoint.get_remote_address());
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.behaviour(event).await,
+            _ => {}
+        }
+    }
+
+    async fn behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != super::behaviour::PROTOCOL_VERSION {
+                    tracing::debug!(peer = %peer_id, version = info.protocol_version, "not a dchat peer; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for addr in info.listen_addrs.iter().filter(|a| usable(a)) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.agent = Some(info.agent_version);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer, result: Ok(rtt), ..
+            }) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. }) => {}
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                if !self
+                    .limiter
+                    .admit(propagation_source, message.data.len(), Instant::now())
+                {
+                    self.stats.count_rate_limited();
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Ignore,
+                    );
+                    return;
+                }
+                emit(
+                    &self.events,
+                    NetEvent::Gossip {
+                        topic: message.topic.into_string(),
+                        data: message.data,
+                        source: propagation_source,
+                        id: message_id,
+                    },
+                )
+                .await;
+            }
+            BehaviourEvent::Rr(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    if !self.limiter.admit(peer, request.len(), Instant::now()) {
+                        // Dropping the channel fails the peer's request.
+                        self.stats.count_rate_limited();
+                        return;
+                    }
+                    let reply = Responder {
+                        channel,
+                        commands: self.commands_tx.clone(),
+                    };
+                    emit(
+                        &self.events,
+                        NetEvent::Request {
+                            peer,
+                            data: request,
+                            reply,
+                        },
+                    )
+                    .await;
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            BehaviourEvent::Rr(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Failed(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hands an event to the daemon (whose consumer is gone only while it
+/// stops). Takes the sender alone so the task's future stays `Send`.
+async fn emit(events: &mpsc::Sender<NetEvent>, event: NetEvent) {
+    let _ = events.send(event).await;
+}
+
+/// The peer id a `/p2p/…` multiaddress ends with.
+pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Addresses worth remembering for a peer (not unspecified listeners).
+fn usable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// `dchatd/0.1.0 roles=user,relay` → ["user", "relay"].
+pub(super) fn roles_in_agent(agent: &str) -> Vec<String> {
+    agent
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("roles="))
+        .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_the_agent_string() {
+        assert_eq!(roles_in_agent("dchatd/0.1.0 roles=user,relay"), ["user", "relay"]);
+        assert!(roles_in_agent("rust-libp2p/0.1").is_empty());
+    }
+
+    #[test]
+    fn the_peer_of_a_bootstrap_address() {
+        let id = PeerId::random();
+        let a: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{id}").parse().unwrap();
+        assert_eq!(peer_in(&a), Some(id));
+        assert_eq!(peer_in(&"/ip4/127.0.0.1/tcp/1".parse().unwrap()), None);
+        assert!(!usable(&"/ip4/0.0.0.0/tcp/1".parse().unwrap()));
+        assert!(usable(&"/ip4/127.0.0.1/tcp/1".parse().unwrap()));
+    }
+}
