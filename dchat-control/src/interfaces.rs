@@ -7,6 +7,7 @@ pub const SERVICE: &str = include_str!("../interfaces/org.varlink.service.varlin
 pub const DAEMON: &str = include_str!("../interfaces/io.dchat.Daemon.varlink");
 pub const ACCOUNTS: &str = include_str!("../interfaces/io.dchat.Accounts.varlink");
 pub const CHAIN: &str = include_str!("../interfaces/io.dchat.Chain.varlink");
+pub const CHANNELS: &str = include_str!("../interfaces/io.dchat.Channels.varlink");
 pub const DATABASE: &str = include_str!("../interfaces/io.dchat.Database.varlink");
 
 /// Every interface the daemon implements, by name.
@@ -15,6 +16,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("io.dchat.Daemon", DAEMON),
     ("io.dchat.Accounts", ACCOUNTS),
     ("io.dchat.Chain", CHAIN),
+    ("io.dchat.Channels", CHANNELS),
     ("io.dchat.Database", DATABASE),
 ];
 

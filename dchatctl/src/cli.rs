@@ -35,6 +35,9 @@ pub enum Command {
     /// Accounts hosted by the daemon
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Channels on chain: create, join, leave, invite, list, show
+    #[command(subcommand)]
+    Channel(ChannelCommand),
     /// Local testnets: many nodes on this machine
     #[command(subcommand)]
     Testnet(crate::commands::testnet::TestnetCommand),
@@ -99,6 +102,8 @@ pub enum AccountCommand {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
+    /// Same as `channel create` (the spelling of the earlier dchat tool)
+    CreateChannel(ChannelCreateArgs),
     /// Export an account to a password-encrypted identity file
     Export {
         /// Account name or id
@@ -129,4 +134,58 @@ pub enum ChainCommand {
         /// Transaction id (hex)
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Create a channel on chain, owned by a local account
+    Create(ChannelCreateArgs),
+    /// Join a channel as a local account
+    Join {
+        /// Local account that joins [default: the only local account]
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Channel name (a leading '#' is ignored)
+        channel: String,
+    },
+    /// Leave a channel
+    Leave {
+        /// Local account that leaves [default: the only local account]
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Channel name (a leading '#' is ignored)
+        channel: String,
+    },
+    /// Let an account join an invite-only channel (owner only)
+    Invite {
+        /// The channel's owner, a local account [default: the only local account]
+        #[arg(long, value_name = "NAME")]
+        owner: Option<String>,
+        /// Channel name (a leading '#' is ignored)
+        channel: String,
+        /// Account to invite, by name or id
+        account: String,
+    },
+    /// List the channels on chain
+    List,
+    /// Show one channel: owner, description, members, invitations
+    Show {
+        /// Channel name (a leading '#' is ignored)
+        channel: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelCreateArgs {
+    /// Local account that creates and owns the channel [default: the only local account]
+    #[arg(long, value_name = "NAME")]
+    pub owner: Option<String>,
+    /// Channel name: 1-32 letters, digits, '_', '-' or '.' (a leading '#' is ignored)
+    pub channel: String,
+    /// What the channel is about (at most 1024 bytes)
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Only accounts the owner invites may join
+    #[arg(long)]
+    pub invite_only: bool,
 }

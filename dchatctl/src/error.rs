@@ -1,7 +1,7 @@
 //! dchatctl's errors and the exit status each maps to (CLI.md).
 
-use dchat_control::api::db_errors;
 use dchat_control::api::errors;
+use dchat_control::api::{channel_errors, db_errors};
 use dchat_control::varlink::errors as std_errors;
 use dchat_control::{CallError, ClientError};
 use serde_json::Value;
@@ -72,6 +72,58 @@ fn friendly(error: &str, parameters: &Value) -> Option<String> {
         errors::NOT_FOUND => format!("no account with name or id {:?}", text("name")?),
         errors::INVALID_NAME => format!("invalid account name {:?}: {}", text("name")?, text("reason")?),
         errors::INVALID_KEY => format!("the daemon rejected the key material: {}", text("reason")?),
+        errors::ACCOUNT_REQUIRED => match number("count")? {
+            0 => "dchatd hosts no local account; create one with `dchatctl account create NAME`".into(),
+            n => format!("dchatd hosts {n} local accounts; name the one to use (--user, --owner or --from)"),
+        },
+        errors::NOT_LOCAL => format!(
+            "account {:?} is not hosted by this dchatd, so it cannot act for it",
+            text("name")?
+        ),
+        errors::NOT_REGISTERED => format!(
+            "account {:?} is not registered on chain yet; try again once it is",
+            text("name")?
+        ),
+        channel_errors::CHANNEL_TAKEN => format!(
+            "channel name {:?} is taken (names are unique regardless of case)",
+            text("channel")?
+        ),
+        channel_errors::NO_SUCH_CHANNEL => format!("no channel named {:?}", text("channel")?),
+        channel_errors::INVALID_NAME => format!("invalid channel name {:?}: {}", text("channel")?, text("reason")?),
+        channel_errors::DESCRIPTION_TOO_LONG => format!(
+            "the description is {} bytes, more than the limit of {}",
+            number("length")?,
+            number("max")?
+        ),
+        channel_errors::NOT_INVITED => format!(
+            "channel {:?} is invite-only and {} has no invitation; its owner can send one with `dchatctl channel invite`",
+            text("channel")?,
+            text("account")?
+        ),
+        channel_errors::ALREADY_MEMBER => format!(
+            "{} is already a member of channel {:?}",
+            text("account")?,
+            text("channel")?
+        ),
+        channel_errors::NOT_MEMBER => format!("{} is not a member of channel {:?}", text("account")?, text("channel")?),
+        channel_errors::NOT_OWNER => format!(
+            "only the owner of channel {:?} ({}) may do this",
+            text("channel")?,
+            text("owner")?
+        ),
+        channel_errors::NOT_INVITE_ONLY => format!(
+            "channel {:?} is open to everyone; invitations are for invite-only channels",
+            text("channel")?
+        ),
+        channel_errors::ALREADY_INVITED => format!(
+            "{} is already invited to channel {:?}",
+            text("account")?,
+            text("channel")?
+        ),
+        channel_errors::REJECTED => format!("the chain refused the transaction: {}", text("reason")?),
+        dchat_control::api::CHAIN_TIMEOUT => format!("{}; the transaction may still become final later", text("message")?),
+        dchat_control::api::NOT_CONNECTED => text("message")?,
+        dchat_control::api::NO_CHAIN => "this dchatd has no chain: no genesis is configured".into(),
         errors::INVALID_REQUEST => {
             format!("the daemon could not read the request: {}", text("reason")?)
         }
@@ -166,6 +218,29 @@ mod tests {
             remote(errors::SHUTTING_DOWN, json!({})).message(),
             "dchatd is shutting down"
         );
+    }
+
+    #[test]
+    fn channel_errors_read_as_sentences() {
+        assert_eq!(
+            remote(channel_errors::CHANNEL_TAKEN, json!({"channel": "general"})).message(),
+            r#"channel name "general" is taken (names are unique regardless of case)"#
+        );
+        assert_eq!(
+            remote(channel_errors::NO_SUCH_CHANNEL, json!({"channel": "nowhere"})).message(),
+            r#"no channel named "nowhere""#
+        );
+        assert!(remote(
+            channel_errors::NOT_INVITED,
+            json!({"channel": "club", "account": "bob"})
+        )
+        .message()
+        .starts_with(r#"channel "club" is invite-only and bob has no invitation"#));
+        assert_eq!(
+            remote(errors::ACCOUNT_REQUIRED, json!({"count": 2})).message(),
+            "dchatd hosts 2 local accounts; name the one to use (--user, --owner or --from)"
+        );
+        assert_eq!(remote(channel_errors::NOT_MEMBER, json!({})).exit_code(), EX_FAILED);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Account(cmd) => commands::account::run(cmd, &socket, json).await,
         Command::Db(cmd) => commands::db::run(cmd, &socket, json).await,
         Command::Chain(cmd) => commands::chain::run(cmd, &socket, json).await,
+        Command::Channel(cmd) => commands::channel::run(cmd, &socket, json).await,
         Command::Testnet(cmd) => commands::testnet::run(cmd, json).await,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "dchatctl", &mut std::io::stdout());

@@ -12,12 +12,14 @@ pub struct MethodInfo {
 
 mod accounts;
 mod chain;
+mod channels;
 mod daemon;
 mod database;
 mod service;
 
 pub use accounts::*;
 pub use chain::*;
+pub use channels::*;
 pub use daemon::*;
 pub use database::*;
 pub use service::*;
@@ -29,6 +31,7 @@ const TABLES: &[&[MethodInfo]] = &[
     daemon::METHODS,
     accounts::METHODS,
     chain::METHODS,
+    channels::METHODS,
     database::METHODS,
 ];
 
@@ -53,4 +56,7 @@ pub mod errors {
     pub const NOT_FOUND: &str = "io.dchat.Accounts.NotFound";
     pub const INVALID_NAME: &str = "io.dchat.Accounts.InvalidName";
     pub const INVALID_KEY: &str = "io.dchat.Accounts.InvalidKey";
+    pub const ACCOUNT_REQUIRED: &str = "io.dchat.Accounts.AccountRequired";
+    pub const NOT_LOCAL: &str = "io.dchat.Accounts.NotLocal";
+    pub const NOT_REGISTERED: &str = "io.dchat.Accounts.NotRegistered";
 }

@@ -54,6 +54,7 @@ pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, 
             password_file,
             name,
         } => import(socket, file, password_file.as_deref(), name.as_deref(), json).await,
+        AccountCommand::CreateChannel(args) => super::channel::create(args, socket, json).await,
         AccountCommand::Export {
             name,
             output,

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod chain;
+pub mod channel;
 pub mod daemon;
 pub mod db;
 pub mod keygen;

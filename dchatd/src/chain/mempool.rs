@@ -39,6 +39,12 @@ impl Mempool {
         self.txs.len()
     }
 
+    /// The nonce `key`'s next transaction needs, counting the ones it has
+    /// waiting here.
+    pub fn next_nonce(&self, key: &[u8; 32]) -> u64 {
+        self.pending.next_nonce(key)
+    }
+
     pub fn insert(&mut self, tx: SignedTx) -> Result<[u8; 32], PoolError> {
         let id = tx.id();
         if self.ids.contains(&id) {

@@ -208,18 +208,43 @@ impl Chain {
     /// Checks `tx` against the finalized state plus the pending pool and,
     /// if it applies, queues it for a block.
     pub fn submit(&self, tx: SignedTx) -> Result<[u8; 32], ChainError> {
-        self.lock().mempool.insert(tx).map_err(|e| match e {
-            PoolError::Rejected(r) => ChainError::Rejected(r),
-            other => ChainError::Pool(other.to_string()),
-        })
+        self.lock().mempool.insert(tx).map_err(pool_error)
     }
 
     /// Submits `tx` and waits until a final block holds it. A chain that
     /// stops making progress gives [`ChainError::Timeout`], not a hang.
     pub async fn submit_and_wait(&self, tx: SignedTx, timeout: Duration) -> Result<FinalizedTx, ChainError> {
         // Subscribe first: the block could be final before we listen.
-        let mut finals = self.finalized_txs.subscribe();
+        let finals = self.finalized_txs.subscribe();
         let id = self.submit(tx)?;
+        self.wait_final(finals, id, timeout).await
+    }
+
+    /// Signs with the nonce `signer` needs next — counting its transactions
+    /// still in the pool — and submits, under one lock so that two requests
+    /// of the same account cannot pick the same nonce; then waits as
+    /// [`Chain::submit_and_wait`] does.
+    pub async fn sign_submit_and_wait(
+        &self,
+        signer: &[u8; 32],
+        sign: impl FnOnce(u64) -> SignedTx,
+        timeout: Duration,
+    ) -> Result<FinalizedTx, ChainError> {
+        let finals = self.finalized_txs.subscribe();
+        let id = {
+            let mut inner = self.lock();
+            let tx = sign(inner.mempool.next_nonce(signer));
+            inner.mempool.insert(tx).map_err(pool_error)?
+        };
+        self.wait_final(finals, id, timeout).await
+    }
+
+    async fn wait_final(
+        &self,
+        mut finals: broadcast::Receiver<FinalizedTx>,
+        id: [u8; 32],
+        timeout: Duration,
+    ) -> Result<FinalizedTx, ChainError> {
         let wait = async {
             loop {
                 match finals.recv().await {
@@ -244,6 +269,13 @@ impl Chain {
         let guard = self.db.lock();
         let d = guard.as_ref().ok_or(ChainError::ShuttingDown)?;
         Ok(d.tx_location(id)?.map(|l| l.height))
+    }
+}
+
+fn pool_error(e: PoolError) -> ChainError {
+    match e {
+        PoolError::Rejected(r) => ChainError::Rejected(r),
+        other => ChainError::Pool(other.to_string()),
     }
 }
 

@@ -92,3 +92,42 @@ async fn waiting_for_a_stalled_chain_times_out() {
         .await;
     assert!(matches!(r, Err(ChainError::Timeout(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn signing_takes_the_next_nonce_after_the_pooled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::open(genesis(), file_db(dir.path())).unwrap();
+    chain.submit(register("alice", 7)).unwrap();
+    step(&chain);
+    let alice = Identity::from_secrets(&[7; 32], &[8; 32]);
+    let key = alice.signing_key().verifying_key().to_bytes();
+    // Two changes by one account queued before either is final: each must
+    // get its own nonce (1, then 2), or the second would be refused.
+    let mut waiters = Vec::new();
+    for name in ["one", "two"] {
+        let (shared, alice) = (Arc::clone(&chain), alice.clone());
+        waiters.push(tokio::spawn(async move {
+            let kind = TxKind::CreateChannel {
+                name: name.into(),
+                description: String::new(),
+                invite_only: false,
+            };
+            shared
+                .sign_submit_and_wait(
+                    &key,
+                    |nonce| SignedTx::create(&alice, "test-chain", nonce, kind),
+                    Duration::from_secs(10),
+                )
+                .await
+        }));
+        while chain.mempool_len() < waiters.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    let block = step(&chain);
+    assert_eq!(block.txs.iter().map(|t| t.tx.nonce).collect::<Vec<_>>(), [1, 2]);
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap().unwrap().height, 2);
+    }
+    assert_eq!(chain.read(|s| s.channels().count()), 2);
+}

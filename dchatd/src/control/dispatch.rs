@@ -16,7 +16,7 @@ use super::auth::Access;
 use super::conn::Conn;
 use super::handlers;
 use crate::metrics::Metrics;
-use crate::service::{Node, ServiceError};
+use crate::service::{ChannelError, Node, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -126,6 +126,7 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
         "io.dchat.Daemon" => handlers::daemon::call(node, method, params),
         "io.dchat.Accounts" => handlers::accounts::call(node, method, params).await,
         "io.dchat.Chain" => handlers::chain::call(node, method, params).await,
+        "io.dchat.Channels" => handlers::channels::call(node, method, params).await,
         "io.dchat.Database" => handlers::database::call(node, method, params).await,
         _ => Err(Reply::error(
             std_errors::METHOD_NOT_IMPLEMENTED,
@@ -209,6 +210,10 @@ pub(super) fn service_error(e: ServiceError) -> Reply {
         ServiceError::InvalidName { name, reason } => {
             (dchat_errors::INVALID_NAME, json!({ "name": name, "reason": reason }))
         }
+        ServiceError::AccountRequired(count) => (dchat_errors::ACCOUNT_REQUIRED, json!({ "count": count })),
+        ServiceError::NotLocal(name) => (dchat_errors::NOT_LOCAL, json!({ "name": name })),
+        ServiceError::NotRegistered(name) => (dchat_errors::NOT_REGISTERED, json!({ "name": name })),
+        ServiceError::Channel(e) => channel_error(e),
         ServiceError::InvalidKey(reason) => (dchat_errors::INVALID_KEY, json!({ "reason": reason })),
         ServiceError::InvalidParameter(p) => (std_errors::INVALID_PARAMETER, json!({ "parameter": p })),
         ServiceError::ShuttingDown => (dchat_errors::SHUTTING_DOWN, json!({})),
@@ -223,4 +228,31 @@ pub(super) fn service_error(e: ServiceError) -> Reply {
         }
     };
     Reply::error(name, params)
+}
+
+fn channel_error(e: &ChannelError) -> (&'static str, Value) {
+    use api::channel_errors as c;
+    match e {
+        ChannelError::Taken(channel) => (c::CHANNEL_TAKEN, json!({ "channel": channel })),
+        ChannelError::NoSuchChannel(channel) => (c::NO_SUCH_CHANNEL, json!({ "channel": channel })),
+        ChannelError::InvalidName { name, reason } => (c::INVALID_NAME, json!({ "channel": name, "reason": reason })),
+        ChannelError::DescriptionTooLong { length, max } => {
+            (c::DESCRIPTION_TOO_LONG, json!({ "length": length, "max": max }))
+        }
+        ChannelError::NotInvited { channel, account } => {
+            (c::NOT_INVITED, json!({ "channel": channel, "account": account }))
+        }
+        ChannelError::AlreadyMember { channel, account } => {
+            (c::ALREADY_MEMBER, json!({ "channel": channel, "account": account }))
+        }
+        ChannelError::NotMember { channel, account } => {
+            (c::NOT_MEMBER, json!({ "channel": channel, "account": account }))
+        }
+        ChannelError::NotOwner { channel, owner } => (c::NOT_OWNER, json!({ "channel": channel, "owner": owner })),
+        ChannelError::NotInviteOnly(channel) => (c::NOT_INVITE_ONLY, json!({ "channel": channel })),
+        ChannelError::AlreadyInvited { channel, account } => {
+            (c::ALREADY_INVITED, json!({ "channel": channel, "account": account }))
+        }
+        ChannelError::Rejected(reason) => (c::REJECTED, json!({ "reason": reason })),
+    }
 }

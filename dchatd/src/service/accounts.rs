@@ -118,6 +118,34 @@ fn find(db: &Database, name_or_id: &str) -> Result<AccountRow, ServiceError> {
     row.ok_or_else(|| ServiceError::NotFound(name_or_id.to_string()))
 }
 
+/// A local account that can sign transactions: its name and its keys.
+pub(crate) struct Signer {
+    pub name: String,
+    pub identity: Identity,
+}
+
+/// The local account `wanted` names (by name in any case, or by id), or the
+/// only local account when `wanted` is None. `Ok(None)`: no local account
+/// has that name; the caller tells "unknown" from "not hosted here".
+fn local_row(db: &Database, wanted: Option<&str>) -> Result<Option<AccountRow>, ServiceError> {
+    let Some(wanted) = wanted else {
+        let local: Vec<AccountRow> = db.list_accounts()?.into_iter().filter(|a| a.local).collect();
+        return match <[AccountRow; 1]>::try_from(local) {
+            Ok([only]) => Ok(Some(only)),
+            Err(all) => Err(ServiceError::AccountRequired(all.len())),
+        };
+    };
+    let row = match find(db, wanted) {
+        Ok(row) => Some(row),
+        Err(ServiceError::NotFound(_)) => db
+            .list_accounts()?
+            .into_iter()
+            .find(|a| a.name.eq_ignore_ascii_case(wanted)),
+        Err(e) => return Err(e),
+    };
+    Ok(row.filter(|r| r.local))
+}
+
 fn parse_secret_hex(hex_text: &str) -> Result<[u8; 32], ServiceError> {
     parse_secret("key", hex_text)
 }
@@ -214,6 +242,38 @@ impl Node {
         match undone {
             Ok(count) => self.update_accounts(count),
             Err(e) => tracing::error!(account = %row.name, error = %e, "cannot take back a refused account"),
+        }
+    }
+
+    /// The local account that signs a request: the one `name` names, or
+    /// the only one this daemon hosts when the request names none (the rule
+    /// of every `--user`/`--owner`/`--from` in CLI.md).
+    pub(crate) async fn local_signer(self: &Arc<Self>, name: Option<String>) -> Result<Signer, ServiceError> {
+        let wanted = name.clone();
+        let row = self
+            .with_db(move |db, ks| {
+                let Some(row) = local_row(db, wanted.as_deref())? else {
+                    return Ok(None);
+                };
+                let (identity, _) = ks.load(&row.id)?;
+                Ok(Some(Signer {
+                    name: row.name,
+                    identity,
+                }))
+            })
+            .await?;
+        match (row, name) {
+            (Some(signer), _) => Ok(signer),
+            (None, Some(name)) => {
+                let on_chain = self.chain().is_some_and(|c| c.read(|s| s.account(&name).is_some()));
+                Err(if on_chain {
+                    ServiceError::NotLocal(name)
+                } else {
+                    ServiceError::NotFound(name)
+                })
+            }
+            // local_row answers None only for a named account.
+            (None, None) => Err(ServiceError::AccountRequired(0)),
         }
     }
 

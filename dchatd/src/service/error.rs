@@ -14,6 +14,14 @@ pub enum ServiceError {
     NotFound(String),
     #[error("invalid account name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
+    #[error("no account named; this daemon hosts {0} local accounts")]
+    AccountRequired(usize),
+    #[error("account {0:?} is not hosted by this daemon")]
+    NotLocal(String),
+    #[error("account {0:?} is not registered on chain")]
+    NotRegistered(String),
+    #[error(transparent)]
+    Channel(#[from] super::channels::ChannelError),
     #[error("invalid key: {0}")]
     InvalidKey(String),
     #[error("invalid parameter {0}")]

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod chain;
+mod channels;
 pub mod database;
 mod db;
 mod error;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 pub use accounts::validate_name;
+pub use channels::ChannelError;
 pub use db::SharedDb;
 pub use error::ServiceError;
 pub use status::StatusSnapshot;

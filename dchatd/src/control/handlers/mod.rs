@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod chain;
+pub mod channels;
 pub mod daemon;
 pub mod database;
 pub mod service;
