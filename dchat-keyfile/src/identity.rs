@@ -68,7 +68,18 @@ impl Identity {
 
     /// Lowercase hex of the X25519 public key.
     pub fn messaging_public_hex(&self) -> String {
-        hex::encode(PublicKey::from(&self.messaging).as_bytes())
+        hex::encode(self.messaging_public())
+    }
+
+    /// The ed25519 public key: what the chain registers and signatures
+    /// verify against.
+    pub fn identity_public(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// The X25519 public key that others encrypt direct messages to.
+    pub fn messaging_public(&self) -> [u8; 32] {
+        PublicKey::from(&self.messaging).to_bytes()
     }
 
     /// The ed25519 key, for callers that need the dalek type (libp2p, votes).
@@ -111,6 +122,8 @@ mod tests {
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id(), a.identity_public_hex());
         assert_eq!(a.messaging_public_hex().len(), 64);
+        assert_eq!(hex::encode(a.identity_public()), a.id());
+        assert_eq!(hex::encode(a.messaging_public()), a.messaging_public_hex());
         assert_ne!(a.messaging_public_hex(), a.id());
     }
 

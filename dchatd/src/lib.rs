@@ -17,6 +17,7 @@ pub mod error;
 pub mod keystore;
 pub mod ledger;
 pub mod logging;
+pub mod messaging;
 pub mod metrics;
 pub mod network;
 pub mod node_key;

@@ -13,7 +13,7 @@
 
 mod apply;
 mod block;
-mod codec;
+pub(crate) mod codec;
 mod commit;
 mod error;
 mod names;

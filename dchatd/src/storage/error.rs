@@ -52,6 +52,21 @@ pub enum StorageError {
     #[error("account id {0} already exists")]
     IdTaken(String),
 
+    /// A relay mailbox is full: storing the envelope would pass its quota
+    /// of envelopes or bytes. The sender should try another relay or later.
+    #[error(
+        "mailbox {mailbox} is full: it holds {envelopes} envelopes of {bytes} bytes \
+         (quota {max_envelopes} envelopes, {max_bytes} bytes)"
+    )]
+    QuotaExceeded {
+        /// Lowercase hex of the mailbox id.
+        mailbox: String,
+        envelopes: u64,
+        bytes: u64,
+        max_envelopes: u64,
+        max_bytes: u64,
+    },
+
     /// The final checkpoint or close failed.
     #[error("cannot close database {}: {source}", path.display())]
     Close { path: PathBuf, source: rusqlite::Error },

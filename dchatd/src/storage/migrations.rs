@@ -97,6 +97,69 @@ pub const MIGRATIONS: &[Migration] = &[
         ) STRICT;
     ",
     },
+    Migration {
+        version: 3,
+        name: "messaging: direct messages, outbox, relay mailboxes, channel posts",
+        // Times are integer milliseconds since the Unix epoch (UTC): sent_at
+        // comes signed inside the message and decides the reading order,
+        // and an integer compares and indexes exactly; rows render them as
+        // RFC 3339 for people. Message ids are chosen by senders, so the key
+        // of `messages` includes the local account: when both ends of a
+        // conversation are hosted here, each keeps its own copy.
+        // No foreign key to `accounts`: history outlives a removed account
+        // until someone deletes it on purpose.
+        sql: "
+        CREATE TABLE messages (
+            account      TEXT NOT NULL,
+            id           BLOB NOT NULL CHECK (length(id) = 16),
+            peer         TEXT NOT NULL,
+            direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            seq          INTEGER NOT NULL CHECK (seq >= 0),
+            text         TEXT NOT NULL,
+            content_hash BLOB NOT NULL CHECK (length(content_hash) = 32),
+            sent_at      INTEGER NOT NULL CHECK (sent_at >= 0),
+            received_at  INTEGER NOT NULL CHECK (received_at >= 0),
+            state        TEXT NOT NULL CHECK (state IN ('sent', 'relayed', 'delivered')),
+            PRIMARY KEY (account, id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX messages_by_conversation ON messages (account, peer, sent_at, seq);
+
+        CREATE TABLE outbox (
+            envelope_id  BLOB NOT NULL PRIMARY KEY CHECK (length(envelope_id) = 32),
+            account      TEXT NOT NULL,
+            message_id   BLOB NOT NULL CHECK (length(message_id) = 16),
+            mailbox      BLOB NOT NULL CHECK (length(mailbox) = 32),
+            envelope     BLOB NOT NULL,
+            expires_at   INTEGER NOT NULL CHECK (expires_at >= 0),
+            attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            next_attempt INTEGER NOT NULL CHECK (next_attempt >= 0)
+        ) STRICT;
+        CREATE INDEX outbox_due ON outbox (next_attempt);
+        CREATE INDEX outbox_by_message ON outbox (account, message_id);
+
+        CREATE TABLE relay_envelopes (
+            id         BLOB NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+            mailbox    BLOB NOT NULL CHECK (length(mailbox) = 32),
+            expires_at INTEGER NOT NULL CHECK (expires_at >= 0),
+            stored_at  INTEGER NOT NULL CHECK (stored_at >= 0),
+            ciphertext BLOB NOT NULL
+        ) STRICT;
+        CREATE INDEX relay_envelopes_by_mailbox ON relay_envelopes (mailbox, stored_at);
+        CREATE INDEX relay_envelopes_by_expiry ON relay_envelopes (expires_at);
+
+        CREATE TABLE channel_posts (
+            id          BLOB NOT NULL PRIMARY KEY CHECK (length(id) = 16),
+            channel     TEXT NOT NULL,
+            author      TEXT NOT NULL,
+            author_key  BLOB NOT NULL CHECK (length(author_key) = 32),
+            text        TEXT NOT NULL,
+            sent_at     INTEGER NOT NULL CHECK (sent_at >= 0),
+            received_at INTEGER NOT NULL CHECK (received_at >= 0),
+            signature   BLOB NOT NULL CHECK (length(signature) = 64)
+        ) STRICT;
+        CREATE INDEX channel_posts_by_time ON channel_posts (channel, sent_at, id);
+    ",
+    },
 ];
 
 /// The schema version this build writes and understands.
@@ -205,6 +268,40 @@ mod tests {
 
         assert!(migrate(&conn).unwrap().is_empty());
         assert_eq!(current_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn v2_database_migrates_to_v3_keeping_its_data() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        assert_eq!(migrate_with(&conn, &MIGRATIONS[..2]).unwrap().len(), 2);
+        assert_eq!(current_version(&conn).unwrap(), 2);
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('alice', 'id-a', 'ik', 'mk', 0, 1, '2025-01-01T00:00:00Z', NULL);
+             INSERT INTO blocks VALUES (0, x'01', x'00', 5, x'beef', NULL, '2025-01-01T00:00:00Z');
+             INSERT INTO txs VALUES (x'02', 0, 0, x'03', 0);",
+        )
+        .unwrap();
+        for t in ["messages", "outbox", "relay_envelopes", "channel_posts"] {
+            assert!(!table_exists(&conn, t), "{t}");
+        }
+
+        let applied = migrate(&conn).unwrap();
+        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(current_version(&conn).unwrap(), 3);
+        for t in ["messages", "outbox", "relay_envelopes", "channel_posts"] {
+            assert!(table_exists(&conn, t), "{t}");
+        }
+        let kept: (String, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT name FROM accounts), (SELECT count(*) FROM blocks), (SELECT count(*) FROM txs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("alice".to_string(), 1, 1));
+        let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(problems, "ok");
     }
 
     #[test]

@@ -7,10 +7,14 @@
 mod accounts;
 pub mod backup;
 mod chain;
+mod channel_posts;
 pub mod check;
 mod error;
+mod mailbox;
+mod messages;
 mod meta;
 pub mod migrations;
+mod outbox;
 pub mod restore;
 
 use std::fs::OpenOptions;
@@ -23,9 +27,13 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::AccountRow;
 pub use chain::{EvidenceRow, FinalizedBlock, StoredBlock, TxEntry, TxLocation};
+pub use channel_posts::ChannelPostRow;
 pub use error::StorageError;
+pub use mailbox::{MailboxQuota, MailboxUsage, RelayEnvelope};
+pub use messages::{rfc3339_ms, DeliveryState, Direction, MessageRow};
 pub use meta::{META_CREATED_AT, META_DATABASE_ID};
 pub use migrations::{Migration, MIGRATIONS, SCHEMA_VERSION};
+pub use outbox::{OutboxEntry, RetryPolicy};
 
 /// How long a statement waits for another connection's lock (a backup, a
 /// `dchatctl db check`) before it fails with SQLITE_BUSY.
@@ -176,6 +184,18 @@ fn create_private(path: &Path) -> Result<(), StorageError> {
             source,
         }),
     }
+}
+
+/// A `u64` as an SQLite integer; values past `i64::MAX` are refused, never
+/// wrapped.
+pub(crate) fn sql_i64(v: u64) -> Result<i64, StorageError> {
+    i64::try_from(v).map_err(|_| StorageError::Sqlite(rusqlite::Error::IntegralValueOutOfRange(0, i64::MAX)))
+}
+
+/// Column `idx` of `row` as a `u64` (the schema's CHECKs keep it >= 0).
+pub(crate) fn row_u64(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
 }
 
 /// Per-connection settings (not stored in the file, so set on every open).

@@ -159,3 +159,35 @@ fn in_memory_is_migrated() {
     assert_eq!(pragma_i64(&db, "foreign_keys"), 1);
     db.close().unwrap();
 }
+
+#[test]
+fn v2_file_is_migrated_to_current_on_open() {
+    let (_dir, path) = fresh();
+    {
+        // A database as a v2 dchatd left it.
+        let raw = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..2] {
+            raw.execute_batch(m.sql).unwrap();
+        }
+        raw.pragma_update(None, "user_version", 2).unwrap();
+        raw.execute(
+            "INSERT INTO accounts VALUES ('alice', 'id-alice', 'ik', 'mk', 0, 1, '2025-01-02T03:04:05Z', NULL)",
+            [],
+        )
+        .unwrap();
+    }
+    let db = Database::open(&path, &StorageOptions::default()).unwrap();
+    assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(db.list_accounts().unwrap(), vec![account("alice")]);
+    let row = RelayEnvelope {
+        id: [1; 32],
+        mailbox: [2; 32],
+        expires_at_ms: 10,
+        stored_at_ms: 0,
+        ciphertext: vec![3; 8],
+    };
+    assert!(db.relay_store(&row, &MailboxQuota::default()).unwrap());
+    db.close().unwrap();
+    let db = Database::open(&path, &StorageOptions::default()).unwrap();
+    assert_eq!(db.relay_envelopes(&[2; 32], 0, 10).unwrap(), vec![row]);
+}

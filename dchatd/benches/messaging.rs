@@ -1,0 +1,150 @@
+//! Per-message cost of direct messages, 1 KB of text each:
+//!
+//! - seal: sign + Noise_X encrypt into an envelope;
+//! - open: Noise decrypt + verify;
+//! - sender storage: the message row and its outbox row in one transaction
+//!   (`insert_outgoing`), as a send does before it acknowledges;
+//! - relay storage: `relay_store` (quota check + insert) then `relay_delete`
+//!   of the same envelope, as a relay does for a fetched-and-receipted one.
+//!
+//! Storage runs on a database file in the temp dir, once with
+//! synchronous=FULL (the default: each commit is fsynced) and once with
+//! NORMAL, since the fsync dominates and depends on the disk.
+//!
+//! Run: `cargo bench -p dchatd --bench messaging` (optimised), or
+//! `cargo test -p dchatd --bench messaging` for a quick unoptimised run;
+//! the output says which. `DCHAT_BENCH_MESSAGES` sets the count (default
+//! 2000).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use dchat_keyfile::Identity;
+use dchatd::messaging::{mailbox_id, open, seal, Content, DirectMessage, Envelope};
+use dchatd::storage::{
+    Database, DeliveryState, Direction, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
+    Synchronous,
+};
+
+const TEXT_BYTES: usize = 1024;
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("DCHAT_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let profile = if cfg!(debug_assertions) {
+        "DEBUG build (unoptimised; figures are pessimistic)"
+    } else {
+        "optimised build"
+    };
+    println!("messaging: {n} messages of {TEXT_BYTES} bytes, {profile}");
+
+    let alice = Identity::generate().expect("keys");
+    let bob = Identity::generate().expect("keys");
+    let messages: Vec<DirectMessage> = (0..n).map(|i| message(&alice, &bob, i)).collect();
+
+    let start = Instant::now();
+    let envelopes: Vec<Envelope> = messages
+        .iter()
+        .map(|m| seal(&alice, m, &bob.messaging_public(), NOW_MS + 86_400_000).expect("seal"))
+        .collect();
+    report("seal", n, start.elapsed());
+    println!(
+        "  envelope size: {} bytes for {TEXT_BYTES} bytes of text",
+        envelopes[0].encode().len()
+    );
+
+    let start = Instant::now();
+    for env in &envelopes {
+        black_box(open(&bob, env).expect("open"));
+    }
+    report("open", n, start.elapsed());
+
+    for sync in [Synchronous::Full, Synchronous::Normal] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(&dir.path().join("bench.db"), &StorageOptions { synchronous: sync }).expect("db");
+        let label = format!("{sync:?}").to_lowercase();
+
+        let start = Instant::now();
+        for (m, env) in messages.iter().zip(&envelopes) {
+            let (row, entry) = outgoing_rows(m, env);
+            assert!(db.insert_outgoing(&row, &entry).expect("insert"));
+        }
+        report(
+            &format!("store outgoing (message + outbox), sync={label}"),
+            n,
+            start.elapsed(),
+        );
+
+        let quota = MailboxQuota::default();
+        let start = Instant::now();
+        for env in &envelopes {
+            let held = RelayEnvelope {
+                id: env.id(),
+                mailbox: env.mailbox,
+                expires_at_ms: env.expires_at_ms,
+                stored_at_ms: NOW_MS,
+                ciphertext: env.ciphertext.clone(),
+            };
+            assert!(db.relay_store(&held, &quota).expect("relay store"));
+            assert_eq!(db.relay_delete(&env.mailbox, &[held.id]).expect("relay delete"), 1);
+        }
+        report(&format!("relay store + delete, sync={label}"), n, start.elapsed());
+        db.close().expect("close");
+    }
+}
+
+fn message(alice: &Identity, bob: &Identity, i: usize) -> DirectMessage {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    DirectMessage {
+        id,
+        from: "alice".into(),
+        from_key: alice.identity_public(),
+        to: "bob".into(),
+        to_key: bob.identity_public(),
+        seq: i as u64,
+        sent_at_ms: NOW_MS + i as u64,
+        content: Content::Text("m".repeat(TEXT_BYTES)),
+    }
+}
+
+fn outgoing_rows(m: &DirectMessage, env: &Envelope) -> (MessageRow, OutboxEntry) {
+    let Content::Text(text) = &m.content else {
+        unreachable!("the bench only sends text");
+    };
+    let row = MessageRow {
+        account: m.from.clone(),
+        id: m.id,
+        peer: m.to.clone(),
+        direction: Direction::Out,
+        seq: m.seq,
+        text: text.clone(),
+        content_hash: m.content_hash(),
+        sent_at_ms: m.sent_at_ms,
+        received_at_ms: m.sent_at_ms,
+        state: DeliveryState::Sent,
+    };
+    let entry = OutboxEntry {
+        envelope_id: env.id(),
+        account: m.from.clone(),
+        message_id: m.id,
+        mailbox: mailbox_id(&m.to_key),
+        envelope: env.encode(),
+        expires_at_ms: env.expires_at_ms,
+        attempts: 0,
+        next_attempt_ms: NOW_MS,
+    };
+    (row, entry)
+}
+
+fn report(what: &str, n: usize, took: Duration) {
+    let per_us = took.as_secs_f64() * 1e6 / n as f64;
+    let per_s = n as f64 / took.as_secs_f64();
+    println!("  {what}: {per_us:.1} µs/message, {per_s:.0} messages/s");
+}

@@ -1,0 +1,394 @@
+//! Direct messages and the envelopes that carry them.
+//!
+//! A [`DirectMessage`] is encoded canonically and signed by the sender's
+//! ed25519 key over `"dchat-dm-sig/1" ‖ encoding`. The signed bytes are then
+//! encrypted with Noise `X` (one-way: the sender's static X25519 key travels
+//! encrypted and is authenticated by the `ss` DH) to the recipient's
+//! published X25519 key. The prologue binds the envelope's header (mailbox
+//! and expiry) into the handshake, so a relay that changes either breaks
+//! decryption instead of silently re-addressing or extending it.
+//!
+//! A Noise message is at most 65535 bytes and a text may be 64 KiB, so the
+//! plaintext `len:u32 ‖ signed message` is cut into the handshake message
+//! and, when needed, further transport messages of the same session. Each
+//! is written `u32`-length-prefixed into [`Envelope::ciphertext`]; their
+//! nonces fix the order, and the leading length makes a dropped tail frame
+//! an error rather than a shorter message.
+//!
+//! ```text
+//! message  "dchat-dm/1" id[16] from to…  (see DirectMessage::write)
+//! envelope "dchat-env/1" mailbox[32] expires_at_ms:u64 ciphertext:bytes
+//! ```
+
+use dchat_keyfile::Identity;
+use snow::params::NoiseParams;
+
+use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
+use crate::ledger::codec::{sha256, Reader, Writer};
+use crate::ledger::DecodeError;
+
+/// The Noise protocol name. Part of the format: changing it is a new version.
+pub const NOISE_PARAMS: &str = "Noise_X_25519_ChaChaPoly_BLAKE2s";
+/// Tag and version of an encoded [`DirectMessage`].
+pub const DM_MAGIC: &[u8] = b"dchat-dm/1";
+/// Domain separation for direct message signatures.
+pub const DM_SIGN_DOMAIN: &[u8] = b"dchat-dm-sig/1";
+/// Tag and version of an encoded [`Envelope`].
+pub const ENVELOPE_MAGIC: &[u8] = b"dchat-env/1";
+/// Domain of [`mailbox_id`].
+const MAILBOX_DOMAIN: &[u8] = b"dchat-mailbox/1";
+/// Domain of the Noise prologue.
+const PROLOGUE_DOMAIN: &[u8] = b"dchat-env-prologue/1";
+
+/// Longest text of one message, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Most message ids one delivery acknowledgement may carry (as many bytes
+/// as the longest text).
+pub const MAX_ACK_IDS: usize = MAX_TEXT_BYTES / 16;
+/// Largest encoded envelope a relay or recipient accepts.
+pub const MAX_ENVELOPE_BYTES: usize = 80 * 1024;
+
+/// Largest Noise message (the spec's limit).
+const NOISE_MAX_MSG: usize = 65535;
+/// AEAD tag added to every encrypted payload.
+const TAG_LEN: usize = 16;
+/// Handshake message overhead of pattern X: `e` (32), encrypted `s`
+/// (32 + tag), and the payload's tag.
+const HANDSHAKE_OVERHEAD: usize = 32 + 32 + TAG_LEN + TAG_LEN;
+/// Plaintext carried by the handshake message and by each later one.
+const FIRST_CHUNK: usize = NOISE_MAX_MSG - HANDSHAKE_OVERHEAD;
+const NEXT_CHUNK: usize = NOISE_MAX_MSG - TAG_LEN;
+
+/// Largest signed message: every field at its cap plus the signature. Text
+/// and acknowledgements have the same largest size (tag, count, 64 KiB).
+const MAX_SIGNED_DM_BYTES: usize =
+    DM_MAGIC.len() + 16 + (4 + MAX_NAME_BYTES) + 32 + (4 + MAX_NAME_BYTES) + 32 + 8 + 8 + 1 + 4 + MAX_TEXT_BYTES + 64;
+/// Envelope bytes before the ciphertext: tag, mailbox, expiry, length.
+const ENVELOPE_HEADER: usize = ENVELOPE_MAGIC.len() + 32 + 8 + 4;
+const MAX_CIPHERTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - ENVELOPE_HEADER;
+
+/// What a direct message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Text for the recipient to read.
+    Text(String),
+    /// The recipient's acknowledgement, sent back to the original sender,
+    /// that it received (and stored) the messages with these ids.
+    Delivered(Vec<[u8; 16]>),
+}
+
+/// One direct message, as signed by its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectMessage {
+    /// Random, chosen by the sender; duplicates are dropped by id.
+    pub id: [u8; 16],
+    /// The sender's account name.
+    pub from: String,
+    /// The sender's ed25519 identity key; the signature verifies with it.
+    pub from_key: [u8; 32],
+    /// The recipient's account name.
+    pub to: String,
+    /// The recipient's ed25519 identity key; decides the mailbox.
+    pub to_key: [u8; 32],
+    /// Position in the sender→recipient conversation, from 0.
+    pub seq: u64,
+    pub sent_at_ms: u64,
+    pub content: Content,
+}
+
+/// What a relay stores and forwards: who it is for, until when, and bytes
+/// only the recipient can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// [`mailbox_id`] of the recipient's identity key.
+    pub mailbox: [u8; 32],
+    /// After this, relays drop it and the recipient may ignore it.
+    pub expires_at_ms: u64,
+    /// The Noise messages, each `u32`-length-prefixed.
+    pub ciphertext: Vec<u8>,
+}
+
+/// A verified, decrypted direct message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub message: DirectMessage,
+    pub signature: [u8; 64],
+    /// The sender's X25519 key, as authenticated by Noise.
+    pub sender_x25519: [u8; 32],
+}
+
+/// The mailbox of an identity: `SHA-256("dchat-mailbox/1" ‖ key)`. Relays
+/// index envelopes by it without learning the account name.
+pub fn mailbox_id(identity_key: &[u8; 32]) -> [u8; 32] {
+    let mut w = Writer::hasher();
+    w.raw(MAILBOX_DOMAIN);
+    w.raw(identity_key);
+    w.finish_hash()
+}
+
+impl Content {
+    fn check_caps(&self) -> Result<(), MessagingError> {
+        match self {
+            Content::Text(text) => check_len("text", text.len(), MAX_TEXT_BYTES),
+            Content::Delivered(ids) => check_len("delivered ids", ids.len(), MAX_ACK_IDS),
+        }
+    }
+}
+
+impl DirectMessage {
+    /// The canonical encoding, without the signature.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.raw(DM_MAGIC);
+        w.raw(&self.id);
+        w.str(&self.from);
+        w.raw(&self.from_key);
+        w.str(&self.to);
+        w.raw(&self.to_key);
+        w.u64(self.seq);
+        w.u64(self.sent_at_ms);
+        match &self.content {
+            Content::Text(text) => {
+                w.u8(1);
+                w.str(text);
+            }
+            Content::Delivered(ids) => {
+                w.u8(2);
+                // Capped at MAX_ACK_IDS by check_caps before anything is signed.
+                w.u32(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+                for id in ids {
+                    w.raw(id);
+                }
+            }
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<DirectMessage, DecodeError> {
+        r.magic(DM_MAGIC)?;
+        Ok(DirectMessage {
+            id: r.array()?,
+            from: r.string("from", MAX_NAME_BYTES)?,
+            from_key: r.array()?,
+            to: r.string("to", MAX_NAME_BYTES)?,
+            to_key: r.array()?,
+            seq: r.u64()?,
+            sent_at_ms: r.u64()?,
+            content: match r.u8()? {
+                1 => Content::Text(r.string("text", MAX_TEXT_BYTES)?),
+                2 => Content::Delivered(read_array_list(r, "delivered ids", MAX_ACK_IDS)?),
+                tag => return Err(DecodeError::UnknownTag { what: "content", tag }),
+            },
+        })
+    }
+
+    /// Refuses a message whose fields are over their caps.
+    pub fn check_caps(&self) -> Result<(), MessagingError> {
+        check_len("from", self.from.len(), MAX_NAME_BYTES)?;
+        check_len("to", self.to.len(), MAX_NAME_BYTES)?;
+        self.content.check_caps()
+    }
+
+    /// The exact bytes the sender signs.
+    pub fn signing_message(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(DM_SIGN_DOMAIN);
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Checks `signature` against [`DirectMessage::from_key`].
+    pub fn verify(&self, signature: &[u8; 64]) -> Result<(), MessagingError> {
+        verify_signature(&self.from_key, &self.signing_message(), signature)
+    }
+
+    /// SHA-256 of the text (what anchors on chain commit to); for an
+    /// acknowledgement, of the concatenated ids.
+    pub fn content_hash(&self) -> [u8; 32] {
+        match &self.content {
+            Content::Text(text) => sha256(text.as_bytes()),
+            Content::Delivered(ids) => sha256(&ids.concat()),
+        }
+    }
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(ENVELOPE_MAGIC);
+        w.raw(&self.mailbox);
+        w.u64(self.expires_at_ms);
+        w.bytes(&self.ciphertext);
+        w.into_bytes()
+    }
+
+    /// Parses exactly one envelope of at most [`MAX_ENVELOPE_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, MessagingError> {
+        check_input("envelope", bytes, MAX_ENVELOPE_BYTES)?;
+        let mut r = Reader::new(bytes);
+        r.magic(ENVELOPE_MAGIC)?;
+        let env = Envelope {
+            mailbox: r.array()?,
+            expires_at_ms: r.u64()?,
+            ciphertext: r.bytes("ciphertext", MAX_CIPHERTEXT_BYTES)?.to_vec(),
+        };
+        r.finish()?;
+        Ok(env)
+    }
+
+    /// SHA-256 of the encoding: how relays and receipts name an envelope.
+    pub fn id(&self) -> [u8; 32] {
+        sha256(&self.encode())
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_at_ms
+    }
+}
+
+impl Opened {
+    /// True when the keys this message came with are the ones the chain
+    /// registered for the account it claims to be from. Callers must check
+    /// this before showing the message as from `message.from`.
+    pub fn sender_matches(&self, registered_identity: &[u8; 32], registered_x25519: &[u8; 32]) -> bool {
+        self.message.from_key == *registered_identity && self.sender_x25519 == *registered_x25519
+    }
+}
+
+fn noise_params() -> Result<NoiseParams, MessagingError> {
+    NOISE_PARAMS
+        .parse()
+        .map_err(|e| MessagingError::Seal(format!("{NOISE_PARAMS}: {e}")))
+}
+
+/// Binds the envelope header into the handshake hash.
+fn prologue(mailbox: &[u8; 32], expires_at_ms: u64) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(PROLOGUE_DOMAIN);
+    w.raw(mailbox);
+    w.u64(expires_at_ms);
+    w.into_bytes()
+}
+
+/// Signs `msg` as `sender` and encrypts it to `recipient_x25519`, the
+/// messaging key the chain registered for `msg.to_key`.
+pub fn seal(
+    sender: &Identity,
+    msg: &DirectMessage,
+    recipient_x25519: &[u8; 32],
+    expires_at_ms: u64,
+) -> Result<Envelope, MessagingError> {
+    msg.check_caps()?;
+    if msg.from_key != sender.identity_public() {
+        return Err(MessagingError::SenderKeyMismatch);
+    }
+    let signature = sender.sign(&msg.signing_message());
+    let mut signed = Writer::new();
+    msg.write(&mut signed);
+    signed.raw(&signature);
+    let signed = signed.into_bytes();
+    // Cannot exceed MAX_SIGNED_DM_BYTES once the caps hold, which fits a u32.
+    let mut plain = Vec::with_capacity(4 + signed.len());
+    plain.extend_from_slice(&u32::try_from(signed.len()).unwrap_or(u32::MAX).to_be_bytes());
+    plain.extend_from_slice(&signed);
+
+    let mailbox = mailbox_id(&msg.to_key);
+    let seal_err = |e: snow::Error| MessagingError::Seal(e.to_string());
+    let secret = sender.messaging_secret();
+    let prologue = prologue(&mailbox, expires_at_ms);
+    let mut handshake = snow::Builder::new(noise_params()?)
+        .local_private_key(&secret[..])
+        .map_err(seal_err)?
+        .remote_public_key(recipient_x25519)
+        .map_err(seal_err)?
+        .prologue(&prologue)
+        .map_err(seal_err)?
+        .build_initiator()
+        .map_err(seal_err)?;
+
+    let (first, rest) = plain.split_at(plain.len().min(FIRST_CHUNK));
+    let mut buf = vec![0u8; NOISE_MAX_MSG];
+    let mut out = Writer::new();
+    let n = handshake.write_message(first, &mut buf).map_err(seal_err)?;
+    out.bytes(&buf[..n]);
+    let mut transport = handshake.into_transport_mode().map_err(seal_err)?;
+    for chunk in rest.chunks(NEXT_CHUNK) {
+        let n = transport.write_message(chunk, &mut buf).map_err(seal_err)?;
+        out.bytes(&buf[..n]);
+    }
+    let env = Envelope {
+        mailbox,
+        expires_at_ms,
+        ciphertext: out.into_bytes(),
+    };
+    check_len("ciphertext", env.ciphertext.len(), MAX_CIPHERTEXT_BYTES)?;
+    Ok(env)
+}
+
+/// Decrypts and verifies an envelope addressed to `recipient`. Does not
+/// check expiry or the chain: see [`Envelope::is_expired`] and
+/// [`Opened::sender_matches`].
+pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingError> {
+    let own_key = recipient.identity_public();
+    if env.mailbox != mailbox_id(&own_key) {
+        return Err(MessagingError::WrongRecipient);
+    }
+    let decrypt = |_: snow::Error| MessagingError::Decrypt;
+    let secret = recipient.messaging_secret();
+    let prologue = prologue(&env.mailbox, env.expires_at_ms);
+    let mut handshake = snow::Builder::new(noise_params()?)
+        .local_private_key(&secret[..])
+        .map_err(decrypt)?
+        .prologue(&prologue)
+        .map_err(decrypt)?
+        .build_responder()
+        .map_err(decrypt)?;
+
+    let mut frames = Reader::new(&env.ciphertext);
+    let mut buf = vec![0u8; NOISE_MAX_MSG];
+    let first = frames.bytes("noise message", NOISE_MAX_MSG)?;
+    let n = handshake.read_message(first, &mut buf).map_err(decrypt)?;
+    let sender_x25519: [u8; 32] = handshake
+        .get_remote_static()
+        .and_then(|k| k.try_into().ok())
+        .ok_or(MessagingError::Decrypt)?;
+    let mut plain = buf[..n].to_vec();
+    let Some(len) = plain.first_chunk::<4>() else {
+        return Err(MessagingError::BadPlaintext("shorter than its length prefix"));
+    };
+    let signed_len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
+    if signed_len > MAX_SIGNED_DM_BYTES {
+        return Err(MessagingError::BadPlaintext("length over the message cap"));
+    }
+    let total = 4 + signed_len;
+    let mut transport = handshake.into_transport_mode().map_err(decrypt)?;
+    while frames.remaining() > 0 {
+        if plain.len() >= total {
+            return Err(MessagingError::BadPlaintext("frames after the end of the message"));
+        }
+        let frame = frames.bytes("noise message", NOISE_MAX_MSG)?;
+        let n = transport.read_message(frame, &mut buf).map_err(decrypt)?;
+        plain.extend_from_slice(&buf[..n]);
+    }
+    if plain.len() != total {
+        return Err(MessagingError::BadPlaintext("length differs from its prefix"));
+    }
+
+    let mut r = Reader::new(&plain[4..]);
+    let message = DirectMessage::read(&mut r)?;
+    let signature: [u8; 64] = r.array()?;
+    r.finish()?;
+    message.verify(&signature)?;
+    if message.to_key != own_key {
+        return Err(MessagingError::WrongRecipient);
+    }
+    Ok(Opened {
+        message,
+        signature,
+        sender_x25519,
+    })
+}

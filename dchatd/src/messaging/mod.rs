@@ -1,0 +1,34 @@
+//! Direct messages, relay mailboxes and channel posts: the pure parts, with
+//! no network and no database (STYLE.md habit 6). The network calls these to
+//! build, check and open what it sends and receives; `storage` keeps the
+//! results.
+//!
+//! - `envelope`: [`DirectMessage`] signed by its sender and sealed with
+//!   Noise_X to the recipient's X25519 key into an [`Envelope`], the only
+//!   thing a relay sees (mailbox id, expiry, ciphertext).
+//! - `mailbox`: what a recipient sends a relay: a signed [`FetchRequest`]
+//!   proving it owns a mailbox, and a signed [`Receipt`] that lets the relay
+//!   delete what was fetched.
+//! - `post`: signed [`ChannelPost`]s, spread over gossipsub.
+//! - `wire`: the error type and the pieces every format shares.
+//!
+//! Every format starts with a tag naming it and its version, uses the
+//! ledger's canonical codec (big-endian integers, `u32`-length-prefixed
+//! strings) and is decoded strictly: caps on every field, no trailing bytes,
+//! a typed error and never a panic on hostile input.
+
+mod envelope;
+mod mailbox;
+mod post;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use envelope::{
+    mailbox_id, open, seal, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC,
+    MAX_ACK_IDS, MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES, NOISE_PARAMS,
+};
+pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
+pub use post::{ChannelPost, MAX_POST_BYTES, MAX_POST_TEXT_BYTES, POST_MAGIC};
+pub use wire::{new_message_id, MessagingError, MAX_NAME_BYTES};

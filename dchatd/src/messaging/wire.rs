@@ -1,0 +1,113 @@
+//! What every messaging format shares: the error type, the name cap,
+//! signature checks and random ids.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::ledger::codec::Reader;
+use crate::ledger::DecodeError;
+
+/// Longest account or channel name carried in a message, in bytes. Wider
+/// than the ledger's 32 so that a future longer name (or an account id in
+/// hex) never makes an otherwise valid message undecodable.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Why a message could not be built, decoded, opened or accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessagingError {
+    /// The bytes are not a canonical encoding (truncated, trailing bytes,
+    /// wrong tag or version, oversize field, bad UTF-8).
+    #[error("malformed: {0}")]
+    Decode(#[from] DecodeError),
+    /// A value to be encoded breaks a cap; nothing was signed or sent.
+    #[error("{what} is {len} bytes, more than the limit of {max}")]
+    TooLarge { what: &'static str, len: usize, max: usize },
+    /// Noise refused the ciphertext: tampered, truncated, or sealed to a
+    /// different X25519 key. Deliberately says no more than that.
+    #[error("envelope does not decrypt")]
+    Decrypt,
+    /// The plaintext inside a valid Noise message is not what a sender
+    /// produces (its framing or lengths disagree).
+    #[error("envelope plaintext is malformed: {0}")]
+    BadPlaintext(&'static str),
+    /// Noise failed while sealing (cannot happen with valid keys; reported
+    /// rather than unwrapped).
+    #[error("cannot seal envelope: {0}")]
+    Seal(String),
+    /// `seal` was asked to sign a message whose `from_key` is not the
+    /// sender's identity key.
+    #[error("message from_key is not the sealing identity's key")]
+    SenderKeyMismatch,
+    /// Not a valid ed25519 public key, or the signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The message or envelope was addressed to someone else.
+    #[error("addressed to another recipient")]
+    WrongRecipient,
+    /// The mailbox id does not belong to the identity key given with it.
+    #[error("mailbox does not belong to this identity key")]
+    WrongMailbox,
+    /// A fetch request's timestamp is too far from the relay's clock.
+    #[error("timestamp {timestamp_ms} ms is more than {max_skew_ms} ms from now ({now_ms} ms)")]
+    StaleTimestamp {
+        timestamp_ms: u64,
+        now_ms: u64,
+        max_skew_ms: u64,
+    },
+    /// The operating system's random number generator failed.
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+/// A fresh random 16-byte message or post id.
+pub fn new_message_id() -> Result<[u8; 16], MessagingError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| MessagingError::Random(e.to_string()))?;
+    Ok(id)
+}
+
+/// Checks an ed25519 signature strictly (no malleable or small-order
+/// forms), as the ledger does for transactions.
+pub(crate) fn verify_signature(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<(), MessagingError> {
+    let key = VerifyingKey::from_bytes(key).map_err(|_| MessagingError::BadSignature)?;
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .map_err(|_| MessagingError::BadSignature)
+}
+
+/// Refuses a value to be encoded when it is over its cap.
+pub(crate) fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), MessagingError> {
+    if len > max {
+        return Err(MessagingError::TooLarge { what, len, max });
+    }
+    Ok(())
+}
+
+/// Refuses input over `max` bytes before any parsing.
+pub(crate) fn check_input(what: &'static str, bytes: &[u8], max: usize) -> Result<(), MessagingError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            what,
+            len: bytes.len(),
+            max,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A `u32` count followed by that many fixed-width items, at most `max`.
+/// The count is checked against the cap and the bytes left before anything
+/// is allocated.
+pub(crate) fn read_array_list<const N: usize>(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    max: usize,
+) -> Result<Vec<[u8; N]>, DecodeError> {
+    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if count > max {
+        return Err(DecodeError::TooLong { field, len: count, max });
+    }
+    if count.saturating_mul(N) > r.remaining() {
+        return Err(DecodeError::Truncated);
+    }
+    (0..count).map(|_| r.array::<N>()).collect()
+}

@@ -1,0 +1,289 @@
+//! The `outbox` table: sealed envelopes waiting to reach the recipient or
+//! one of its relays. A row leaves when the network reports it delivered
+//! ([`Database::outbox_done`]) or when its envelope expires.
+//!
+//! [`Database::take_due_outbox`] leases what is due: it counts the attempt
+//! and schedules the next one before returning, so a crash mid-send means a
+//! retry later, never a row lost or sent in a tight loop.
+
+use rusqlite::{params, Row, Transaction, TransactionBehavior};
+
+use super::messages::{self, MessageRow};
+use super::{row_u64, sql_i64, Database, StorageError};
+
+/// One sealed envelope in the outbox. Times are ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// `Envelope::id()`: SHA-256 of `envelope`.
+    pub envelope_id: [u8; 32],
+    /// The local account that sent it.
+    pub account: String,
+    /// The message it carries (for an acknowledgement, the ack's own id).
+    pub message_id: [u8; 16],
+    /// The recipient's mailbox, to find its relays.
+    pub mailbox: [u8; 32],
+    /// The encoded envelope, sent as is.
+    pub envelope: Vec<u8>,
+    pub expires_at_ms: u64,
+    /// Attempts made so far, counting the one a `take_due_outbox` hands out.
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+}
+
+/// When to try again: `base_ms` after the first attempt, doubling per
+/// attempt up to `max_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 5 s, 10 s, 20 s… at most 10 minutes apart.
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            base_ms: 5_000,
+            max_ms: 600_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after attempt number `attempts` (1 = the first).
+    pub fn delay_ms(&self, attempts: u32) -> u64 {
+        let doublings = attempts.saturating_sub(1).min(63);
+        self.base_ms.saturating_mul(1u64 << doublings).min(self.max_ms)
+    }
+}
+
+const COLUMNS: &str = "envelope_id, account, message_id, mailbox, envelope, expires_at, attempts, next_attempt";
+
+impl OutboxEntry {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+        let attempts = row_u64(row, 6)?;
+        Ok(OutboxEntry {
+            envelope_id: row.get(0)?,
+            account: row.get(1)?,
+            message_id: row.get(2)?,
+            mailbox: row.get(3)?,
+            envelope: row.get(4)?,
+            expires_at_ms: row_u64(row, 5)?,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            next_attempt_ms: row_u64(row, 7)?,
+        })
+    }
+}
+
+fn enqueue(conn: &rusqlite::Connection, e: &OutboxEntry) -> Result<bool, StorageError> {
+    let n = conn
+        .prepare_cached(&format!(
+            "INSERT INTO outbox ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (envelope_id) DO NOTHING"
+        ))?
+        .execute(params![
+            &e.envelope_id[..],
+            e.account,
+            &e.message_id[..],
+            &e.mailbox[..],
+            e.envelope,
+            sql_i64(e.expires_at_ms)?,
+            e.attempts,
+            sql_i64(e.next_attempt_ms)?,
+        ])?;
+    Ok(n == 1)
+}
+
+impl Database {
+    /// Queues an envelope; false if this envelope is queued already.
+    pub fn enqueue_outbox(&self, entry: &OutboxEntry) -> Result<bool, StorageError> {
+        enqueue(self.conn(), entry)
+    }
+
+    /// Stores an outgoing message and queues its envelope in one
+    /// transaction, so neither exists without the other. When the message
+    /// was stored before (a repeated request), nothing changes and the
+    /// result is false.
+    pub fn insert_outgoing(&self, message: &MessageRow, entry: &OutboxEntry) -> Result<bool, StorageError> {
+        let tx = self.conn().unchecked_transaction()?;
+        let new = messages::insert(&tx, message)?;
+        if new {
+            enqueue(&tx, entry)?;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Leases up to `limit` envelopes due at `now_ms` and not expired,
+    /// oldest schedule first: each one's attempt is counted and its next
+    /// attempt scheduled by `retry` before it is returned.
+    pub fn take_due_outbox(
+        &self,
+        now_ms: u64,
+        limit: u32,
+        retry: &RetryPolicy,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        let now = sql_i64(now_ms)?;
+        let tx = Transaction::new_unchecked(self.conn(), TransactionBehavior::Immediate)?;
+        let mut due: Vec<OutboxEntry> = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE next_attempt <= ?1 AND expires_at > ?1
+                 ORDER BY next_attempt, envelope_id LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], OutboxEntry::from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE outbox SET attempts = ?2, next_attempt = ?3 WHERE envelope_id = ?1")?;
+            for e in &mut due {
+                e.attempts = e.attempts.saturating_add(1);
+                e.next_attempt_ms = now_ms
+                    .saturating_add(retry.delay_ms(e.attempts))
+                    .min(i64::MAX.unsigned_abs());
+                update.execute(params![&e.envelope_id[..], e.attempts, sql_i64(e.next_attempt_ms)?])?;
+            }
+        }
+        tx.commit()?;
+        Ok(due)
+    }
+
+    /// Removes a delivered envelope from the outbox; false if it was gone.
+    pub fn outbox_done(&self, envelope_id: &[u8; 32]) -> Result<bool, StorageError> {
+        let n = self
+            .conn()
+            .prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1")?
+            .execute([&envelope_id[..]])?;
+        Ok(n == 1)
+    }
+
+    /// Drops envelopes that expired undelivered and returns (account,
+    /// message id) of each, so the caller can tell the sender.
+    pub fn drop_expired_outbox(&self, now_ms: u64) -> Result<Vec<(String, [u8; 16])>, StorageError> {
+        let dropped = self
+            .conn()
+            .prepare_cached("DELETE FROM outbox WHERE expires_at <= ?1 RETURNING account, message_id")?
+            .query_map([sql_i64(now_ms)?], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(dropped)
+    }
+
+    pub fn count_outbox(&self) -> Result<u64, StorageError> {
+        let n: i64 = self.conn().query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{DeliveryState, Direction};
+
+    fn entry(n: u8, next_attempt_ms: u64, expires_at_ms: u64) -> OutboxEntry {
+        OutboxEntry {
+            envelope_id: [n; 32],
+            account: "alice".into(),
+            message_id: [n; 16],
+            mailbox: [9; 32],
+            envelope: vec![n; 100],
+            expires_at_ms,
+            attempts: 0,
+            next_attempt_ms,
+        }
+    }
+
+    #[test]
+    fn due_entries_are_leased_with_backoff() {
+        let db = Database::in_memory().unwrap();
+        let retry = RetryPolicy {
+            base_ms: 100,
+            max_ms: 350,
+        };
+        assert!(db.enqueue_outbox(&entry(1, 0, 10_000)).unwrap());
+        assert!(!db.enqueue_outbox(&entry(1, 0, 10_000)).unwrap());
+        db.enqueue_outbox(&entry(2, 500, 10_000)).unwrap();
+
+        let first = db.take_due_outbox(0, 10, &retry).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].attempts, 1);
+        assert_eq!(first[0].next_attempt_ms, 100);
+        assert_eq!(first[0].envelope, vec![1; 100]);
+        // Leased: not due again until its next attempt.
+        assert!(db.take_due_outbox(50, 10, &retry).unwrap().is_empty());
+
+        let at_100 = db.take_due_outbox(100, 10, &retry).unwrap();
+        assert_eq!(at_100.len(), 1);
+        assert_eq!((at_100[0].attempts, at_100[0].next_attempt_ms), (2, 300));
+        let at_500 = db.take_due_outbox(500, 10, &retry).unwrap();
+        assert_eq!(at_500.len(), 2);
+        assert_eq!(
+            (at_500[0].attempts, at_500[0].next_attempt_ms),
+            (3, 850),
+            "capped at max_ms"
+        );
+        assert_eq!(at_500[1].envelope_id, [2; 32]);
+
+        assert!(db.outbox_done(&[1; 32]).unwrap());
+        assert!(!db.outbox_done(&[1; 32]).unwrap());
+        assert_eq!(db.count_outbox().unwrap(), 1);
+    }
+
+    #[test]
+    fn limit_is_honoured() {
+        let db = Database::in_memory().unwrap();
+        for n in 0..5 {
+            db.enqueue_outbox(&entry(n, 0, 10_000)).unwrap();
+        }
+        assert_eq!(db.take_due_outbox(0, 2, &RetryPolicy::default()).unwrap().len(), 2);
+        assert_eq!(db.take_due_outbox(0, 10, &RetryPolicy::default()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn expired_entries_are_not_sent_and_are_dropped() {
+        let db = Database::in_memory().unwrap();
+        db.enqueue_outbox(&entry(1, 0, 1_000)).unwrap();
+        db.enqueue_outbox(&entry(2, 0, 5_000)).unwrap();
+        let due = db.take_due_outbox(1_000, 10, &RetryPolicy::default()).unwrap();
+        assert_eq!(due.iter().map(|e| e.envelope_id[0]).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            db.drop_expired_outbox(1_000).unwrap(),
+            vec![("alice".to_string(), [1; 16])]
+        );
+        assert_eq!(db.count_outbox().unwrap(), 1);
+    }
+
+    #[test]
+    fn outgoing_message_and_envelope_are_stored_together_once() {
+        let db = Database::in_memory().unwrap();
+        let m = MessageRow {
+            account: "alice".into(),
+            id: [1; 16],
+            peer: "bob".into(),
+            direction: Direction::Out,
+            seq: 0,
+            text: "hi".into(),
+            content_hash: [0; 32],
+            sent_at_ms: 1,
+            received_at_ms: 1,
+            state: DeliveryState::Sent,
+        };
+        assert!(db.insert_outgoing(&m, &entry(1, 0, 10)).unwrap());
+        assert!(!db.insert_outgoing(&m, &entry(2, 0, 10)).unwrap());
+        assert_eq!(db.count_outbox().unwrap(), 1);
+        // A failing envelope rolls the message back too.
+        let bad = OutboxEntry {
+            expires_at_ms: u64::MAX,
+            ..entry(3, 0, 0)
+        };
+        let m2 = MessageRow { id: [2; 16], ..m };
+        assert!(db.insert_outgoing(&m2, &bad).is_err());
+        assert_eq!(db.message("alice", &[2; 16]).unwrap(), None);
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let r = RetryPolicy::default();
+        assert_eq!(r.delay_ms(1), 5_000);
+        assert_eq!(r.delay_ms(2), 10_000);
+        assert_eq!(r.delay_ms(200), 600_000);
+        assert_eq!(r.delay_ms(0), 5_000);
+    }
+}
