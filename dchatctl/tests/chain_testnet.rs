@@ -4,86 +4,14 @@
 //! SIGKILL while the rest keep finalizing, then restarted to catch up.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
-use dchat_testkit::bin;
+use std::path::Path;
+use std::time::Duration;
+
+use common::testnet::{height, json_on, ok, on, wait_height, Net};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
-
-struct Net {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new(bin("dchatctl"))
-            .args(["testnet", "down"])
-            .arg(&self.dir)
-            .args(["--timeout", "5"])
-            .output();
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin("dchatctl")).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "dchatctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn sock(dir: &Path, node: &str) -> String {
-    dir.join(node).join("dchatd.sock").display().to_string()
-}
-
-fn on(dir: &Path, node: &str, args: &[&str]) -> Output {
-    let s = sock(dir, node);
-    let mut all = vec!["--socket", &s];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-fn json_on(dir: &Path, node: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let out = on(dir, node, &a);
-    assert!(
-        out.status.success(),
-        "{node} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn height(dir: &Path, node: &str) -> u64 {
-    json_on(dir, node, &["chain", "status"])["height"].as_u64().unwrap()
-}
-
-/// Polls until every node in `nodes` is at `h` or above.
-fn wait_height(dir: &Path, nodes: &[&str], h: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let heights: Vec<u64> = nodes.iter().map(|n| height(dir, n)).collect();
-        if heights.iter().all(|x| *x >= h) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes {nodes:?} did not reach height {h} in {within:?}: {heights:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn block_hash(dir: &Path, node: &str, h: u64) -> String {
     json_on(dir, node, &["chain", "block", &h.to_string()])["hash"]
@@ -96,17 +24,7 @@ const ALL: [&str; 4] = ["validator1", "validator2", "validator3", "validator4"];
 
 #[test]
 fn four_validators_agree_survive_a_kill_and_catch_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = Net {
-        dir: tmp.path().join("net"),
-        _tmp: tmp,
-    };
-    let dir = net.dir.clone();
-    let d = dir.display().to_string();
-    ok(&[
-        "testnet",
-        "init",
-        &d,
+    let net = Net::up(&[
         "--validators",
         "4",
         "--relays",
@@ -116,7 +34,8 @@ fn four_validators_agree_survive_a_kill_and_catch_up() {
         "--block-interval-ms",
         "300",
     ]);
-    ok(&["testnet", "up", &d]);
+    let dir = net.dir.clone();
+    let d = net.d();
     wait_height(&dir, &ALL, 2, Duration::from_secs(60));
 
     // Registered on validator1, seen with the same block on validator2,

@@ -3,8 +3,8 @@
 //! order within the shutdown timeout.
 //!
 //! Start order: state dir → database (open + migrate) → keystore and node
-//! key → control socket → metrics and health listeners → READY. Network,
-//! consensus and relay will start between the socket and READY as they land.
+//! key → chain → control socket → metrics and health listeners → network
+//! and its protocols → consensus → READY.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -91,6 +91,12 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     metrics::spawn(http, Arc::clone(&node), stop.clone(), &http_tasks);
     http_tasks.close();
 
+    // The network and dchat's protocols on it: after the socket (handlers
+    // reach them through the node), before consensus and READY.
+    let p2p_tasks = TaskTracker::new();
+    start_network(&config, &node_identity, &node, stop.clone(), &p2p_tasks).await?;
+    p2p_tasks.close();
+
     let mut consensus = start_consensus(&config, &node_identity, chain.as_ref()).await?;
 
     node.set_ready(true);
@@ -151,6 +157,8 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
             tracing::info!("consensus stopped");
         }
         stop.cancel();
+        p2p_tasks.wait().await;
+        tracing::info!("network stopped");
         aux.wait().await;
         http_tasks.wait().await;
         // Control connections finish their current request, then close.
@@ -171,6 +179,37 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
         return Err(e);
     }
     tracing::info!("dchatd stopped");
+    Ok(())
+}
+
+/// Starts the libp2p network on the configured addresses and dchat's
+/// protocols on top of it.
+async fn start_network(
+    config: &Config,
+    identity: &dchat_keyfile::Identity,
+    node: &Arc<crate::service::Node>,
+    stop: tokio_util::sync::CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(), DaemonError> {
+    let parse = |key: &str, addrs: &[String]| {
+        addrs
+            .iter()
+            .map(|a| {
+                a.parse::<libp2p::Multiaddr>()
+                    .map_err(|e| DaemonError::Runtime(format!("network.{key}: {a:?} is not a multiaddress: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let listen = parse("listen", &config.network.listen)?;
+    let bootstrap = parse("bootstrap", &config.network.bootstrap)?;
+    let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
+    let mut params = crate::network::NetworkParams::new(listen, bootstrap, &roles);
+    params.mdns = config.dev;
+    params.metrics = Some(node.metrics().clone());
+    let network = crate::network::start(&identity.identity_secret(), params, stop.clone())
+        .await
+        .map_err(|e| DaemonError::Runtime(e.to_string()))?;
+    crate::p2p::start(node, network, stop, tasks);
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod network;
 pub mod node_key;
+pub mod p2p;
 pub mod restore_offline;
 pub mod service;
 mod state_lock;

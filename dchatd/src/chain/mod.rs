@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use genesis::DEV_BLOCK_INTERVAL_MS;
 pub use mempool::PoolError;
@@ -80,6 +80,9 @@ pub struct Chain {
     db: SharedDb,
     height: watch::Sender<u64>,
     finalized_txs: broadcast::Sender<FinalizedTx>,
+    /// Set once the P2P layer forwards locally submitted transactions to
+    /// the validators (see `crate::p2p::chain_sync`).
+    tx_relay: Mutex<Option<mpsc::UnboundedSender<SignedTx>>>,
 }
 
 impl Chain {
@@ -129,6 +132,7 @@ impl Chain {
             db,
             height,
             finalized_txs,
+            tx_relay: Mutex::new(None),
         }))
     }
 
@@ -207,8 +211,34 @@ impl Chain {
 
     /// Checks `tx` against the finalized state plus the pending pool and,
     /// if it applies, queues it for a block.
+    /// A transaction submitted here is also handed to the relay, when one
+    /// is set, so that validators elsewhere see it.
     pub fn submit(&self, tx: SignedTx) -> Result<[u8; 32], ChainError> {
+        let id = self.lock().mempool.insert(tx.clone()).map_err(pool_error)?;
+        self.relay(tx);
+        Ok(id)
+    }
+
+    /// A transaction a peer relayed to us: pooled, not relayed again.
+    pub fn submit_from_peer(&self, tx: SignedTx) -> Result<[u8; 32], ChainError> {
         self.lock().mempool.insert(tx).map_err(pool_error)
+    }
+
+    /// Has locally submitted transactions forwarded to the validators.
+    pub fn set_tx_relay(&self, relay: mpsc::UnboundedSender<SignedTx>) {
+        *self.tx_relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(relay);
+    }
+
+    fn relay(&self, tx: SignedTx) {
+        if let Some(relay) = self.tx_relay.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = relay.send(tx);
+        }
+    }
+
+    /// Whether a submitted transaction can become final: this node runs
+    /// consensus, or the network relays transactions to validators.
+    pub fn can_commit(&self) -> bool {
+        self.consensus_running() || self.tx_relay.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Submits `tx` and waits until a final block holds it. A chain that
@@ -234,7 +264,10 @@ impl Chain {
         let id = {
             let mut inner = self.lock();
             let tx = sign(inner.mempool.next_nonce(signer));
-            inner.mempool.insert(tx).map_err(pool_error)?
+            let id = inner.mempool.insert(tx.clone()).map_err(pool_error)?;
+            drop(inner);
+            self.relay(tx);
+            id
         };
         self.wait_final(finals, id, timeout).await
     }

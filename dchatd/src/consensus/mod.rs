@@ -46,6 +46,7 @@
 
 mod actor;
 mod chain;
+mod finality;
 pub mod memory;
 mod params;
 mod runner;
@@ -59,6 +60,7 @@ pub use params::{
     key_bytes, private_key, public_key, ChainParams, Timing, CHANNEL_CERTIFICATES, CHANNEL_RELAY, CHANNEL_RESOLVER,
     CHANNEL_SYNC, CHANNEL_VOTES, MAX_MESSAGE_BYTES,
 };
+pub use finality::FinalityVerifier;
 pub use runner::{start, ConsensusConfig, ConsensusHandle};
 pub use store::{ChainStore, Evidence, Finalized, FinalizedTip};
 

@@ -222,6 +222,13 @@ pub(super) fn service_error(e: ServiceError) -> Reply {
         ServiceError::NoSuchTx(id) => (api::NO_SUCH_TX, json!({ "id": id })),
         ServiceError::ChainTimeout(message) => (api::CHAIN_TIMEOUT, json!({ "message": message })),
         ServiceError::NotConnected(message) => (api::NOT_CONNECTED, json!({ "message": message })),
+        // TODO(merge cli-msg): the io.dchat.Messages error names.
+        ServiceError::NoSuchRecipient(_)
+        | ServiceError::NotMember { .. }
+        | ServiceError::EmptyText
+        | ServiceError::TextTooLong(_)
+        | ServiceError::NetworkDown
+        | ServiceError::NotPermitted(_) => (api::NOT_CONNECTED, json!({ "message": e.to_string() })),
         ServiceError::Internal(message) => {
             tracing::error!(error = %message, "control request failed");
             (dchat_errors::INTERNAL, json!({ "message": message }))

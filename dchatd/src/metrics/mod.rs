@@ -59,10 +59,16 @@ pub enum DropReason {
     RateLimited,
     /// The recipient's mailbox is full.
     MailboxFull,
+    /// Not for the node or account it reached (wrong mailbox, recipient,
+    /// channel topic).
+    Misaddressed,
+    /// Well-formed and signed, but not allowed (not a channel member, an
+    /// unregistered author, a key the chain does not know).
+    NotPermitted,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Duplicate,
         DropReason::Replay,
         DropReason::BadSignature,
@@ -71,6 +77,8 @@ impl DropReason {
         DropReason::Expired,
         DropReason::RateLimited,
         DropReason::MailboxFull,
+        DropReason::Misaddressed,
+        DropReason::NotPermitted,
     ];
 
     /// The label value.
@@ -84,6 +92,8 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::RateLimited => "rate_limited",
             DropReason::MailboxFull => "mailbox_full",
+            DropReason::Misaddressed => "misaddressed",
+            DropReason::NotPermitted => "not_permitted",
         }
     }
 }
@@ -126,6 +136,12 @@ struct BuildLabels {
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
 
 /// The daemon's metric families. Cloning is cheap (each metric is shared);
 /// every clone counts into the same registry.

@@ -48,6 +48,8 @@ pub struct NetworkParams {
     pub gossip_heartbeat: Duration,
     /// identify's agent string: `dchatd/<version> roles=<roles>`.
     pub agent: String,
+    /// Where drops for rate limits are counted.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl NetworkParams {
@@ -62,6 +64,7 @@ impl NetworkParams {
             rate: RateLimit::default(),
             gossip_heartbeat: Duration::from_millis(500),
             agent: format!("dchatd/{} roles={}", crate::VERSION, roles.join(",")),
+            metrics: None,
         }
     }
 }
@@ -79,6 +82,7 @@ pub enum NetworkStartError {
 pub struct NetStats {
     peers: AtomicUsize,
     rate_limited: AtomicU64,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl NetStats {
@@ -88,6 +92,9 @@ impl NetStats {
 
     fn count_rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.message_dropped(crate::metrics::DropReason::RateLimited);
+        }
     }
 
     pub fn peers(&self) -> usize {
@@ -150,7 +157,10 @@ pub async fn start(
     let local = *swarm.local_peer_id();
     let (commands_tx, commands) = mpsc::channel(4096);
     let (events_tx, events) = mpsc::channel(4096);
-    let stats = Arc::new(NetStats::default());
+    let stats = Arc::new(NetStats {
+        metrics: params.metrics.clone(),
+        ..NetStats::default()
+    });
     let swarm_task = task::SwarmTask::new(
         swarm,
         commands_tx.clone(),

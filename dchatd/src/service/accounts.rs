@@ -199,14 +199,9 @@ impl Node {
         let Some(chain) = self.chain().cloned() else {
             return Ok(row.clone());
         };
-        if !chain.consensus_running() {
-            if self.config().roles.contains(&crate::config::Role::Validator) {
-                // The engine is not wired into this build yet: keep it local.
-                return Ok(row.clone());
-            }
+        if !chain.can_commit() {
             return Err(ServiceError::NotConnected(
-                "this node is not a validator and cannot reach one yet (transaction relay arrives with the P2P network)"
-                    .into(),
+                "this node runs no consensus engine and no network to reach a validator".into(),
             ));
         }
         let kind = TxKind::RegisterAccount {

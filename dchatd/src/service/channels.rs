@@ -213,10 +213,9 @@ impl Node {
         guest: Option<&str>,
     ) -> Result<api::ChannelChange, ServiceError> {
         let chain = Arc::clone(self.chain().ok_or(ServiceError::NoChain)?);
-        if !chain.consensus_running() {
+        if !chain.can_commit() {
             return Err(ServiceError::NotConnected(
-                "this node runs no consensus engine and cannot reach a validator yet (transaction relay arrives with the P2P network)"
-                    .into(),
+                "this node runs no consensus engine and no network to reach a validator".into(),
             ));
         }
         let key = signer.identity.signing_key().verifying_key().to_bytes();

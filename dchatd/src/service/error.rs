@@ -36,6 +36,18 @@ pub enum ServiceError {
     ChainTimeout(String),
     #[error("{0}")]
     NotConnected(String),
+    #[error("no account named {0:?} is registered")]
+    NoSuchRecipient(String),
+    #[error("{account} is not a member of channel {channel}")]
+    NotMember { channel: String, account: String },
+    #[error("the text is empty")]
+    EmptyText,
+    #[error("the text is longer than {0} bytes")]
+    TextTooLong(usize),
+    #[error("this daemon runs no network")]
+    NetworkDown,
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("the daemon is shutting down")]
     ShuttingDown,
     #[error("{0}")]

@@ -8,6 +8,7 @@ mod channels;
 pub mod database;
 mod db;
 mod error;
+mod messages;
 mod status;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Node {
     status: watch::Sender<StatusSnapshot>,
     db_ops: database::DbOps,
     metrics: crate::metrics::Metrics,
+    /// The protocols over the network, once they run.
+    p2p: std::sync::OnceLock<Arc<crate::p2p::Shared>>,
 }
 
 impl Node {
@@ -65,12 +68,22 @@ impl Node {
             status,
             db_ops: database::DbOps::default(),
             metrics: crate::metrics::Metrics::new(),
+            p2p: std::sync::OnceLock::new(),
         }))
     }
 
     /// The metric families; subsystems clone this and count into it.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// The network side, when it runs.
+    pub fn p2p(&self) -> Option<&Arc<crate::p2p::Shared>> {
+        self.p2p.get()
+    }
+
+    pub(crate) fn set_p2p(&self, shared: Arc<crate::p2p::Shared>) {
+        let _ = self.p2p.set(shared);
     }
 
     pub fn config(&self) -> &Config {

@@ -1,0 +1,213 @@
+//! The chat itself across real processes: testnets made by `dchatctl
+//! testnet`, libp2p on 127.0.0.1, users on their own nodes following the
+//! chain, direct messages end to end (online, and through a relay's
+//! mailbox while the recipient is away), and channels across three nodes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::testnet::{json_on, ok, on, sock, wait_for, wait_height, Net};
+use dchat_testkit::bin;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn dms(dir: &Path, node: &str) -> Vec<Value> {
+    json_on(dir, node, &["dm", "list"]).as_array().unwrap().clone()
+}
+
+fn texts(list: &[Value]) -> Vec<String> {
+    list.iter().map(|m| m["text"].as_str().unwrap().to_string()).collect()
+}
+
+fn state_of(dir: &Path, node: &str, text: &str) -> Option<String> {
+    dms(dir, node)
+        .into_iter()
+        .find(|m| m["text"] == text)
+        .map(|m| m["state"].as_str().unwrap().to_string())
+}
+
+fn small_net(users: &str) -> Net {
+    let net = Net::up(&[
+        "--validators",
+        "1",
+        "--relays",
+        "1",
+        "--users",
+        users,
+        "--block-interval-ms",
+        "300",
+    ]);
+    wait_height(&net.dir, &["validator1"], 1, WAIT);
+    net
+}
+
+/// Every file under `dir`, read whole.
+fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
+    let net = small_net("2");
+    let dir = net.dir.clone();
+    // Registered from nodes that run no consensus: the transactions travel
+    // to the validator over the network, the blocks come back verified.
+    let alice = json_on(&dir, "user1", &["account", "create", "alice"]);
+    assert!(alice["registration_block"].as_u64().is_some(), "{alice}");
+    json_on(&dir, "user2", &["account", "create", "bob"]);
+    // Each node must know the other's registration before it can encrypt
+    // to it or check its signature.
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    wait_height(&dir, &["user1", "user2"], top, WAIT);
+
+    let peers = json_on(&dir, "user1", &["peers"]);
+    assert!(peers.as_array().unwrap().len() >= 2, "user1 sees the validator and the relay: {peers}");
+
+    let sent = json_on(&dir, "user1", &["dm", "send", "bob", "hello bob, online"]);
+    assert_eq!(sent["from"], "alice");
+    assert_eq!(sent["state"], "sent");
+    let got = wait_for("bob to receive the DM", WAIT, || {
+        dms(&dir, "user2").into_iter().find(|m| m["text"] == "hello bob, online")
+    });
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["id"], sent["id"], "the same message id end to end");
+    wait_for("alice to see `delivered`", WAIT, || {
+        (state_of(&dir, "user1", "hello bob, online").as_deref() == Some("delivered")).then_some(())
+    });
+    // Bob answers; alice sees it once.
+    ok(&["--socket", &sock(&dir, "user2"), "dm", "send", "alice", "hi alice"]);
+    wait_for("alice to receive the answer", WAIT, || {
+        texts(&dms(&dir, "user1")).contains(&"hi alice".to_string()).then_some(())
+    });
+    let ids: Vec<Value> = dms(&dir, "user1").into_iter().map(|m| m["id"].clone()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "each message once");
+}
+
+#[test]
+fn dms_wait_in_a_relay_mailbox_across_a_relay_restart_and_arrive_in_order_once() {
+    let net = small_net("2");
+    let (dir, d) = (net.dir.clone(), net.d());
+    json_on(&dir, "user1", &["account", "create", "alice"]);
+    json_on(&dir, "user2", &["account", "create", "bob"]);
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    wait_height(&dir, &["user1", "user2"], top, WAIT);
+
+    ok(&["testnet", "down", &d, "user2"]);
+    let texts_sent = ["first while away", "second while away", "third while away"];
+    for t in texts_sent {
+        ok(&["--socket", &sock(&dir, "user1"), "dm", "send", "bob", t]);
+    }
+    for t in texts_sent {
+        wait_for("the relay to hold the message", WAIT, || {
+            (state_of(&dir, "user1", t).as_deref() == Some("relayed")).then_some(())
+        });
+    }
+    // The relay restarts with the envelopes in its database.
+    ok(&["testnet", "down", &d, "relay1"]);
+    ok(&["testnet", "up", &d, "relay1"]);
+    ok(&["testnet", "up", &d, "user2"]);
+    let got = wait_for("bob to fetch all three", WAIT, || {
+        let list = dms(&dir, "user2");
+        (list.len() >= 3).then_some(list)
+    });
+    assert_eq!(texts(&got), texts_sent, "in order, once each");
+    // The sender learns they were delivered.
+    for t in texts_sent {
+        wait_for("alice to see `delivered`", WAIT, || {
+            (state_of(&dir, "user1", t).as_deref() == Some("delivered")).then_some(())
+        });
+    }
+    // A while later nothing was fetched twice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(texts(&dms(&dir, "user2")), texts_sent);
+
+    // No plaintext of any message in any file of the relay.
+    ok(&["testnet", "down", &d, "relay1"]);
+    for (file, bytes) in all_bytes(&dir.join("relay1")) {
+        for t in texts_sent {
+            assert!(!contains(&bytes, t.as_bytes()), "{t:?} in plaintext in {file}");
+        }
+    }
+}
+
+#[test]
+fn a_channel_across_three_nodes_create_join_post_read_follow() {
+    let net = small_net("3");
+    let dir = net.dir.clone();
+    json_on(&dir, "user1", &["account", "create", "alice"]);
+    json_on(&dir, "user2", &["account", "create", "bob"]);
+    json_on(&dir, "user3", &["account", "create", "carol"]);
+    json_on(&dir, "user1", &["channel", "create", "team", "--invite-only", "--description", "the team"]);
+    json_on(&dir, "user1", &["channel", "invite", "team", "bob"]);
+    json_on(&dir, "user1", &["channel", "invite", "team", "carol"]);
+    json_on(&dir, "user2", &["channel", "join", "team"]);
+    json_on(&dir, "user3", &["channel", "join", "team"]);
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    wait_height(&dir, &["user1", "user2", "user3"], top, WAIT);
+
+    // carol follows the channel while the others post.
+    let mut follow = Command::new(bin("dchatctl"))
+        .args(["--socket", &sock(&dir, "user3"), "channel", "messages", "team", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    json_on(&dir, "user1", &["channel", "post", "team", "hello team from alice"]);
+    json_on(&dir, "user2", &["channel", "post", "team", "bob here"]);
+    for node in ["user1", "user2", "user3"] {
+        wait_for("both posts on every member's node", WAIT, || {
+            let list = json_on(&dir, node, &["channel", "messages", "team"]);
+            let t = texts(list.as_array().unwrap());
+            (t.contains(&"hello team from alice".to_string()) && t.contains(&"bob here".to_string())).then_some(())
+        });
+    }
+    let mut followed = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while followed.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            followed.push(v["text"].as_str().unwrap().to_string());
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(followed.contains(&"hello team from alice".to_string()), "{followed:?}");
+    assert!(followed.contains(&"bob here".to_string()), "{followed:?}");
+
+    // An outsider cannot post to the invite-only channel.
+    json_on(&dir, "user3", &["account", "create", "dave"]);
+    let refused = on(&dir, "user3", &["channel", "post", "--user", "dave", "team", "let me in"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("member"));
+}

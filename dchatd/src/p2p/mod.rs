@@ -1,0 +1,334 @@
+//! dchat's protocols over the network: what the bytes that `network`
+//! moves mean, and every check a message passes before it is believed.
+//!
+//! ```text
+//!             ┌──────────── router (one task) ◀── NetEvent ── network
+//!             │   gossip:  presence · channel posts   (verify → accept/reject)
+//!             │   request: Blocks · SubmitTx · Deliver · Mailbox* · ChannelHistory
+//!             ▼
+//!  chain_sync  follower: fetch final blocks + certificates, verify, apply;
+//!              relay locally submitted transactions to validators
+//!  dm          outbox → direct to the recipient's node, else a relay
+//!              mailbox; inbound envelopes opened, checked, stored, acked
+//!  relay       mailboxes for others: store (quota, TTL), fetch, receipt
+//!  channels    posts published, verified against chain membership, stored,
+//!              history served and fetched for catch-up
+//! ```
+//!
+//! Workers hold the [`Node`] (database, keystore, chain) and the
+//! [`Shared`] state; the control handlers reach the same state through
+//! `Node::p2p()`.
+
+pub mod chain_sync;
+pub mod channels;
+pub mod dm;
+pub mod presence;
+pub mod relay;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dchat_keyfile::Identity;
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::consensus::FinalityVerifier;
+use crate::messaging::mailbox_id;
+use crate::metrics::DropReason;
+use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo};
+use crate::service::Node;
+use presence::PresenceTable;
+use wire::{Request, Response};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Something a follower (`dchatctl dm list --follow`, `channel messages
+/// --follow`) should look at again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A DM of a local account arrived or changed state.
+    Dm { account: String, id: [u8; 16] },
+    /// A channel post was stored.
+    Post { channel: String, id: [u8; 16] },
+}
+
+/// The local accounts' keys by mailbox, reloaded when an unknown mailbox
+/// shows up (an account was created since).
+#[derive(Default)]
+struct Locals {
+    by_mailbox: HashMap<[u8; 32], (String, Identity)>,
+    loaded: Option<Instant>,
+}
+
+/// State the workers, the router and the control handlers share.
+pub struct Shared {
+    pub net: NetworkHandle,
+    pub stats: Arc<NetStats>,
+    /// The node's metric families (drops by reason, messages moved).
+    pub metrics: crate::metrics::Metrics,
+    presence: Mutex<PresenceTable>,
+    locals: Mutex<Locals>,
+    /// Wakes the outbox worker (a DM was queued, a peer connected).
+    pub outbox_kick: Notify,
+    /// Wakes the mailbox fetcher (a relay connected).
+    pub fetch_kick: Notify,
+    pub changes: broadcast::Sender<Change>,
+    /// The genesis validators' peer ids (their node keys are their
+    /// consensus keys).
+    validators: HashSet<PeerId>,
+    verifier: Option<FinalityVerifier>,
+    subscribed: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn host_of(&self, mailbox: &[u8; 32]) -> Option<PeerId> {
+        lock(&self.presence).host(mailbox, now_ms())
+    }
+
+    pub fn is_validator(&self, peer: &PeerId) -> bool {
+        self.validators.contains(peer)
+    }
+
+    /// Subscribes to a gossip topic once.
+    pub async fn ensure_subscribed(&self, topic: &str) {
+        if lock(&self.subscribed).insert(topic.to_string()) {
+            let _ = self.net.subscribe(topic).await;
+        }
+    }
+
+    /// Connected peers, with the roles they announced.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        self.net.peers().await.unwrap_or_default()
+    }
+
+    /// Connected peers that announced the relay role.
+    pub async fn relays(&self) -> Vec<PeerId> {
+        self.peers()
+            .await
+            .into_iter()
+            .filter(|p| p.roles.iter().any(|r| r == "relay"))
+            .filter_map(|p| p.peer_id.parse().ok())
+            .collect()
+    }
+
+    /// Sends a request and decodes the answer.
+    pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, String> {
+        let bytes = self.net.request(peer, request.encode()).await.map_err(|e| e.to_string())?;
+        Response::decode(&bytes).map_err(|e| format!("malformed answer: {e}"))
+    }
+
+    /// Counts a message dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) {
+        self.metrics.message_dropped(reason);
+    }
+
+    fn notify(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+}
+
+impl Node {
+    /// The local account (name and keys) whose mailbox this is.
+    pub(crate) async fn local_for_mailbox(self: &Arc<Self>, mailbox: &[u8; 32]) -> Option<(String, Identity)> {
+        let shared = self.p2p()?;
+        {
+            let locals = lock(&shared.locals);
+            if let Some(found) = locals.by_mailbox.get(mailbox) {
+                return Some(found.clone());
+            }
+            if locals.loaded.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
+                return None;
+            }
+        }
+        let loaded = self.local_identities().await.ok()?;
+        let mut locals = lock(&shared.locals);
+        locals.by_mailbox = loaded
+            .into_iter()
+            .map(|(name, id)| (mailbox_id(&id.identity_public()), (name, id)))
+            .collect();
+        locals.loaded = Some(Instant::now());
+        locals.by_mailbox.get(mailbox).cloned()
+    }
+
+    /// Every local account's name and keys.
+    pub(crate) async fn local_identities(self: &Arc<Self>) -> Result<Vec<(String, Identity)>, crate::service::ServiceError> {
+        self.with_db(|db, ks| {
+            let mut out = Vec::new();
+            for row in db.list_accounts()?.into_iter().filter(|a| a.local) {
+                let (identity, _) = ks.load(&row.id)?;
+                out.push((row.name, identity));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Starts the protocol workers on a running network. Returns once they are
+/// spawned; they stop on `stop` and are awaited through `tasks`.
+pub fn start(
+    node: &Arc<Node>,
+    network: crate::network::Network,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> Arc<Shared> {
+    let crate::network::Network {
+        handle, events, stats, task,
+    } = network;
+    let (changes, _) = broadcast::channel(4096);
+    let chain = node.chain().cloned();
+    let validators = chain
+        .as_ref()
+        .map(|c| {
+            c.genesis()
+                .validators
+                .iter()
+                .filter_map(|v| libp2p::identity::ed25519::PublicKey::try_from_bytes(&v.key).ok())
+                .map(|k| libp2p::identity::PublicKey::from(k).to_peer_id())
+                .collect()
+        })
+        .unwrap_or_default();
+    let verifier = chain.as_ref().and_then(|c| match FinalityVerifier::new(c.genesis()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check finality certificates: not following the chain");
+            None
+        }
+    });
+    let shared = Arc::new(Shared {
+        net: handle,
+        stats,
+        metrics: node.metrics().clone(),
+        presence: Mutex::new(PresenceTable::default()),
+        locals: Mutex::new(Locals::default()),
+        outbox_kick: Notify::new(),
+        fetch_kick: Notify::new(),
+        changes,
+        validators,
+        verifier,
+        subscribed: Mutex::new(HashSet::new()),
+    });
+    node.set_p2p(Arc::clone(&shared));
+
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    let spawn = |name: &'static str, fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        tasks.spawn(fut.instrument(tracing::info_span!("p2p", worker = name)));
+    };
+    spawn("router", Box::pin(router(Arc::clone(node), Arc::clone(&shared), events, stop.clone(), tasks.clone())));
+    spawn("presence", Box::pin(dm::announce_presence(Arc::clone(node), Arc::clone(&shared), stop.clone())));
+    spawn("outbox", Box::pin(dm::deliver_outbox(Arc::clone(node), Arc::clone(&shared), stop.clone())));
+    spawn("mailbox-fetch", Box::pin(dm::fetch_mailboxes(Arc::clone(node), Arc::clone(&shared), stop.clone())));
+    spawn("channels", Box::pin(channels::keep_subscribed(Arc::clone(node), Arc::clone(&shared), stop.clone())));
+    if node.config().roles.contains(&crate::config::Role::Relay) {
+        spawn("relay-expiry", Box::pin(relay::expire(Arc::clone(node), stop.clone())));
+    }
+    if let Some(chain) = chain {
+        let (tx_relay, txs) = mpsc::unbounded_channel();
+        chain.set_tx_relay(tx_relay);
+        spawn("tx-relay", Box::pin(chain_sync::relay_transactions(Arc::clone(&shared), txs, stop.clone())));
+        spawn("chain-follow", Box::pin(chain_sync::follow(chain, Arc::clone(&shared), stop.clone())));
+    }
+    shared
+}
+
+/// Consumes the network's events: gossip is verified here (and only
+/// accepted messages travel on); each request is answered on its own task.
+async fn router(
+    node: Arc<Node>,
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<NetEvent>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    shared.ensure_subscribed(presence::TOPIC).await;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = events.recv() => match e { Some(e) => e, None => return },
+        };
+        match event {
+            NetEvent::PeerConnected(_) => {
+                node.set_peers(shared.stats.peers() as u64);
+                shared.outbox_kick.notify_one();
+                shared.fetch_kick.notify_one();
+            }
+            NetEvent::PeerDisconnected(peer) => {
+                node.set_peers(shared.stats.peers() as u64);
+                lock(&shared.presence).forget_peer(&peer);
+            }
+            NetEvent::Gossip { topic, data, source, id } => {
+                let accept = if topic == presence::TOPIC {
+                    on_presence(&shared, &data)
+                } else if let Some(channel) = channels::channel_of_topic(&topic) {
+                    channels::on_post(&node, &shared, channel, &data).await
+                } else {
+                    shared.dropped(DropReason::Misaddressed);
+                    false
+                };
+                shared.net.validated(id, source, accept).await;
+            }
+            NetEvent::Request { peer, data, reply } => {
+                let (node, shared) = (Arc::clone(&node), Arc::clone(&shared));
+                tasks.spawn(async move {
+                    let response = match Request::decode(&data) {
+                        Ok(request) => answer(&node, &shared, peer, request).await,
+                        Err(e) => {
+                            shared.dropped(DropReason::Malformed);
+                            tracing::debug!(peer = %peer, error = %e, "malformed request dropped");
+                            Response::Refused(format!("malformed request: {e}"))
+                        }
+                    };
+                    reply.send(response.encode()).await;
+                });
+            }
+        }
+    }
+}
+
+fn on_presence(shared: &Shared, data: &[u8]) -> bool {
+    let Ok(p) = presence::Presence::decode(data) else {
+        shared.dropped(DropReason::Malformed);
+        return false;
+    };
+    if !p.verify(now_ms()) {
+        shared.dropped(DropReason::BadSignature);
+        return false;
+    }
+    if lock(&shared.presence).record(&p) {
+        // A host we may have envelopes for.
+        shared.outbox_kick.notify_one();
+    }
+    true
+}
+
+async fn answer(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, request: Request) -> Response {
+    match request {
+        Request::Blocks { from, max } => chain_sync::serve_blocks(node, from, max),
+        Request::SubmitTx(bytes) => chain_sync::accept_transaction(node, &bytes),
+        Request::Deliver(bytes) => dm::accept_delivery(node, shared, peer, &bytes).await,
+        Request::MailboxStore(bytes) => relay::store(node, shared, &bytes).await,
+        Request::MailboxFetch(bytes) => relay::fetch(node, shared, &bytes).await,
+        Request::MailboxReceipt(bytes) => relay::receipt(node, shared, &bytes).await,
+        Request::ChannelHistory {
+            channel,
+            since_ms,
+            limit,
+        } => channels::serve_history(node, &channel, since_ms, limit).await,
+    }
+}

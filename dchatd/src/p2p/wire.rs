@@ -1,0 +1,266 @@
+//! dchat's request-response protocol: what one node asks another and what
+//! it answers, in the ledger's strict binary codec. Each payload (blocks,
+//! transactions, envelopes, posts) keeps its own format and is checked by
+//! its own decoder; this layer only frames them.
+
+use crate::ledger::codec::{Reader, Writer};
+use crate::ledger::DecodeError;
+use crate::messaging::{MAX_ENVELOPE_BYTES, MAX_NAME_BYTES, MAX_POST_BYTES};
+
+const REQUEST_MAGIC: &[u8] = b"dchat-req/1";
+const RESPONSE_MAGIC: &[u8] = b"dchat-resp/1";
+/// Largest block plus certificate we pass on (the consensus cap).
+const MAX_BLOCK_BYTES: usize = 2 * 1024 * 1024;
+const MAX_TX_BYTES: usize = 64 * 1024;
+/// Most items in one answer.
+pub const MAX_ITEMS: u32 = 256;
+/// Most blocks asked for at once.
+pub const MAX_BLOCKS: u16 = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Finalized blocks with their certificates, from `from` on.
+    Blocks { from: u64, max: u16 },
+    /// A signed transaction for a validator's pool.
+    SubmitTx(Vec<u8>),
+    /// A sealed envelope for an account this node hosts.
+    Deliver(Vec<u8>),
+    /// A sealed envelope for a relay to keep until its recipient fetches it.
+    MailboxStore(Vec<u8>),
+    /// A signed fetch request (`messaging::FetchRequest`).
+    MailboxFetch(Vec<u8>),
+    /// A signed receipt (`messaging::Receipt`): delete what was fetched.
+    MailboxReceipt(Vec<u8>),
+    /// Posts of a channel sent at or after `since_ms`.
+    ChannelHistory { channel: String, since_ms: u64, limit: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Ok,
+    Refused(String),
+    /// (block, finalization certificate) pairs, in height order.
+    Blocks(Vec<(Vec<u8>, Vec<u8>)>),
+    Envelopes(Vec<Vec<u8>>),
+    Posts(Vec<Vec<u8>>),
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(REQUEST_MAGIC);
+        match self {
+            Request::Blocks { from, max } => {
+                w.u8(1);
+                w.u64(*from);
+                w.u32(u32::from(*max));
+            }
+            Request::SubmitTx(b) => {
+                w.u8(2);
+                w.bytes(b);
+            }
+            Request::Deliver(b) => {
+                w.u8(3);
+                w.bytes(b);
+            }
+            Request::MailboxStore(b) => {
+                w.u8(4);
+                w.bytes(b);
+            }
+            Request::MailboxFetch(b) => {
+                w.u8(5);
+                w.bytes(b);
+            }
+            Request::MailboxReceipt(b) => {
+                w.u8(6);
+                w.bytes(b);
+            }
+            Request::ChannelHistory {
+                channel,
+                since_ms,
+                limit,
+            } => {
+                w.u8(7);
+                w.str(channel);
+                w.u64(*since_ms);
+                w.u32(*limit);
+            }
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Request, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.magic(REQUEST_MAGIC)?;
+        let req = match r.u8()? {
+            1 => {
+                let from = r.u64()?;
+                let max = u16::try_from(r.u32()?.min(u32::from(MAX_BLOCKS))).unwrap_or(MAX_BLOCKS);
+                Request::Blocks { from, max }
+            }
+            2 => Request::SubmitTx(r.bytes("tx", MAX_TX_BYTES)?.to_vec()),
+            3 => Request::Deliver(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec()),
+            4 => Request::MailboxStore(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec()),
+            5 => Request::MailboxFetch(r.bytes("fetch", 1024)?.to_vec()),
+            6 => Request::MailboxReceipt(r.bytes("receipt", 64 * 1024)?.to_vec()),
+            7 => Request::ChannelHistory {
+                channel: r.string("channel", MAX_NAME_BYTES)?,
+                since_ms: r.u64()?,
+                limit: r.u32()?.min(MAX_ITEMS),
+            },
+            tag => return Err(DecodeError::UnknownTag { what: "request", tag }),
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+impl Response {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(RESPONSE_MAGIC);
+        let list = |w: &mut Writer, items: &[Vec<u8>]| {
+            w.u32(u32::try_from(items.len()).unwrap_or(u32::MAX));
+            for i in items {
+                w.bytes(i);
+            }
+        };
+        match self {
+            Response::Ok => w.u8(1),
+            Response::Refused(why) => {
+                w.u8(2);
+                w.str(why);
+            }
+            Response::Blocks(blocks) => {
+                w.u8(3);
+                w.u32(u32::try_from(blocks.len()).unwrap_or(u32::MAX));
+                for (block, proof) in blocks {
+                    w.bytes(block);
+                    w.bytes(proof);
+                }
+            }
+            Response::Envelopes(items) => {
+                w.u8(4);
+                list(&mut w, items);
+            }
+            Response::Posts(items) => {
+                w.u8(5);
+                list(&mut w, items);
+            }
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Response, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.magic(RESPONSE_MAGIC)?;
+        let count = |r: &mut Reader<'_>| -> Result<u32, DecodeError> {
+            let n = r.u32()?;
+            if n > MAX_ITEMS {
+                return Err(DecodeError::TooLong {
+                    field: "items",
+                    len: n as usize,
+                    max: MAX_ITEMS as usize,
+                });
+            }
+            Ok(n)
+        };
+        let resp = match r.u8()? {
+            1 => Response::Ok,
+            2 => Response::Refused(r.string("reason", 1024)?),
+            3 => {
+                let n = count(&mut r)?;
+                let mut blocks = Vec::new();
+                for _ in 0..n {
+                    let block = r.bytes("block", MAX_BLOCK_BYTES)?.to_vec();
+                    let proof = r.bytes("proof", 64 * 1024)?.to_vec();
+                    blocks.push((block, proof));
+                }
+                Response::Blocks(blocks)
+            }
+            4 => {
+                let n = count(&mut r)?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    items.push(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec());
+                }
+                Response::Envelopes(items)
+            }
+            5 => {
+                let n = count(&mut r)?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    items.push(r.bytes("post", MAX_POST_BYTES)?.to_vec());
+                }
+                Response::Posts(items)
+            }
+            tag => return Err(DecodeError::UnknownTag { what: "response", tag }),
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_request_and_response_round_trips() {
+        let requests = [
+            Request::Blocks { from: 7, max: 3 },
+            Request::SubmitTx(vec![1, 2]),
+            Request::Deliver(vec![3]),
+            Request::MailboxStore(vec![4; 100]),
+            Request::MailboxFetch(vec![5]),
+            Request::MailboxReceipt(vec![6]),
+            Request::ChannelHistory {
+                channel: "general".into(),
+                since_ms: 9,
+                limit: 10,
+            },
+        ];
+        for r in requests {
+            assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+        let responses = [
+            Response::Ok,
+            Response::Refused("no".into()),
+            Response::Blocks(vec![(vec![1], vec![2]), (vec![3], vec![])]),
+            Response::Envelopes(vec![vec![1], vec![]]),
+            Response::Posts(vec![vec![9; 10]]),
+        ];
+        for r in responses {
+            assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_unknown_tags_and_oversize_counts_are_errors() {
+        let mut bytes = Request::Deliver(vec![1]).encode();
+        bytes.push(0);
+        assert!(Request::decode(&bytes).is_err());
+        let mut bad = REQUEST_MAGIC.to_vec();
+        bad.push(99);
+        assert!(Request::decode(&bad).is_err());
+        let mut many = RESPONSE_MAGIC.to_vec();
+        many.push(4);
+        many.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Response::decode(&many).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let mut prefixed = REQUEST_MAGIC.to_vec();
+            prefixed.extend_from_slice(&bytes);
+            let _ = Request::decode(&prefixed);
+            let mut prefixed = RESPONSE_MAGIC.to_vec();
+            prefixed.extend_from_slice(&bytes);
+            let _ = Response::decode(&prefixed);
+        }
+    }
+}
