@@ -9,6 +9,8 @@ pub const ACCOUNTS: &str = include_str!("../interfaces/io.dchat.Accounts.varlink
 pub const CHAIN: &str = include_str!("../interfaces/io.dchat.Chain.varlink");
 pub const CHANNELS: &str = include_str!("../interfaces/io.dchat.Channels.varlink");
 pub const DATABASE: &str = include_str!("../interfaces/io.dchat.Database.varlink");
+pub const NETWORK: &str = include_str!("../interfaces/io.dchat.Network.varlink");
+pub const MESSAGES: &str = include_str!("../interfaces/io.dchat.Messages.varlink");
 
 /// Every interface the daemon implements, by name.
 pub const ALL: &[(&str, &str)] = &[
@@ -18,6 +20,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("io.dchat.Chain", CHAIN),
     ("io.dchat.Channels", CHANNELS),
     ("io.dchat.Database", DATABASE),
+    ("io.dchat.Network", NETWORK),
+    ("io.dchat.Messages", MESSAGES),
 ];
 
 /// The definition of `name`, if the daemon implements it.

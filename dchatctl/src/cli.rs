@@ -35,9 +35,14 @@ pub enum Command {
     /// Accounts hosted by the daemon
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Channels on chain: create, join, leave, invite, list, show
+    /// Direct messages between accounts: send, list, follow
+    #[command(subcommand)]
+    Dm(DmCommand),
+    /// Channels: create, join, leave, invite, list, show, post, read
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// The peers this node is connected to
+    Peers,
     /// Local testnets: many nodes on this machine
     #[command(subcommand)]
     Testnet(crate::commands::testnet::TestnetCommand),
@@ -104,6 +109,14 @@ pub enum AccountCommand {
     },
     /// Same as `channel create` (the spelling of the earlier dchat tool)
     CreateChannel(ChannelCreateArgs),
+    /// Same as `dm send` (the spelling of the earlier dchat tool)
+    SendDm(DmSendArgs),
+    /// Same as `dm list` (the spelling of the earlier dchat tool)
+    GetDms(DmListArgs),
+    /// Same as `channel post` (the spelling of the earlier dchat tool)
+    PostChannel(ChannelPostArgs),
+    /// Same as `channel messages` (the spelling of the earlier dchat tool)
+    GetChannelMessages(ChannelMessagesArgs),
     /// Export an account to a password-encrypted identity file
     Export {
         /// Account name or id
@@ -173,6 +186,65 @@ pub enum ChannelCommand {
         /// Channel name (a leading '#' is ignored)
         channel: String,
     },
+    /// Post a message in a channel as a member
+    Post(ChannelPostArgs),
+    /// The channel's posts this node holds, oldest first
+    Messages(ChannelMessagesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DmCommand {
+    /// Send a direct message; returns once it is queued, not delivered
+    Send(DmSendArgs),
+    /// A local account's direct messages, oldest first
+    List(DmListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DmSendArgs {
+    /// Local account that sends [default: the only local account]
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
+    /// Recipient: account name or id (a leading '@' is ignored)
+    pub to: String,
+    /// The message (at most 65536 bytes)
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DmListArgs {
+    /// Local account whose messages to list [default: the only local account]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Only messages exchanged with this account (name or id)
+    #[arg(long, value_name = "PEER")]
+    pub with: Option<String>,
+    /// Keep running and print messages as they arrive or change state (Ctrl-C stops)
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelPostArgs {
+    /// Local account that posts, a member [default: the only local account]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Channel name (a leading '#' is ignored)
+    pub channel: String,
+    /// The message (at most 16384 bytes)
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelMessagesArgs {
+    /// Channel name (a leading '#' is ignored)
+    pub channel: String,
+    /// Only the latest N posts
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Keep running and print posts as they arrive (Ctrl-C stops)
+    #[arg(long, short)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -188,4 +260,129 @@ pub struct ChannelCreateArgs {
     /// Only accounts the owner invites may join
     #[arg(long)]
     pub invite_only: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["dchatctl"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn refused(args: &[&str]) {
+        let mut argv = vec!["dchatctl"];
+        argv.extend_from_slice(args);
+        assert!(Cli::try_parse_from(argv).is_err(), "{args:?} parsed");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn dm_send(cli: Cli) -> DmSendArgs {
+        match cli.command {
+            Command::Dm(DmCommand::Send(a)) | Command::Account(AccountCommand::SendDm(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn dm_list(cli: Cli) -> DmListArgs {
+        match cli.command {
+            Command::Dm(DmCommand::List(a)) | Command::Account(AccountCommand::GetDms(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn post(cli: Cli) -> ChannelPostArgs {
+        match cli.command {
+            Command::Channel(ChannelCommand::Post(a)) | Command::Account(AccountCommand::PostChannel(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn messages(cli: Cli) -> ChannelMessagesArgs {
+        match cli.command {
+            Command::Channel(ChannelCommand::Messages(a)) | Command::Account(AccountCommand::GetChannelMessages(a)) => {
+                a
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dm_send_and_its_legacy_spelling() {
+        for group in [&["dm", "send"][..], &["account", "send-dm"]] {
+            let a = dm_send(parse(&[group, &["bob", "hello there"]].concat()));
+            assert_eq!((a.from, a.to.as_str(), a.text.as_str()), (None, "bob", "hello there"));
+            let a = dm_send(parse(&[group, &["--from", "alice", "@bob", "hi", "--json"]].concat()));
+            assert_eq!((a.from.as_deref(), a.to.as_str()), (Some("alice"), "@bob"));
+            // A text that starts with '-' goes after `--`.
+            assert_eq!(
+                dm_send(parse(&[group, &["bob", "--", "-1 from me"]].concat())).text,
+                "-1 from me"
+            );
+            refused(&[group, &["bob"]].concat());
+            refused(&[group, &["bob", "one", "two"]].concat());
+        }
+    }
+
+    #[test]
+    fn dm_list_and_its_legacy_spelling() {
+        for group in [&["dm", "list"][..], &["account", "get-dms"]] {
+            let a = dm_list(parse(group));
+            assert_eq!((a.user, a.with, a.follow), (None, None, false));
+            let a = dm_list(parse(
+                &[group, &["--user", "alice", "--with", "bob", "--follow"]].concat(),
+            ));
+            assert_eq!(
+                (a.user.as_deref(), a.with.as_deref(), a.follow),
+                (Some("alice"), Some("bob"), true)
+            );
+            assert!(dm_list(parse(&[group, &["-f"]].concat())).follow);
+            refused(&[group, &["bob"]].concat());
+        }
+    }
+
+    #[test]
+    fn channel_post_and_its_legacy_spelling() {
+        for group in [&["channel", "post"][..], &["account", "post-channel"]] {
+            let a = post(parse(&[group, &["#general", "hi all"]].concat()));
+            assert_eq!(
+                (a.user, a.channel.as_str(), a.text.as_str()),
+                (None, "#general", "hi all")
+            );
+            let a = post(parse(&[group, &["--user", "alice", "general", "hi"]].concat()));
+            assert_eq!(a.user.as_deref(), Some("alice"));
+            refused(&[group, &["general"]].concat());
+        }
+    }
+
+    #[test]
+    fn channel_messages_and_its_legacy_spelling() {
+        for group in [&["channel", "messages"][..], &["account", "get-channel-messages"]] {
+            let a = messages(parse(&[group, &["general"]].concat()));
+            assert_eq!((a.channel.as_str(), a.limit, a.follow), ("general", None, false));
+            let a = messages(parse(
+                &[group, &["general", "--limit", "20", "--follow", "--json"]].concat(),
+            ));
+            assert_eq!((a.limit, a.follow), (Some(20), true));
+            refused(&[group, &["general", "--limit", "many"]].concat());
+            refused(&[group, &["general", "--limit", "-1"]].concat());
+            refused(group);
+        }
+    }
+
+    #[test]
+    fn peers() {
+        let cli = parse(&["peers", "--json"]);
+        assert!(matches!(cli.command, Command::Peers));
+        assert!(cli.global.json);
+        refused(&["peers", "extra"]);
+    }
 }

@@ -1,7 +1,7 @@
 //! dchatctl's errors and the exit status each maps to (CLI.md).
 
 use dchat_control::api::errors;
-use dchat_control::api::{channel_errors, db_errors};
+use dchat_control::api::{channel_errors, db_errors, message_errors};
 use dchat_control::varlink::errors as std_errors;
 use dchat_control::{CallError, ClientError};
 use serde_json::Value;
@@ -23,6 +23,10 @@ pub enum CtlError {
     /// Anything else that failed locally (files, passwords, keys).
     #[error("{0}")]
     Failed(String),
+    /// Whoever read our stdout went away (`… | head`). Not a failure: the
+    /// reader has what it wanted, so `main` exits 0 and prints nothing.
+    #[error("stdout was closed")]
+    StdoutClosed,
 }
 
 impl CtlError {
@@ -34,6 +38,7 @@ impl CtlError {
             // The daemon went away mid-call.
             CtlError::Call(CallError::Io(_)) => EX_UNAVAILABLE,
             CtlError::Usage(_) => EX_USAGE,
+            CtlError::StdoutClosed => 0,
             _ => EX_FAILED,
         }
     }
@@ -120,6 +125,12 @@ fn friendly(error: &str, parameters: &Value) -> Option<String> {
             text("account")?,
             text("channel")?
         ),
+        message_errors::NO_SUCH_RECIPIENT => format!("no account with name or id {:?} to send to", text("name")?),
+        message_errors::TEXT_TOO_LONG => format!("the text is longer than the limit of {} bytes", number("max")?),
+        message_errors::EMPTY_TEXT => "the text is empty; there is nothing to send".into(),
+        message_errors::NETWORK_DOWN => {
+            "dchatd is not connected to the network; check `dchatctl peers` and its bootstrap addresses".into()
+        }
         channel_errors::REJECTED => format!("the chain refused the transaction: {}", text("reason")?),
         dchat_control::api::CHAIN_TIMEOUT => format!("{}; the transaction may still become final later", text("message")?),
         dchat_control::api::NOT_CONNECTED => text("message")?,
@@ -189,6 +200,7 @@ impl From<dchat_keyfile::KeyError> for CtlError {
 
 #[cfg(test)]
 mod tests {
+    use dchat_control::api::{MAX_DM_TEXT_BYTES, MAX_POST_TEXT_BYTES};
     use serde_json::json;
 
     use super::*;
@@ -241,6 +253,37 @@ mod tests {
             "dchatd hosts 2 local accounts; name the one to use (--user, --owner or --from)"
         );
         assert_eq!(remote(channel_errors::NOT_MEMBER, json!({})).exit_code(), EX_FAILED);
+    }
+
+    #[test]
+    fn message_errors_read_as_sentences() {
+        assert_eq!(
+            remote(message_errors::NO_SUCH_RECIPIENT, json!({"name": "carol"})).message(),
+            r#"no account with name or id "carol" to send to"#
+        );
+        assert_eq!(
+            remote(message_errors::TEXT_TOO_LONG, json!({"max": MAX_POST_TEXT_BYTES})).message(),
+            "the text is longer than the limit of 16384 bytes"
+        );
+        assert_eq!(
+            remote(message_errors::TEXT_TOO_LONG, json!({"max": MAX_DM_TEXT_BYTES})).message(),
+            "the text is longer than the limit of 65536 bytes"
+        );
+        assert!(remote(message_errors::EMPTY_TEXT, json!({}))
+            .message()
+            .contains("empty"));
+        assert!(remote(message_errors::NETWORK_DOWN, json!({}))
+            .message()
+            .contains("not connected"));
+        assert_eq!(
+            remote(message_errors::NOT_MEMBER, json!({"channel": "c", "account": "bob"})).message(),
+            r#"bob is not a member of channel "c""#
+        );
+    }
+
+    #[test]
+    fn a_closed_stdout_is_a_quiet_success() {
+        assert_eq!(CtlError::StdoutClosed.exit_code(), 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, DmCommand};
 use error::CtlError;
 
 /// Runs one parsed command line and returns the exit status.
@@ -28,9 +28,16 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Db(cmd) => commands::db::run(cmd, &socket, json).await,
         Command::Chain(cmd) => commands::chain::run(cmd, &socket, json).await,
         Command::Channel(cmd) => commands::channel::run(cmd, &socket, json).await,
+        Command::Dm(DmCommand::Send(args)) => commands::messages::send_dm(args, &socket, json).await,
+        Command::Dm(DmCommand::List(args)) => commands::messages::list_dms(args, &socket, json).await,
+        Command::Peers => commands::peers::run(&socket, json).await,
         Command::Testnet(cmd) => commands::testnet::run(cmd, json).await,
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "dchatctl", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics when its writer
+            // fails, and stdout may be a pipe that closes (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "dchatctl", &mut script);
+            output::write_bytes(&script)?;
             Ok(0)
         }
     }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dchatctl::cli::Cli;
-use dchatctl::error::EX_FAILED;
+use dchatctl::error::{CtlError, EX_FAILED};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +17,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dchatctl::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // `dchatctl … | head`: the reader has what it wanted.
+        Err(CtlError::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dchatctl: {}", e.message());
             ExitCode::from(e.exit_code())

@@ -43,6 +43,26 @@ fn status_human_and_json() {
     assert!(s["peers"].is_u64(), "peers is a count: {s}");
     assert!(s["height"].is_u64(), "height is a number: {s}");
     assert_eq!(s["ready"], true);
+
+    // `dchatctl status --json | head -c1`: output::json on a closed pipe.
+    let out = to_closed_pipe(&["status", "--json"], dev.socket());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs dchatctl with a stdout whose reader is already gone, so that its
+/// first write fails.
+fn to_closed_pipe(args: &[&str], socket: &std::path::Path) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(dchat_testkit::bin("dchatctl"))
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .env_remove("DCHAT_SOCKET")
+        .stdout(writer)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -109,6 +129,25 @@ fn completions_for_each_shell() {
             script.contains("account"),
             "{shell} script does not complete subcommands"
         );
+    }
+}
+
+/// `dchatctl … | head -c1`: once the reader is gone, the rest of the
+/// output has nowhere to go. That is a quiet exit 0, not a panic about a
+/// broken pipe. The pipe's read end is closed before dchatctl starts, so
+/// its first write fails every time.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = nowhere(dir.path());
+    for args in [&["completions", "bash"][..], &["--help"]] {
+        let out = to_closed_pipe(args, &socket);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "dchatctl {args:?}: {stderr}");
+        if args[0] == "completions" {
+            assert_eq!(out.status.code(), Some(0), "dchatctl {args:?}: {stderr}");
+            assert!(stderr.is_empty(), "dchatctl {args:?} should be quiet: {stderr}");
+        }
     }
 }
 

@@ -15,6 +15,8 @@ mod chain;
 mod channels;
 mod daemon;
 mod database;
+mod messages;
+mod network;
 mod service;
 
 pub use accounts::*;
@@ -22,6 +24,8 @@ pub use chain::*;
 pub use channels::*;
 pub use daemon::*;
 pub use database::*;
+pub use messages::*;
+pub use network::*;
 pub use service::*;
 
 /// Every method the daemon serves: one table per interface. A new
@@ -33,6 +37,8 @@ const TABLES: &[&[MethodInfo]] = &[
     chain::METHODS,
     channels::METHODS,
     database::METHODS,
+    network::METHODS,
+    messages::METHODS,
 ];
 
 /// Every method, in interface order.

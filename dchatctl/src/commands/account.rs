@@ -1,4 +1,5 @@
-//! `account …`: create, list, show, import, export.
+//! `account …`: create, list, show, import, export, and the earlier dchat
+//! tool's spellings of channel and message commands.
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use dchat_keyfile::{Identity, IdentityFile, KdfParams};
 use super::call;
 use crate::cli::AccountCommand;
 use crate::error::CtlError;
+use crate::outln;
 use crate::{output, password};
 
 pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, CtlError> {
@@ -25,7 +27,7 @@ pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, 
             if json {
                 output::json(&r.accounts)?;
             } else if r.accounts.is_empty() {
-                println!("no accounts; create one with `dchatctl account create NAME`");
+                outln!("no accounts; create one with `dchatctl account create NAME`")?;
             } else {
                 let rows: Vec<Vec<String>> = r
                     .accounts
@@ -40,7 +42,7 @@ pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, 
                         ]
                     })
                     .collect();
-                output::table(&["NAME", "ID", "WHERE", "BURNER", "CREATED"], &rows);
+                output::table(&["NAME", "ID", "WHERE", "BURNER", "CREATED"], &rows)?;
             }
             Ok(0)
         }
@@ -54,7 +56,12 @@ pub async fn run(cmd: &AccountCommand, socket: &Path, json: bool) -> Result<u8, 
             password_file,
             name,
         } => import(socket, file, password_file.as_deref(), name.as_deref(), json).await,
+        // The earlier dchat tool's spellings.
         AccountCommand::CreateChannel(args) => super::channel::create(args, socket, json).await,
+        AccountCommand::SendDm(args) => super::messages::send_dm(args, socket, json).await,
+        AccountCommand::GetDms(args) => super::messages::list_dms(args, socket, json).await,
+        AccountCommand::PostChannel(args) => super::messages::post(args, socket, json).await,
+        AccountCommand::GetChannelMessages(args) => super::messages::channel_messages(args, socket, json).await,
         AccountCommand::Export {
             name,
             output,
@@ -70,7 +77,7 @@ fn show_one(a: &api::Account, json: bool, verb: &str) -> Result<u8, CtlError> {
         return Ok(0);
     }
     if !verb.is_empty() {
-        println!("{verb} account {}", a.name);
+        outln!("{verb} account {}", a.name)?;
     }
     output::fields(&[
         ("name", a.name.clone()),
@@ -85,7 +92,7 @@ fn show_one(a: &api::Account, json: bool, verb: &str) -> Result<u8, CtlError> {
             a.registration_block
                 .map_or("not on chain yet".into(), |h| format!("block {h}")),
         ),
-    ]);
+    ])?;
     Ok(0)
 }
 
@@ -151,7 +158,7 @@ async fn export(
     if json {
         output::json(&serde_json::json!({ "name": e.name, "id": id, "file": out.display().to_string() }))?;
     } else {
-        println!("exported account {} ({id}) to {} (mode 0600)", e.name, out.display());
+        outln!("exported account {} ({id}) to {} (mode 0600)", e.name, out.display())?;
     }
     Ok(0)
 }

@@ -7,6 +7,7 @@ use dchat_control::api;
 use super::call;
 use crate::cli::ChainCommand;
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 pub async fn run(cmd: &ChainCommand, socket: &Path, json: bool) -> Result<u8, CtlError> {
@@ -23,9 +24,9 @@ pub async fn run(cmd: &ChainCommand, socket: &Path, json: bool) -> Result<u8, Ct
                     ("block interval", format!("{} ms", s.block_interval_ms)),
                     ("mempool", format!("{} transactions", s.mempool)),
                     ("validators", s.validators.len().to_string()),
-                ]);
+                ])?;
                 for v in &s.validators {
-                    println!("  {v}");
+                    outln!("  {v}")?;
                 }
             }
         }
@@ -42,10 +43,10 @@ pub async fn run(cmd: &ChainCommand, socket: &Path, json: bool) -> Result<u8, Ct
                     ("proposer", b.proposer.clone()),
                     ("state root", b.state_root.clone()),
                     ("transactions", b.txs.len().to_string()),
-                ]);
+                ])?;
                 let rows: Vec<Vec<String>> = b.txs.iter().map(tx_row).collect();
                 if !rows.is_empty() {
-                    output::table(&["ID", "KIND", "NONCE"], &rows);
+                    output::table(&["ID", "KIND", "NONCE"], &rows)?;
                 }
             }
         }
@@ -58,8 +59,8 @@ pub async fn run(cmd: &ChainCommand, socket: &Path, json: bool) -> Result<u8, Ct
                     ("id", t.id.clone()),
                     ("block", t.height.to_string()),
                     ("index", t.index.to_string()),
-                ]);
-                println!("{}", serde_json::to_string_pretty(&t.tx).unwrap_or_default());
+                ])?;
+                outln!("{}", serde_json::to_string_pretty(&t.tx).unwrap_or_default())?;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `channel create | join | leave | invite | list | show`: channels on
-//! chain. Each change returns once the block holding it is final.
+//! chain. Each change returns once the block holding it is final. `channel
+//! post | messages` are in [`super::messages`].
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use dchat_control::api;
 use super::call;
 use crate::cli::{ChannelCommand, ChannelCreateArgs};
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 pub async fn run(cmd: &ChannelCommand, socket: &Path, json: bool) -> Result<u8, CtlError> {
@@ -47,7 +49,7 @@ pub async fn run(cmd: &ChannelCommand, socket: &Path, json: bool) -> Result<u8, 
             if json {
                 output::json(&r.channels)?;
             } else if r.channels.is_empty() {
-                println!("no channels; create one with `dchatctl channel create CHANNEL`");
+                outln!("no channels; create one with `dchatctl channel create CHANNEL`")?;
             } else {
                 let rows: Vec<Vec<String>> = r
                     .channels
@@ -62,10 +64,12 @@ pub async fn run(cmd: &ChannelCommand, socket: &Path, json: bool) -> Result<u8, 
                         ]
                     })
                     .collect();
-                output::table(&["CHANNEL", "OWNER", "MEMBERS", "INVITE-ONLY", "DESCRIPTION"], &rows);
+                output::table(&["CHANNEL", "OWNER", "MEMBERS", "INVITE-ONLY", "DESCRIPTION"], &rows)?;
             }
             Ok(0)
         }
+        ChannelCommand::Post(args) => super::messages::post(args, socket, json).await,
+        ChannelCommand::Messages(args) => super::messages::channel_messages(args, socket, json).await,
         ChannelCommand::Show { channel } => {
             let params = api::ChannelName {
                 channel: channel_name(channel),
@@ -74,7 +78,7 @@ pub async fn run(cmd: &ChannelCommand, socket: &Path, json: bool) -> Result<u8, 
             if json {
                 output::json(&r.channel)?;
             } else {
-                details(&r.channel);
+                details(&r.channel)?;
             }
             Ok(0)
         }
@@ -94,7 +98,7 @@ pub async fn create(args: &ChannelCreateArgs, socket: &Path, json: bool) -> Resu
 }
 
 /// People write channels as `#name`; the `#` is not part of the name.
-fn channel_name(arg: &str) -> String {
+pub(crate) fn channel_name(arg: &str) -> String {
     arg.strip_prefix('#').unwrap_or(arg).to_string()
 }
 
@@ -105,12 +109,12 @@ fn changed(r: &api::ChannelChange, json: bool, what: &str) -> Result<u8, CtlErro
         output::json(r)?;
         return Ok(0);
     }
-    println!("{what} #{} (final in block {})", r.channel.name, r.height);
-    details(&r.channel);
+    outln!("{what} #{} (final in block {})", r.channel.name, r.height)?;
+    details(&r.channel)?;
     Ok(0)
 }
 
-fn details(c: &api::Channel) {
+fn details(c: &api::Channel) -> Result<(), CtlError> {
     let none = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
     output::fields(&[
         ("name", c.name.clone()),
@@ -120,7 +124,7 @@ fn details(c: &api::Channel) {
         ("created", format!("block {}", c.created_height)),
         ("members", format!("{} ({})", c.members.len(), none(&c.members))),
         ("invited", none(&c.invited)),
-    ]);
+    ])
 }
 
 fn yes_no(b: bool) -> String {

@@ -6,6 +6,7 @@ use dchat_control::api;
 
 use super::call;
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 pub async fn status(socket: &Path, json: bool) -> Result<u8, CtlError> {
@@ -34,7 +35,7 @@ pub async fn status(socket: &Path, json: bool) -> Result<u8, CtlError> {
         ("state dir", s.state_dir.clone()),
         ("socket", s.socket.clone()),
         ("dev", yes_no(s.dev).into()),
-    ]);
+    ])?;
     Ok(0)
 }
 
@@ -57,14 +58,14 @@ pub async fn health(socket: &Path, json: bool) -> Result<u8, CtlError> {
     if json {
         output::json(&h)?;
     } else {
-        println!(
+        outln!(
             "{}",
             if h.live && h.ready {
                 "healthy: live and ready"
             } else {
                 "unhealthy"
             }
-        );
+        )?;
         let rows: Vec<Vec<String>> = h
             .checks
             .iter()
@@ -76,7 +77,7 @@ pub async fn health(socket: &Path, json: bool) -> Result<u8, CtlError> {
                 ]
             })
             .collect();
-        output::table(&["CHECK", "STATE", "DETAIL"], &rows);
+        output::table(&["CHECK", "STATE", "DETAIL"], &rows)?;
     }
     Ok(if h.live && h.ready { 0 } else { 1 })
 }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::cli::KeygenArgs;
 use crate::error::CtlError;
+use crate::outln;
 use crate::{output, password};
 
 pub fn run(args: &KeygenArgs, json: bool) -> Result<u8, CtlError> {
@@ -40,11 +41,11 @@ pub fn run(args: &KeygenArgs, json: bool) -> Result<u8, CtlError> {
             "file": args.output.display().to_string(),
         }))?;
     } else {
-        println!(
+        outln!(
             "wrote {}identity {id} to {} (mode 0600)",
             if args.burner { "burner " } else { "" },
             args.output.display()
-        );
+        )?;
     }
     Ok(0)
 }

@@ -5,7 +5,10 @@ pub mod chain;
 pub mod channel;
 pub mod daemon;
 pub mod db;
+pub mod follow;
 pub mod keygen;
+pub mod messages;
+pub mod peers;
 pub mod testnet;
 
 use std::path::{Path, PathBuf};

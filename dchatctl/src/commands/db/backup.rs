@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::progress_bar;
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 /// Writeback of what was written is started every this many bytes (without
@@ -162,7 +163,7 @@ pub async fn run(socket: &Path, target: &Path, force: bool, json: bool) -> Resul
             genesis_hash: summary.genesis_hash.as_deref(),
         })?;
     } else {
-        println!("backup written to {} (mode 0600)", target.display());
+        outln!("backup written to {} (mode 0600)", target.display())?;
         output::fields(&[
             (
                 "size",
@@ -171,7 +172,7 @@ pub async fn run(socket: &Path, target: &Path, force: bool, json: bool) -> Resul
             ("duration", format!("{:.2} s", elapsed.as_secs_f64())),
             ("sha256", summary.sha256.clone()),
             ("schema version", summary.schema_version.to_string()),
-        ]);
+        ])?;
     }
     Ok(0)
 }

@@ -16,6 +16,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use super::call;
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -82,10 +83,11 @@ async fn migrate(socket: &Path, json: bool) -> Result<u8, CtlError> {
         output::json(&r)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "schema version {} (this dchatd supports {})",
-        r.schema_version, r.supported
-    );
+        r.schema_version,
+        r.supported
+    )?;
     let state = |m: &api::MigrationInfo| {
         if r.migrated.contains(m) {
             "applied now"
@@ -102,11 +104,11 @@ async fn migrate(socket: &Path, json: bool) -> Result<u8, CtlError> {
         .iter()
         .map(|m| vec![m.version.to_string(), m.name.clone(), state(m).to_string()])
         .collect();
-    output::table(&["VERSION", "NAME", "STATE"], &rows);
+    output::table(&["VERSION", "NAME", "STATE"], &rows)?;
     if r.pending.is_empty() {
-        println!("no pending migrations");
+        outln!("no pending migrations")?;
     } else {
-        println!("applied {} pending migration(s)", r.migrated.len());
+        outln!("applied {} pending migration(s)", r.migrated.len())?;
     }
     Ok(0)
 }
@@ -139,27 +141,27 @@ async fn check(socket: &Path, json: bool) -> Result<u8, CtlError> {
                 ),
             ),
             ("write-ahead log", HumanBytes(r.wal_bytes).to_string()),
-        ]);
+        ])?;
         for v in &r.foreign_key_violations {
-            println!(
+            outln!(
                 "  foreign key: {} row {} -> {}",
                 v.table,
                 v.rowid.map_or("?".into(), |id| id.to_string()),
                 v.parent
-            );
+            )?;
         }
-        println!();
+        outln!()?;
         let rows: Vec<Vec<String>> = r
             .tables
             .iter()
             .map(|t| vec![t.name.clone(), t.rows.to_string()])
             .collect();
-        output::table(&["TABLE", "ROWS"], &rows);
+        output::table(&["TABLE", "ROWS"], &rows)?;
         if !r.kept.is_empty() {
-            println!();
-            println!("kept beside it (remove once no longer needed):");
+            outln!()?;
+            outln!("kept beside it (remove once no longer needed):")?;
             for k in &r.kept {
-                println!("  {}  {}", k.path, HumanBytes(k.bytes));
+                outln!("  {}  {}", k.path, HumanBytes(k.bytes))?;
             }
         }
     }

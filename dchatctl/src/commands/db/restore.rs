@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::backup::hex;
 use super::{network, progress_bar};
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 pub async fn live(socket: &Path, path: &Path, force: bool, json: bool) -> Result<u8, CtlError> {
@@ -88,7 +89,7 @@ pub(super) fn print_report(r: &api::RestoreReport, path: &Path, json: bool) -> R
     if json {
         return output::json(r);
     }
-    println!("restored {}", path.display());
+    outln!("restored {}", path.display())?;
     output::fields(&[
         ("size", format!("{} ({} bytes)", HumanBytes(r.bytes), r.bytes)),
         ("sha256", r.sha256.clone()),
@@ -103,13 +104,13 @@ pub(super) fn print_report(r: &api::RestoreReport, path: &Path, json: bool) -> R
                 .map_or("none".into(), |p| format!("{p} (remove it once satisfied)")),
         ),
         ("duration", format!("{:.2} s", r.duration_ms as f64 / 1000.0)),
-    ]);
+    ])?;
     let rows: Vec<Vec<String>> = r
         .tables
         .iter()
         .map(|t| vec![t.name.clone(), t.rows.to_string()])
         .collect();
-    output::table(&["TABLE", "ROWS"], &rows);
+    output::table(&["TABLE", "ROWS"], &rows)?;
     Ok(())
 }
 

@@ -105,7 +105,7 @@ pub fn run(args: &DownArgs, json: bool) -> Result<u8, CtlError> {
     if json {
         output::json(&outcomes)?;
     } else {
-        print_table(&outcomes, args.timeout);
+        print_table(&outcomes, args.timeout)?;
     }
     let stuck: Vec<&str> = outcomes
         .iter()
@@ -145,7 +145,7 @@ fn fail_signal(o: &mut Outcome, e: Errno, signal: &str) {
     o.error = Some(format!("cannot send {signal}: {e}"));
 }
 
-fn print_table(outcomes: &[Outcome], timeout: u64) {
+fn print_table(outcomes: &[Outcome], timeout: u64) -> Result<(), CtlError> {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {
@@ -166,5 +166,5 @@ fn print_table(outcomes: &[Outcome], timeout: u64) {
             ]
         })
         .collect();
-    output::table(&["NODE", "ROLE", "PID", "RESULT"], &rows);
+    output::table(&["NODE", "ROLE", "PID", "RESULT"], &rows)
 }

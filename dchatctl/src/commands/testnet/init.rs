@@ -12,6 +12,7 @@ use super::manifest::{Manifest, Node, NodePaths, Role, FORMAT, GENESIS, MANIFEST
 use super::render::{self, LogSettings};
 use super::{process, InitArgs};
 use crate::error::CtlError;
+use crate::outln;
 use crate::output;
 
 /// Longest path a unix socket address holds (sun_path, minus the NUL).
@@ -250,13 +251,13 @@ fn print(dir: &Path, manifest: &Manifest, json: bool) -> Result<(), CtlError> {
             nodes,
         });
     }
-    println!(
+    outln!(
         "testnet {} in {}: {} nodes, block interval {} ms",
         manifest.chain_id,
         dir.display(),
         manifest.nodes.len(),
         manifest.block_interval_ms
-    );
+    )?;
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -269,7 +270,7 @@ fn print(dir: &Path, manifest: &Manifest, json: bool) -> Result<(), CtlError> {
             ]
         })
         .collect();
-    output::table(&["NODE", "ROLE", "P2P", "CONSENSUS", "SOCKET"], &rows);
-    println!("start it with: dchatctl testnet up {}", dir.display());
+    output::table(&["NODE", "ROLE", "P2P", "CONSENSUS", "SOCKET"], &rows)?;
+    outln!("start it with: dchatctl testnet up {}", dir.display())?;
     Ok(())
 }

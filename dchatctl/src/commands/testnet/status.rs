@@ -79,7 +79,7 @@ pub async fn run(dir: &Path, json: bool) -> Result<u8, CtlError> {
     if json {
         output::json(&rows)?;
     } else {
-        print_table(&rows);
+        print_table(&rows)?;
     }
     Ok(0)
 }
@@ -92,7 +92,7 @@ async fn ask(socket: PathBuf) -> Result<api::Status, String> {
     }
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row]) -> Result<(), CtlError> {
     let dash = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -112,5 +112,5 @@ fn print_table(rows: &[Row]) {
             ]
         })
         .collect();
-    output::table(&["NODE", "ROLE", "PID", "HEIGHT", "PEERS", "NOTE"], &table);
+    output::table(&["NODE", "ROLE", "PID", "HEIGHT", "PEERS", "NOTE"], &table)
 }

@@ -77,7 +77,7 @@ pub fn run(args: &UpArgs, json: bool) -> Result<u8, CtlError> {
     if json {
         output::json(&outcomes)?;
     } else {
-        print_table(&outcomes);
+        print_table(&outcomes)?;
     }
     if failed.is_empty() {
         Ok(0)
@@ -193,7 +193,7 @@ fn report_failure(o: &Outcome, timeout: u64) {
     }
 }
 
-fn print_table(outcomes: &[Outcome]) {
+fn print_table(outcomes: &[Outcome]) -> Result<(), CtlError> {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
         .map(|o| {
@@ -212,5 +212,5 @@ fn print_table(outcomes: &[Outcome]) {
             ]
         })
         .collect();
-    output::table(&["NODE", "ROLE", "PID", "STATE", "SOCKET"], &rows);
+    output::table(&["NODE", "ROLE", "PID", "STATE", "SOCKET"], &rows)
 }
