@@ -76,17 +76,24 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
     json_on(&dir, "user2", &["account", "create", "bob"]);
     // Each node must know the other's registration before it can encrypt
     // to it or check its signature.
-    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .unwrap();
     wait_height(&dir, &["user1", "user2"], top, WAIT);
 
     let peers = json_on(&dir, "user1", &["peers"]);
-    assert!(peers.as_array().unwrap().len() >= 2, "user1 sees the validator and the relay: {peers}");
+    assert!(
+        peers.as_array().unwrap().len() >= 2,
+        "user1 sees the validator and the relay: {peers}"
+    );
 
     let sent = json_on(&dir, "user1", &["dm", "send", "bob", "hello bob, online"]);
     assert_eq!(sent["from"], "alice");
     assert_eq!(sent["state"], "sent");
     let got = wait_for("bob to receive the DM", WAIT, || {
-        dms(&dir, "user2").into_iter().find(|m| m["text"] == "hello bob, online")
+        dms(&dir, "user2")
+            .into_iter()
+            .find(|m| m["text"] == "hello bob, online")
     });
     assert_eq!(got["from"], "alice");
     assert_eq!(got["id"], sent["id"], "the same message id end to end");
@@ -96,7 +103,9 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
     // Bob answers; alice sees it once.
     ok(&["--socket", &sock(&dir, "user2"), "dm", "send", "alice", "hi alice"]);
     wait_for("alice to receive the answer", WAIT, || {
-        texts(&dms(&dir, "user1")).contains(&"hi alice".to_string()).then_some(())
+        texts(&dms(&dir, "user1"))
+            .contains(&"hi alice".to_string())
+            .then_some(())
     });
     let ids: Vec<Value> = dms(&dir, "user1").into_iter().map(|m| m["id"].clone()).collect();
     let mut unique = ids.clone();
@@ -110,7 +119,9 @@ fn dms_wait_in_a_relay_mailbox_across_a_relay_restart_and_arrive_in_order_once()
     let (dir, d) = (net.dir.clone(), net.d());
     json_on(&dir, "user1", &["account", "create", "alice"]);
     json_on(&dir, "user2", &["account", "create", "bob"]);
-    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .unwrap();
     wait_height(&dir, &["user1", "user2"], top, WAIT);
 
     ok(&["testnet", "down", &d, "user2"]);
@@ -158,17 +169,38 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
     json_on(&dir, "user1", &["account", "create", "alice"]);
     json_on(&dir, "user2", &["account", "create", "bob"]);
     json_on(&dir, "user3", &["account", "create", "carol"]);
-    json_on(&dir, "user1", &["channel", "create", "team", "--invite-only", "--description", "the team"]);
+    json_on(
+        &dir,
+        "user1",
+        &[
+            "channel",
+            "create",
+            "team",
+            "--invite-only",
+            "--description",
+            "the team",
+        ],
+    );
     json_on(&dir, "user1", &["channel", "invite", "team", "bob"]);
     json_on(&dir, "user1", &["channel", "invite", "team", "carol"]);
     json_on(&dir, "user2", &["channel", "join", "team"]);
     json_on(&dir, "user3", &["channel", "join", "team"]);
-    let top = json_on(&dir, "validator1", &["chain", "status"])["height"].as_u64().unwrap();
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .unwrap();
     wait_height(&dir, &["user1", "user2", "user3"], top, WAIT);
 
     // carol follows the channel while the others post.
     let mut follow = Command::new(bin("dchatctl"))
-        .args(["--socket", &sock(&dir, "user3"), "channel", "messages", "team", "--follow", "--json"])
+        .args([
+            "--socket",
+            &sock(&dir, "user3"),
+            "channel",
+            "messages",
+            "team",
+            "--follow",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -207,7 +239,16 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
 
     // An outsider cannot post to the invite-only channel.
     json_on(&dir, "user3", &["account", "create", "dave"]);
-    let refused = on(&dir, "user3", &["channel", "post", "--user", "dave", "team", "let me in"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    let refused = on(
+        &dir,
+        "user3",
+        &["channel", "post", "--user", "dave", "team", "let me in"],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("member"));
 }

@@ -109,7 +109,10 @@ pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Opti
         if let Some(t) = check() {
             return t;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

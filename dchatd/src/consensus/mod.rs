@@ -56,11 +56,11 @@ mod wire;
 
 use serde::Serialize;
 
+pub use finality::FinalityVerifier;
 pub use params::{
     key_bytes, private_key, public_key, ChainParams, Timing, CHANNEL_CERTIFICATES, CHANNEL_RELAY, CHANNEL_RESOLVER,
     CHANNEL_SYNC, CHANNEL_VOTES, MAX_MESSAGE_BYTES,
 };
-pub use finality::FinalityVerifier;
 pub use runner::{start, ConsensusConfig, ConsensusHandle};
 pub use store::{ChainStore, Evidence, Finalized, FinalizedTip};
 

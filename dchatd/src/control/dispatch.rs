@@ -103,6 +103,10 @@ async fn route(
         outcome.streamed = true;
         return handlers::database::upgraded(node, conn, method, params, shutdown).await;
     }
+    if call.more && handlers::messages::streams(method) {
+        outcome.streamed = true;
+        return handlers::messages::stream(node, conn, method, params, shutdown).await;
+    }
     if method == api::STATUS && call.more {
         outcome.streamed = true;
         return stream_status(node, conn, params, shutdown, outcome).await;
@@ -128,6 +132,7 @@ async fn reply_for(node: &Arc<Node>, method: &str, params: Value) -> Result<Valu
         "io.dchat.Chain" => handlers::chain::call(node, method, params).await,
         "io.dchat.Channels" => handlers::channels::call(node, method, params).await,
         "io.dchat.Database" => handlers::database::call(node, method, params).await,
+        "io.dchat.Messages" | "io.dchat.Network" => handlers::messages::call(node, method, params).await,
         _ => Err(Reply::error(
             std_errors::METHOD_NOT_IMPLEMENTED,
             json!({ "method": method }),
@@ -222,13 +227,15 @@ pub(super) fn service_error(e: ServiceError) -> Reply {
         ServiceError::NoSuchTx(id) => (api::NO_SUCH_TX, json!({ "id": id })),
         ServiceError::ChainTimeout(message) => (api::CHAIN_TIMEOUT, json!({ "message": message })),
         ServiceError::NotConnected(message) => (api::NOT_CONNECTED, json!({ "message": message })),
-        // TODO(merge cli-msg): the io.dchat.Messages error names.
-        ServiceError::NoSuchRecipient(_)
-        | ServiceError::NotMember { .. }
-        | ServiceError::EmptyText
-        | ServiceError::TextTooLong(_)
-        | ServiceError::NetworkDown
-        | ServiceError::NotPermitted(_) => (api::NOT_CONNECTED, json!({ "message": e.to_string() })),
+        ServiceError::NoSuchRecipient(name) => (api::message_errors::NO_SUCH_RECIPIENT, json!({ "name": name })),
+        ServiceError::NotMember { channel, account } => (
+            api::message_errors::NOT_MEMBER,
+            json!({ "channel": channel, "account": account }),
+        ),
+        ServiceError::EmptyText => (api::message_errors::EMPTY_TEXT, json!({})),
+        ServiceError::TextTooLong(max) => (api::message_errors::TEXT_TOO_LONG, json!({ "max": max })),
+        ServiceError::NetworkDown => (api::message_errors::NETWORK_DOWN, json!({})),
+        ServiceError::NotPermitted(message) => (std_errors::INVALID_PARAMETER, json!({ "parameter": message })),
         ServiceError::Internal(message) => {
             tracing::error!(error = %message, "control request failed");
             (dchat_errors::INTERNAL, json!({ "message": message }))

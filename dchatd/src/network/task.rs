@@ -123,22 +123,18 @@ impl SwarmTask {
                 }
             }
             Command::Publish { topic, data, reply } => {
-                let result = self
+                let result = match self
                     .swarm
                     .behaviour_mut()
                     .gossipsub
                     .publish(gossipsub::IdentTopic::new(&topic), data)
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        gossipsub::PublishError::NoPeersSubscribedToTopic
-                        | gossipsub::PublishError::AllQueuesFull(_) => NetError::NoPeers(topic.clone()),
-                        // Publishing the same bytes again is not an error.
-                        gossipsub::PublishError::Duplicate => return NetError::Failed(String::new()),
-                        other => NetError::Failed(other.to_string()),
-                    });
-                let result = match result {
-                    Err(NetError::Failed(s)) if s.is_empty() => Ok(()),
-                    other => other,
+                {
+                    // Publishing the same bytes again is not an error.
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+                    Err(
+                        gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_),
+                    ) => Err(NetError::NoPeers(topic.clone())),
+                    Err(other) => Err(NetError::Failed(other.to_string())),
                 };
                 let _ = reply.send(result);
             }

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{Request, Response, MAX_BLOCKS};
 use super::Shared;
-use crate::metrics::DropReason;
 use crate::chain::Chain;
 use crate::ledger::{Block, SignedTx};
+use crate::metrics::DropReason;
 use crate::service::Node;
 
 /// Answers `Blocks`: final blocks from `from`, each with its certificate.
@@ -59,7 +59,11 @@ pub fn accept_transaction(node: &Arc<Node>, bytes: &[u8]) -> Response {
 /// Passes locally submitted transactions to every connected validator,
 /// retrying while none is connected (a transaction not final within the
 /// chain's timeout is reported to its submitter by `submit_and_wait`).
-pub async fn relay_transactions(shared: Arc<Shared>, mut txs: mpsc::UnboundedReceiver<SignedTx>, stop: CancellationToken) {
+pub async fn relay_transactions(
+    shared: Arc<Shared>,
+    mut txs: mpsc::UnboundedReceiver<SignedTx>,
+    stop: CancellationToken,
+) {
     let mut pending: Vec<(SignedTx, tokio::time::Instant)> = Vec::new();
     let mut retry = tokio::time::interval(Duration::from_millis(250));
     loop {

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{Request, Response};
 use super::{now_ms, Change, Shared};
-use crate::metrics::DropReason;
 use crate::messaging::ChannelPost;
+use crate::metrics::DropReason;
 use crate::service::{Node, ServiceError};
 use crate::storage::ChannelPostRow;
 
@@ -194,10 +194,8 @@ pub async fn keep_subscribed(node: Arc<Node>, shared: Arc<Shared>, stop: Cancell
         let full_round = last_round.elapsed() >= CATCH_UP_EVERY;
         for channel in &channels {
             shared.ensure_subscribed(&topic(channel)).await;
-            if full_round || !caught_up.contains(channel) {
-                if catch_up(&node, &shared, channel).await {
-                    caught_up.insert(channel.clone());
-                }
+            if (full_round || !caught_up.contains(channel)) && catch_up(&node, &shared, channel).await {
+                caught_up.insert(channel.clone());
             }
         }
         if full_round {

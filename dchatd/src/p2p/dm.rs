@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::presence::{self, Presence};
 use super::wire::{Request, Response};
 use super::{now_ms, Change, Shared};
-use crate::metrics::DropReason;
 use crate::messaging::{self, Content, DirectMessage, Envelope, FetchRequest, MessagingError, Receipt};
+use crate::metrics::DropReason;
 use crate::service::{Node, ServiceError};
 use crate::storage::{DeliveryState, Direction, MessageRow, OutboxEntry, RetryPolicy};
 
@@ -218,7 +218,10 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
         }
         Content::Delivered(ids) => {
             let (a, peer, list) = (account.clone(), sender.name.clone(), ids.clone());
-            match node.with_db(move |db, _| Ok(db.mark_delivered(&a, &peer, &list)?)).await {
+            match node
+                .with_db(move |db, _| Ok(db.mark_delivered(&a, &peer, &list)?))
+                .await
+            {
                 Ok(0) => Received::Duplicate,
                 Ok(_) => {
                     for id in ids {
@@ -297,7 +300,12 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
 }
 
 /// One delivery attempt; the state the message reached, or None to retry.
-async fn deliver_one(node: &Arc<Node>, shared: &Arc<Shared>, entry: &OutboxEntry, relays: &[PeerId]) -> Option<DeliveryState> {
+async fn deliver_one(
+    node: &Arc<Node>,
+    shared: &Arc<Shared>,
+    entry: &OutboxEntry,
+    relays: &[PeerId],
+) -> Option<DeliveryState> {
     // Both ends on this node.
     if node.local_for_mailbox(&entry.mailbox).await.is_some() {
         return match receive(node, shared, &entry.envelope).await {

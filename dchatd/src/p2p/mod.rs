@@ -127,7 +127,11 @@ impl Shared {
 
     /// Sends a request and decodes the answer.
     pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, String> {
-        let bytes = self.net.request(peer, request.encode()).await.map_err(|e| e.to_string())?;
+        let bytes = self
+            .net
+            .request(peer, request.encode())
+            .await
+            .map_err(|e| e.to_string())?;
         Response::decode(&bytes).map_err(|e| format!("malformed answer: {e}"))
     }
 
@@ -150,7 +154,10 @@ impl Node {
             if let Some(found) = locals.by_mailbox.get(mailbox) {
                 return Some(found.clone());
             }
-            if locals.loaded.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
+            if locals
+                .loaded
+                .is_some_and(|at| at.elapsed() < Duration::from_millis(500))
+            {
                 return None;
             }
         }
@@ -165,7 +172,9 @@ impl Node {
     }
 
     /// Every local account's name and keys.
-    pub(crate) async fn local_identities(self: &Arc<Self>) -> Result<Vec<(String, Identity)>, crate::service::ServiceError> {
+    pub(crate) async fn local_identities(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(String, Identity)>, crate::service::ServiceError> {
         self.with_db(|db, ks| {
             let mut out = Vec::new();
             for row in db.list_accounts()?.into_iter().filter(|a| a.local) {
@@ -187,7 +196,10 @@ pub fn start(
     tasks: &TaskTracker,
 ) -> Arc<Shared> {
     let crate::network::Network {
-        handle, events, stats, task,
+        handle,
+        events,
+        stats,
+        task,
     } = network;
     let (changes, _) = broadcast::channel(4096);
     let chain = node.chain().cloned();
@@ -230,19 +242,54 @@ pub fn start(
     let spawn = |name: &'static str, fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
         tasks.spawn(fut.instrument(tracing::info_span!("p2p", worker = name)));
     };
-    spawn("router", Box::pin(router(Arc::clone(node), Arc::clone(&shared), events, stop.clone(), tasks.clone())));
-    spawn("presence", Box::pin(dm::announce_presence(Arc::clone(node), Arc::clone(&shared), stop.clone())));
-    spawn("outbox", Box::pin(dm::deliver_outbox(Arc::clone(node), Arc::clone(&shared), stop.clone())));
-    spawn("mailbox-fetch", Box::pin(dm::fetch_mailboxes(Arc::clone(node), Arc::clone(&shared), stop.clone())));
-    spawn("channels", Box::pin(channels::keep_subscribed(Arc::clone(node), Arc::clone(&shared), stop.clone())));
+    spawn(
+        "router",
+        Box::pin(router(
+            Arc::clone(node),
+            Arc::clone(&shared),
+            events,
+            stop.clone(),
+            tasks.clone(),
+        )),
+    );
+    spawn(
+        "presence",
+        Box::pin(dm::announce_presence(
+            Arc::clone(node),
+            Arc::clone(&shared),
+            stop.clone(),
+        )),
+    );
+    spawn(
+        "outbox",
+        Box::pin(dm::deliver_outbox(Arc::clone(node), Arc::clone(&shared), stop.clone())),
+    );
+    spawn(
+        "mailbox-fetch",
+        Box::pin(dm::fetch_mailboxes(Arc::clone(node), Arc::clone(&shared), stop.clone())),
+    );
+    spawn(
+        "channels",
+        Box::pin(channels::keep_subscribed(
+            Arc::clone(node),
+            Arc::clone(&shared),
+            stop.clone(),
+        )),
+    );
     if node.config().roles.contains(&crate::config::Role::Relay) {
         spawn("relay-expiry", Box::pin(relay::expire(Arc::clone(node), stop.clone())));
     }
     if let Some(chain) = chain {
         let (tx_relay, txs) = mpsc::unbounded_channel();
         chain.set_tx_relay(tx_relay);
-        spawn("tx-relay", Box::pin(chain_sync::relay_transactions(Arc::clone(&shared), txs, stop.clone())));
-        spawn("chain-follow", Box::pin(chain_sync::follow(chain, Arc::clone(&shared), stop.clone())));
+        spawn(
+            "tx-relay",
+            Box::pin(chain_sync::relay_transactions(Arc::clone(&shared), txs, stop.clone())),
+        );
+        spawn(
+            "chain-follow",
+            Box::pin(chain_sync::follow(chain, Arc::clone(&shared), stop.clone())),
+        );
     }
     shared
 }
@@ -272,7 +319,12 @@ async fn router(
                 node.set_peers(shared.stats.peers() as u64);
                 lock(&shared.presence).forget_peer(&peer);
             }
-            NetEvent::Gossip { topic, data, source, id } => {
+            NetEvent::Gossip {
+                topic,
+                data,
+                source,
+                id,
+            } => {
                 let accept = if topic == presence::TOPIC {
                     on_presence(&shared, &data)
                 } else if let Some(channel) = channels::channel_of_topic(&topic) {

@@ -41,7 +41,10 @@ fn signing_message(key: &[u8; 32], peer: &PeerId, timestamp_ms: u64) -> Vec<u8> 
 impl Presence {
     pub fn new(account: &Identity, peer: PeerId, timestamp_ms: u64) -> Presence {
         let key = account.signing_key().verifying_key().to_bytes();
-        let signature = account.signing_key().sign(&signing_message(&key, &peer, timestamp_ms)).to_bytes();
+        let signature = account
+            .signing_key()
+            .sign(&signing_message(&key, &peer, timestamp_ms))
+            .to_bytes();
         Presence {
             identity_key: key,
             peer,

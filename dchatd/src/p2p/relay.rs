@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{Response, MAX_ITEMS};
 use super::{now_ms, Shared};
-use crate::metrics::DropReason;
 use crate::messaging::{Envelope, FetchRequest, Receipt};
+use crate::metrics::DropReason;
 use crate::service::Node;
 use crate::storage::{MailboxQuota, RelayEnvelope, StorageError};
 

@@ -39,7 +39,12 @@ impl Node {
     }
 
     /// Sends a direct message from a local account.
-    pub async fn send_dm(self: &Arc<Self>, from: Option<String>, to: &str, text: &str) -> Result<MessageRow, ServiceError> {
+    pub async fn send_dm(
+        self: &Arc<Self>,
+        from: Option<String>,
+        to: &str,
+        text: &str,
+    ) -> Result<MessageRow, ServiceError> {
         check_text(text, MAX_TEXT_BYTES)?;
         if self.p2p().is_none() {
             return Err(ServiceError::NetworkDown);
@@ -51,19 +56,40 @@ impl Node {
             return Err(ServiceError::NotRegistered(signer.name));
         }
         let recipient = self.recipient(to)?;
-        p2p::dm::queue(self, &signer.name, &signer.identity, &recipient, Content::Text(text.to_string())).await
+        p2p::dm::queue(
+            self,
+            &signer.name,
+            &signer.identity,
+            &recipient,
+            Content::Text(text.to_string()),
+        )
+        .await
+    }
+
+    /// The name of the local account `user` picks (or the only one).
+    pub async fn local_signer_name(self: &Arc<Self>, user: Option<String>) -> Result<String, ServiceError> {
+        Ok(self.local_signer(user).await?.name)
     }
 
     /// A local account's direct messages, optionally with one peer only,
     /// in reading order.
-    pub async fn list_dms(self: &Arc<Self>, user: Option<String>, with: Option<String>) -> Result<Vec<MessageRow>, ServiceError> {
+    pub async fn list_dms(
+        self: &Arc<Self>,
+        user: Option<String>,
+        with: Option<String>,
+    ) -> Result<Vec<MessageRow>, ServiceError> {
         let signer = self.local_signer(user).await?;
         let peer = match with {
-            Some(w) => Some(self.recipient(&w).map(|a| a.name).unwrap_or(w)),
+            Some(w) => Some(
+                self.recipient(w.trim_start_matches('@'))
+                    .map(|a| a.name)
+                    .map_err(|_| ServiceError::NotFound(w))?,
+            ),
             None => None,
         };
         let name = signer.name;
-        self.with_db(move |db, _| Ok(db.list_messages(&name, peer.as_deref())?)).await
+        self.with_db(move |db, _| Ok(db.list_messages(&name, peer.as_deref())?))
+            .await
     }
 
     /// One stored direct message of a local account.
@@ -99,7 +125,11 @@ impl Node {
     }
 
     /// The newest `limit` posts of a channel, oldest first.
-    pub async fn channel_messages(self: &Arc<Self>, channel: &str, limit: u32) -> Result<Vec<ChannelPostRow>, ServiceError> {
+    pub async fn channel_messages(
+        self: &Arc<Self>,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<ChannelPostRow>, ServiceError> {
         let chain = self.chain().ok_or(ServiceError::NoChain)?;
         if chain.read(|s| s.channel(channel).is_none()) {
             return Err(super::ChannelError::NoSuchChannel(channel.to_string()).into());
@@ -109,7 +139,11 @@ impl Node {
     }
 
     /// One stored post.
-    pub async fn channel_post(self: &Arc<Self>, channel: &str, id: [u8; 16]) -> Result<Option<ChannelPostRow>, ServiceError> {
+    pub async fn channel_post(
+        self: &Arc<Self>,
+        channel: &str,
+        id: [u8; 16],
+    ) -> Result<Option<ChannelPostRow>, ServiceError> {
         let channel = channel.to_lowercase();
         Ok(self
             .with_db(move |db, _| Ok(db.channel_posts(&channel, 10_000)?))

@@ -7,4 +7,5 @@ pub mod chain;
 pub mod channels;
 pub mod daemon;
 pub mod database;
+pub mod messages;
 pub mod service;

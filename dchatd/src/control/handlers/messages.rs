@@ -1,0 +1,239 @@
+//! io.dchat.Messages and io.dchat.Network: direct messages, channel posts
+//! and peers. ListDms and ChannelMessages stream with `more`: everything
+//! now, then each message that arrives or changes state.
+
+use std::sync::Arc;
+
+use dchat_control::api::{self, errors as dchat_errors};
+use dchat_control::varlink::errors as std_errors;
+use dchat_control::Reply;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::conn::Conn;
+use crate::control::dispatch::{encode, parse, service_error, Flow};
+use crate::p2p::Change;
+use crate::service::{Node, ServiceError};
+use crate::storage::{rfc3339_ms, ChannelPostRow, Direction, MessageRow};
+
+/// Most posts one ChannelMessages reply carries without a limit.
+const DEFAULT_LIMIT: u64 = 100;
+
+pub fn dm(row: &MessageRow) -> api::Dm {
+    let (from, to) = match row.direction {
+        Direction::Out => (row.account.clone(), row.peer.clone()),
+        Direction::In => (row.peer.clone(), row.account.clone()),
+    };
+    api::Dm {
+        id: hex::encode(row.id),
+        from,
+        to,
+        text: row.text.clone(),
+        sent_at: rfc3339_ms(row.sent_at_ms),
+        received_at: (row.direction == Direction::In).then(|| rfc3339_ms(row.received_at_ms)),
+        state: row.state.as_str().to_string(),
+        direction: match row.direction {
+            Direction::In => api::dm_direction::IN,
+            Direction::Out => api::dm_direction::OUT,
+        }
+        .to_string(),
+        content_hash: hex::encode(row.content_hash),
+    }
+}
+
+pub fn post(row: &ChannelPostRow, local: bool) -> api::Post {
+    api::Post {
+        id: hex::encode(row.id),
+        channel: row.channel.clone(),
+        from: row.author.clone(),
+        text: row.text.clone(),
+        sent_at: rfc3339_ms(row.sent_at_ms),
+        received_at: (!local).then(|| rfc3339_ms(row.received_at_ms)),
+        content_hash: hex::encode(crate::ledger::codec::sha256(row.text.as_bytes())),
+    }
+}
+
+async fn local_names(node: &Arc<Node>) -> Vec<String> {
+    node.local_identities()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n.to_lowercase())
+        .collect()
+}
+
+async fn posts(node: &Arc<Node>, rows: &[ChannelPostRow]) -> Vec<api::Post> {
+    let locals = local_names(node).await;
+    rows.iter()
+        .map(|r| post(r, locals.contains(&r.author.to_lowercase())))
+        .collect()
+}
+
+pub async fn call(node: &Arc<Node>, method: &str, params: Value) -> Result<Value, Reply> {
+    match method {
+        api::NETWORK_PEERS => {
+            parse::<api::Empty>(params)?;
+            let peers = node.peers().await.map_err(service_error)?;
+            encode(api::PeerList {
+                peers: peers
+                    .into_iter()
+                    .map(|p| api::Peer {
+                        peer_id: p.peer_id,
+                        addresses: p.addresses,
+                        direction: p.direction.to_string(),
+                        agent: p.agent,
+                        roles: p.roles,
+                        rtt_ms: p.rtt_ms,
+                        connected_for_s: p.connected_for_s,
+                    })
+                    .collect(),
+            })
+        }
+        api::SEND_DM => {
+            let p: api::SendDm = parse(params)?;
+            let row = node.send_dm(p.from, &p.to, &p.text).await.map_err(service_error)?;
+            encode(api::DmReply { message: dm(&row) })
+        }
+        api::LIST_DMS => {
+            let p: api::ListDms = parse(params)?;
+            let rows = node.list_dms(p.user, p.with).await.map_err(service_error)?;
+            encode(api::DmList {
+                messages: rows.iter().map(dm).collect(),
+            })
+        }
+        api::POST_CHANNEL => {
+            let p: api::PostChannel = parse(params)?;
+            let row = node
+                .post_channel(p.user, &p.channel, &p.text)
+                .await
+                .map_err(service_error)?;
+            encode(api::PostReply {
+                message: post(&row, true),
+            })
+        }
+        api::CHANNEL_MESSAGES => {
+            let p: api::ChannelMessages = parse(params)?;
+            let limit = u32::try_from(p.limit.unwrap_or(DEFAULT_LIMIT)).unwrap_or(u32::MAX);
+            let rows = node.channel_messages(&p.channel, limit).await.map_err(service_error)?;
+            encode(api::PostList {
+                messages: posts(node, &rows).await,
+            })
+        }
+        other => Err(Reply::error(
+            std_errors::METHOD_NOT_IMPLEMENTED,
+            json!({ "method": other }),
+        )),
+    }
+}
+
+/// Whether `method` streams when called with `more`.
+pub fn streams(method: &str) -> bool {
+    method == api::LIST_DMS || method == api::CHANNEL_MESSAGES
+}
+
+/// ListDms / ChannelMessages with `more`: the current list, then each new
+/// or changed message, until the client hangs up or the daemon stops.
+pub async fn stream(
+    node: &Arc<Node>,
+    conn: &mut Conn,
+    method: &str,
+    params: Value,
+    shutdown: &CancellationToken,
+) -> Flow {
+    let Some(mut changes) = node.watch_messages() else {
+        return send_last(conn, service_error(ServiceError::NetworkDown)).await;
+    };
+    // Subscribed before the first list: nothing falls between the two.
+    let first = call(node, method, params.clone()).await;
+    let first = match first {
+        Ok(v) => v,
+        Err(reply) => return send_last(conn, reply).await,
+    };
+    let filter = match method {
+        api::LIST_DMS => {
+            let p: api::ListDms = match parse(params) {
+                Ok(p) => p,
+                Err(r) => return send_last(conn, r).await,
+            };
+            // The account and peer the first list resolved.
+            let account = node.local_signer_name(p.user).await.ok();
+            Filter::Dms {
+                account: account.unwrap_or_default(),
+                with: p.with.map(|w| w.to_lowercase()),
+            }
+        }
+        _ => {
+            let p: api::ChannelMessages = match parse(params) {
+                Ok(p) => p,
+                Err(r) => return send_last(conn, r).await,
+            };
+            Filter::Channel(p.channel.trim_start_matches('#').to_lowercase())
+        }
+    };
+    let mut reply = Reply::ok(first);
+    reply.continues = true;
+    if conn.send(&reply).await.is_err() {
+        return Flow::Close;
+    }
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = shutdown.cancelled() => {
+                let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
+                return Flow::Close;
+            }
+            _ = conn.closed() => return Flow::Close,
+        };
+        let value = match change {
+            Ok(change) => match filter.fetch(node, change).await {
+                Some(v) => v,
+                None => continue,
+            },
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return Flow::Close,
+        };
+        let mut reply = Reply::ok(value);
+        reply.continues = true;
+        if conn.send(&reply).await.is_err() {
+            return Flow::Close;
+        }
+    }
+}
+
+async fn send_last(conn: &mut Conn, reply: Reply) -> Flow {
+    if conn.send(&reply).await.is_err() {
+        Flow::Close
+    } else {
+        Flow::Continue
+    }
+}
+
+enum Filter {
+    Dms { account: String, with: Option<String> },
+    Channel(String),
+}
+
+impl Filter {
+    /// The reply for a change this stream shows, if it shows it.
+    async fn fetch(&self, node: &Arc<Node>, change: Change) -> Option<Value> {
+        match (self, change) {
+            (Filter::Dms { account, with }, Change::Dm { account: a, id }) if a.eq_ignore_ascii_case(account) => {
+                let row = node.dm(&a, id).await.ok()??;
+                if with.as_ref().is_some_and(|w| !row.peer.eq_ignore_ascii_case(w)) {
+                    return None;
+                }
+                serde_json::to_value(api::DmList {
+                    messages: vec![dm(&row)],
+                })
+                .ok()
+            }
+            (Filter::Channel(channel), Change::Post { channel: c, id }) if c == *channel => {
+                let row = node.channel_post(&c, id).await.ok()??;
+                let messages = posts(node, std::slice::from_ref(&row)).await;
+                serde_json::to_value(api::PostList { messages }).ok()
+            }
+            _ => None,
+        }
+    }
+}
