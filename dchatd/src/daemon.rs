@@ -205,6 +205,9 @@ async fn start_network(
     let roles: Vec<&str> = config.roles.iter().map(|r| r.as_str()).collect();
     let mut params = crate::network::NetworkParams::new(listen, bootstrap, &roles);
     params.mdns = config.dev;
+    params.max_connections = config.network.max_connections;
+    params.rate =
+        crate::network::RateLimit::per_second(config.network.peer_messages_per_s, config.network.peer_bytes_per_s);
     params.metrics = Some(node.metrics().clone());
     let network = crate::network::start(&identity.identity_secret(), params, stop.clone())
         .await

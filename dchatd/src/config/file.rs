@@ -41,7 +41,13 @@ macro_rules! section {
 }
 
 section!(NodeSection { roles: Vec<Role>, shutdown_timeout: u64 });
-section!(NetworkSection { listen: Vec<String>, bootstrap: Vec<String> });
+section!(NetworkSection {
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+    max_connections: u64,
+    peer_messages_per_s: u64,
+    peer_bytes_per_s: u64,
+});
 section!(ControlSection {
     socket: String,
     group: String,

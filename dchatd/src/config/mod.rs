@@ -58,6 +58,9 @@ pub struct Config {
 pub struct NetworkConfig {
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
+    pub max_connections: u32,
+    pub peer_messages_per_s: u32,
+    pub peer_bytes_per_s: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -135,6 +135,27 @@ pub(super) fn resolve(
         }
     }
 
+    let limit = |key: &str, value: Option<u64>, range: std::ops::RangeInclusive<u64>| {
+        let v = value.ok_or_else(|| missing("network", key))?;
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(r.bad(
+                "network",
+                key,
+                None,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let max_connections = limit("max_connections", merged.network.max_connections, 1..=65_536)?;
+    let peer_messages_per_s = limit(
+        "peer_messages_per_s",
+        merged.network.peer_messages_per_s,
+        1..=10_000_000,
+    )?;
+    let peer_bytes_per_s = limit("peer_bytes_per_s", merged.network.peer_bytes_per_s, 1024..=(1 << 40))?;
+
     let state_flag = flags.state_dir.as_ref().map(|_| "--state-dir");
     let state_dir = match &flags.state_dir {
         Some(dir) => dir.clone(),
@@ -184,7 +205,13 @@ pub(super) fn resolve(
     Ok(Config {
         roles: dedup(roles),
         shutdown_timeout: Duration::from_secs(shutdown),
-        network: NetworkConfig { listen, bootstrap },
+        network: NetworkConfig {
+            listen,
+            bootstrap,
+            max_connections: u32::try_from(max_connections).unwrap_or(u32::MAX),
+            peer_messages_per_s: u32::try_from(peer_messages_per_s).unwrap_or(u32::MAX),
+            peer_bytes_per_s,
+        },
         control,
         storage: StorageConfig { state_dir, synchronous },
         chain,

@@ -168,3 +168,22 @@ fn key_table_covers_every_struct_field() {
         load_with_env(&flags, no_env()).unwrap_or_else(|e| panic!("{}.{}: {e}", k.section, k.key));
     }
 }
+
+#[test]
+fn network_limits_have_defaults_ranges_and_env_overrides() {
+    let (_f, flags) = with_file("");
+    let c = load_with_env(&flags, no_env()).unwrap();
+    assert_eq!(c.network.max_connections, 512);
+    assert_eq!(c.network.peer_messages_per_s, 2000);
+    assert_eq!(c.network.peer_bytes_per_s, 8 * 1024 * 1024);
+    let e = err("[network]\npeer_messages_per_s = 0\n");
+    assert!(
+        e.contains("network.peer_messages_per_s") && e.contains("between"),
+        "{e}"
+    );
+    let e = err("[network]\nmax_connections = \"many\"\n");
+    assert!(e.contains("network.max_connections"), "{e}");
+    let (_f, flags) = with_file("");
+    let env = vec![("DCHAT_NETWORK_PEER_BYTES_PER_S".to_string(), "65536".to_string())];
+    assert_eq!(load_with_env(&flags, env).unwrap().network.peer_bytes_per_s, 65536);
+}

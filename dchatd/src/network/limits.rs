@@ -29,6 +29,18 @@ impl Default for RateLimit {
     }
 }
 
+impl RateLimit {
+    /// Sustained rates per second, bursts of twice that.
+    pub fn per_second(messages: u32, bytes: u64) -> RateLimit {
+        RateLimit {
+            messages_per_s: f64::from(messages),
+            message_burst: 2.0 * f64::from(messages),
+            bytes_per_s: bytes as f64,
+            byte_burst: 2.0 * bytes as f64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     messages: f64,
