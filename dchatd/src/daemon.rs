@@ -369,11 +369,23 @@ async fn reload_on_hangup(
 
 /// Keys that SIGHUP does not apply; each change is named in a warning.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 15] = [
+    let checks: [(&'static str, bool); 18] = [
         ("node.roles", old.roles != new.roles),
         ("node.shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),
         ("network.listen", old.network.listen != new.network.listen),
         ("network.bootstrap", old.network.bootstrap != new.network.bootstrap),
+        (
+            "network.max_connections",
+            old.network.max_connections != new.network.max_connections,
+        ),
+        (
+            "network.peer_messages_per_s",
+            old.network.peer_messages_per_s != new.network.peer_messages_per_s,
+        ),
+        (
+            "network.peer_bytes_per_s",
+            old.network.peer_bytes_per_s != new.network.peer_bytes_per_s,
+        ),
         ("control.socket", old.control.socket != new.control.socket),
         ("control.group", old.control.group != new.control.group),
         ("control.mode", old.control.mode != new.control.mode),

@@ -356,7 +356,7 @@ fn resolve_listen(r: &Resolver<'_>, section: &str, value: Option<&str>) -> Resul
 }
 
 fn looks_like_multiaddr(addr: &str) -> bool {
-    addr.starts_with('/') && addr.len() > 1 && !addr.contains(char::is_whitespace)
+    addr.parse::<libp2p::Multiaddr>().is_ok_and(|a| !a.is_empty())
 }
 
 fn dedup(roles: Vec<Role>) -> Vec<Role> {

@@ -57,13 +57,28 @@ pub(super) enum Command {
     Validated {
         id: MessageId,
         source: PeerId,
-        accept: bool,
+        verdict: Verdict,
     },
+}
+
+/// What the application decided about a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: stored and forwarded.
+    Accept,
+    /// Not checkable here (e.g. our chain is behind): not forwarded, and
+    /// the peer that sent it is not penalised.
+    Ignore,
+    /// Invalid (bad signature, garbage): not forwarded; the sender is
+    /// penalised by gossipsub's scoring.
+    Reject,
 }
 
 /// What the network tells the daemon.
 #[derive(Debug)]
 pub enum NetEvent {
+    /// The addresses we listen on, whenever they change.
+    Listening(Vec<Multiaddr>),
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     /// A gossip message that passed the rate limit. The receiver must call
@@ -157,7 +172,7 @@ impl NetworkHandle {
         self.ask(|reply| Command::Request { peer, data, reply }).await?
     }
 
-    pub async fn validated(&self, id: MessageId, source: PeerId, accept: bool) {
-        let _ = self.commands.send(Command::Validated { id, source, accept }).await;
+    pub async fn validated(&self, id: MessageId, source: PeerId, verdict: Verdict) {
+        let _ = self.commands.send(Command::Validated { id, source, verdict }).await;
     }
 }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use behaviour::MAX_GOSSIP;
 pub use codec::{MAX_REQUEST, MAX_RESPONSE};
-pub use handle::{NetError, NetEvent, NetworkHandle, PeerInfo, Responder};
+pub use handle::{NetError, NetEvent, NetworkHandle, PeerInfo, Responder, Verdict};
 pub use libp2p::{gossipsub::MessageId, PeerId};
 pub use limits::RateLimit;
 

@@ -14,12 +14,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::handle::{Command, NetError, NetEvent, PeerInfo, Responder};
+use super::handle::{Command, NetError, NetEvent, PeerInfo, Responder, Verdict};
 use super::limits::PeerLimiter;
 use super::{NetStats, NetworkParams};
 
 /// How often unreachable bootstrap peers are dialled again.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
+/// How often Kademlia refreshes the routing table (which is how a node
+/// learns the addresses of peers it is not connected to, so that a request
+/// to any known peer id can dial it).
+const KAD_REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Peer {
@@ -70,10 +74,17 @@ impl SwarmTask {
         self.dial_bootstrap();
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), KAD_REFRESH_EVERY);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = redial.tick() => self.dial_bootstrap(),
+                _ = refresh.tick() => {
+                    // Fails only with an empty routing table: nothing to ask yet.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
                 command = self.commands.recv() => match command {
                     Some(c) => self.command(c),
                     None => break,
@@ -145,11 +156,11 @@ impl SwarmTask {
             Command::Respond { channel, data } => {
                 let _ = self.swarm.behaviour_mut().rr.send_response(channel, data);
             }
-            Command::Validated { id, source, accept } => {
-                let verdict = if accept {
-                    gossipsub::MessageAcceptance::Accept
-                } else {
-                    gossipsub::MessageAcceptance::Reject
+            Command::Validated { id, source, verdict } => {
+                let verdict = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
                 };
                 self.swarm
                     .behaviour_mut()
@@ -190,6 +201,18 @@ impl SwarmTask {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(address = %address, "network listening");
+                emit(
+                    &self.events,
+                    NetEvent::Listening(self.swarm.listeners().cloned().collect()),
+                )
+                .await;
+            }
+            SwarmEvent::ExpiredListenAddr { .. } => {
+                emit(
+                    &self.events,
+                    NetEvent::Listening(self.swarm.listeners().cloned().collect()),
+                )
+                .await;
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -104,7 +104,7 @@ async fn peers_connect_request_and_gossip() {
     })
     .await;
     assert_eq!(data, b"hello");
-    b.handle.validated(id, source, true).await;
+    b.handle.validated(id, source, Verdict::Accept).await;
     stop.cancel();
 }
 

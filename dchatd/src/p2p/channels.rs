@@ -5,7 +5,7 @@
 //! A node that was away catches up by asking peers for the posts since the
 //! newest it holds, and checks those the same way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use super::wire::{Request, Response};
 use super::{now_ms, Change, Shared};
 use crate::messaging::ChannelPost;
 use crate::metrics::DropReason;
+use crate::network::Verdict;
 use crate::service::{Node, ServiceError};
 use crate::storage::ChannelPostRow;
 
@@ -32,17 +33,48 @@ pub fn channel_of_topic(topic: &str) -> Option<&str> {
     topic.strip_prefix(TOPIC_PREFIX)
 }
 
+/// Why the chain does not let a post stand.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel or author is unknown here: perhaps our chain is behind.
+    Unknown(String),
+    /// Known, and not allowed (other key, not a member).
+    NotAllowed(String),
+}
+
+impl Refusal {
+    pub fn reason(self) -> String {
+        match self {
+            Refusal::Unknown(r) | Refusal::NotAllowed(r) => r,
+        }
+    }
+}
+
 /// Why the chain does not let this post stand, if it does not.
-pub fn check_against_chain(node: &Node, post: &ChannelPost) -> Result<(), String> {
-    let chain = node.chain().ok_or("this node has no chain")?;
+pub fn check_against_chain(node: &Node, post: &ChannelPost) -> Result<(), Refusal> {
+    let chain = node
+        .chain()
+        .ok_or_else(|| Refusal::Unknown("this node has no chain".into()))?;
     chain.read(|s| {
-        let channel = s.channel(&post.channel).ok_or(format!("no channel {}", post.channel))?;
-        let author = s.account(&post.author).ok_or(format!("no account {}", post.author))?;
+        let channel = s
+            .channel(&post.channel)
+            .ok_or_else(|| Refusal::Unknown(format!("no channel {}", post.channel)))?;
+        let author = s
+            .account(&post.author)
+            .ok_or_else(|| Refusal::Unknown(format!("no account {}", post.author)))?;
         if author.identity_key != post.author_key {
-            return Err(format!("{} did not register this key", post.author));
+            return Err(Refusal::NotAllowed(format!(
+                "{} did not register this key",
+                post.author
+            )));
         }
         if !channel.members.iter().any(|m| m.eq_ignore_ascii_case(&author.name)) {
-            return Err(format!("{} is not a member of {}", post.author, channel.name));
+            // Could be a join we have not seen yet; members' nodes that are
+            // up to date decide for the mesh.
+            return Err(Refusal::NotAllowed(format!(
+                "{} is not a member of {}",
+                post.author, channel.name
+            )));
         }
         Ok(())
     })
@@ -73,48 +105,54 @@ pub fn post_of(row: &ChannelPostRow) -> ChannelPost {
     }
 }
 
-/// Verifies and stores one post; true when it checks out (new or not).
-async fn take(node: &Arc<Node>, shared: &Shared, expected_channel: &str, bytes: &[u8]) -> bool {
+/// Verifies and stores one post.
+async fn take(node: &Arc<Node>, shared: &Shared, expected_channel: &str, bytes: &[u8]) -> Verdict {
     let post = match ChannelPost::decode(bytes) {
         Ok(p) => p,
         Err(_) => {
             shared.dropped(DropReason::Malformed);
-            return false;
+            return Verdict::Reject;
         }
     };
     if !post.channel.eq_ignore_ascii_case(expected_channel) {
         shared.dropped(DropReason::Misaddressed);
-        return false;
+        return Verdict::Reject;
     }
     if post.verify().is_err() {
         shared.dropped(DropReason::BadSignature);
-        return false;
+        return Verdict::Reject;
     }
-    if let Err(why) = check_against_chain(node, &post) {
-        tracing::debug!(why, "channel post refused");
-        shared.dropped(DropReason::NotPermitted);
-        return false;
+    match check_against_chain(node, &post) {
+        Ok(()) => {}
+        Err(Refusal::Unknown(why)) => {
+            tracing::debug!(why, "channel post not checkable yet");
+            shared.dropped(DropReason::NotPermitted);
+            return Verdict::Ignore;
+        }
+        Err(Refusal::NotAllowed(why)) => {
+            tracing::debug!(why, "channel post refused");
+            shared.dropped(DropReason::NotPermitted);
+            return Verdict::Reject;
+        }
     }
     let row = row_of(&post, expected_channel, now_ms());
     let (channel, id) = (row.channel.clone(), row.id);
     match node.with_db(move |db, _| Ok(db.insert_channel_post(&row)?)).await {
         Ok(true) => {
             shared.notify(Change::Post { channel, id });
-            true
+            Verdict::Accept
         }
-        Ok(false) => {
-            shared.dropped(DropReason::Duplicate);
-            true
-        }
+        // Valid, seen before (catch-up overlaps what gossip brought).
+        Ok(false) => Verdict::Accept,
         Err(e) => {
             tracing::warn!(error = %e, "cannot store a channel post");
-            false
+            Verdict::Ignore
         }
     }
 }
 
 /// A gossiped post: accepted (and forwarded by gossipsub) only if valid.
-pub async fn on_post(node: &Arc<Node>, shared: &Shared, channel: &str, bytes: &[u8]) -> bool {
+pub async fn on_post(node: &Arc<Node>, shared: &Shared, channel: &str, bytes: &[u8]) -> Verdict {
     take(node, shared, channel, bytes).await
 }
 
@@ -129,7 +167,7 @@ pub(crate) async fn publish(
     let id = crate::messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
     let post = ChannelPost::create(identity, id, channel, author, now_ms(), text)
         .map_err(|e| ServiceError::InvalidParameter(e.to_string()))?;
-    check_against_chain(node, &post).map_err(ServiceError::NotPermitted)?;
+    check_against_chain(node, &post).map_err(|r| ServiceError::NotPermitted(r.reason()))?;
     let row = row_of(&post, channel, now_ms());
     let stored = row.clone();
     node.with_db(move |db, _| Ok(db.insert_channel_post(&stored)?)).await?;
@@ -183,7 +221,8 @@ async fn followed(node: &Arc<Node>) -> Vec<String> {
 
 /// Subscribes to the followed channels and catches up on them.
 pub async fn keep_subscribed(node: Arc<Node>, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut caught_up: HashSet<String> = HashSet::new();
+    // Per channel: when the last catch-up that got an answer started.
+    let mut caught_up: HashMap<String, u64> = HashMap::new();
     let mut last_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -194,8 +233,13 @@ pub async fn keep_subscribed(node: Arc<Node>, shared: Arc<Shared>, stop: Cancell
         let full_round = last_round.elapsed() >= CATCH_UP_EVERY;
         for channel in &channels {
             shared.ensure_subscribed(&topic(channel)).await;
-            if (full_round || !caught_up.contains(channel)) && catch_up(&node, &shared, channel).await {
-                caught_up.insert(channel.clone());
+            let since = caught_up.get(channel).copied();
+            if full_round || since.is_none() {
+                let started = now_ms();
+                let from = since.map_or(0, |t| t.saturating_sub(CATCH_UP_MARGIN_MS));
+                if catch_up(&node, &shared, channel, from).await {
+                    caught_up.insert(channel.clone(), started);
+                }
             }
         }
         if full_round {
@@ -204,29 +248,38 @@ pub async fn keep_subscribed(node: Arc<Node>, shared: Arc<Shared>, stop: Cancell
     }
 }
 
-/// Asks up to three peers for the posts since the newest we hold; true when
-/// at least one answered.
-async fn catch_up(node: &Arc<Node>, shared: &Arc<Shared>, channel: &str) -> bool {
-    let name = channel.to_string();
-    let newest = node
-        .with_db(move |db, _| Ok(db.channel_posts(&name, 1)?.last().map(|p| p.sent_at_ms)))
-        .await
-        .ok()
-        .flatten();
-    let since = newest.map_or(0, |t| t.saturating_sub(CATCH_UP_MARGIN_MS));
-    let request = Request::ChannelHistory {
-        channel: channel.to_string(),
-        since_ms: since,
-        limit: super::wire::MAX_ITEMS,
-    };
+/// Asks up to three peers for the posts sent since `since_ms`, a page at a
+/// time; true when at least one answered.
+async fn catch_up(node: &Arc<Node>, shared: &Arc<Shared>, channel: &str, since_ms: u64) -> bool {
     let mut answered = false;
     for peer in shared.peers().await.into_iter().take(3) {
         let Ok(peer) = peer.peer_id.parse() else { continue };
-        if let Ok(Response::Posts(posts)) = shared.ask(peer, &request).await {
+        let mut since = since_ms;
+        // Page on with the newest post of each full page.
+        for _ in 0..64 {
+            let request = Request::ChannelHistory {
+                channel: channel.to_string(),
+                since_ms: since,
+                limit: super::wire::MAX_ITEMS,
+            };
+            let Ok(Response::Posts(posts)) = shared.ask(peer, &request).await else {
+                break;
+            };
             answered = true;
+            let full = posts.len() == super::wire::MAX_ITEMS as usize;
+            let mut newest = since;
             for bytes in posts {
+                if let Ok(p) = ChannelPost::decode(&bytes) {
+                    newest = newest.max(p.sent_at_ms);
+                }
                 take(node, shared, channel, &bytes).await;
             }
+            // A full page of posts all sent in the same millisecond cannot
+            // be paged past; stop rather than loop.
+            if !full || newest == since {
+                break;
+            }
+            since = newest;
         }
     }
     answered

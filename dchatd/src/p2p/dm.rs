@@ -140,6 +140,9 @@ pub enum Received {
     Duplicate,
     /// Not for an account of this node.
     NotHere,
+    /// Not checkable yet: the sender is not registered in our copy of the
+    /// chain (which may be behind). Left where it is, tried again later.
+    Later(String),
     /// Dropped: the reason was counted.
     Dropped(String),
 }
@@ -154,7 +157,7 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
         }
     };
     if envelope.is_expired(now_ms()) {
-        shared.dropped(DropReason::Duplicate);
+        shared.dropped(DropReason::Expired);
         return Received::Dropped("expired".into());
     }
     let Some((account, identity)) = node.local_for_mailbox(&envelope.mailbox).await else {
@@ -177,11 +180,10 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
     };
     let msg = opened.message.clone();
     let Some(sender) = registered(node, &msg.from) else {
-        shared.dropped(DropReason::BadSignature);
-        return Received::Dropped(format!("sender {} is not registered", msg.from));
+        return Received::Later(format!("sender {} is not registered here (yet)", msg.from));
     };
     if !opened.sender_matches(&sender.identity_key, &sender.messaging_key) {
-        shared.dropped(DropReason::BadSignature);
+        shared.dropped(DropReason::NotPermitted);
         return Received::Dropped(format!("keys are not those {} registered", msg.from));
     }
     let now = now_ms();
@@ -243,6 +245,7 @@ pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerI
     match receive(node, shared, bytes).await {
         Received::New | Received::Duplicate => Response::Ok,
         Received::NotHere => Response::Refused("no such account here".into()),
+        Received::Later(why) => Response::Refused(why),
         Received::Dropped(why) => {
             tracing::debug!(peer = %peer, why, "inbound envelope dropped");
             Response::Refused(why)
@@ -310,7 +313,7 @@ async fn deliver_one(
     if node.local_for_mailbox(&entry.mailbox).await.is_some() {
         return match receive(node, shared, &entry.envelope).await {
             Received::New | Received::Duplicate => Some(DeliveryState::Sent),
-            Received::NotHere => None,
+            Received::NotHere | Received::Later(_) => None,
             Received::Dropped(why) => {
                 tracing::warn!(why, "own envelope refused locally; dropping it");
                 Some(DeliveryState::Sent)
@@ -400,6 +403,8 @@ async fn fetch_from(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
         // forget it. Only a local storage failure keeps it there.
         match receive(node, shared, bytes).await {
             Received::Dropped(why) if why.starts_with("not stored") => continue,
+            // Not ours to judge yet: it stays with the relay.
+            Received::Later(_) | Received::NotHere => continue,
             _ => {}
         }
         if let Ok(env) = Envelope::decode(bytes) {

@@ -40,7 +40,7 @@ use tracing::Instrument;
 use crate::consensus::FinalityVerifier;
 use crate::messaging::mailbox_id;
 use crate::metrics::DropReason;
-use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo};
+use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo, Verdict};
 use crate::service::Node;
 use presence::PresenceTable;
 use wire::{Request, Response};
@@ -310,6 +310,10 @@ async fn router(
             e = events.recv() => match e { Some(e) => e, None => return },
         };
         match event {
+            NetEvent::Listening(addrs) => {
+                let me = shared.net.local_peer_id();
+                node.set_listen_addresses(addrs.iter().map(|a| format!("{a}/p2p/{me}")).collect());
+            }
             NetEvent::PeerConnected(_) => {
                 node.set_peers(shared.stats.peers() as u64);
                 shared.outbox_kick.notify_one();
@@ -325,15 +329,15 @@ async fn router(
                 source,
                 id,
             } => {
-                let accept = if topic == presence::TOPIC {
+                let verdict = if topic == presence::TOPIC {
                     on_presence(&shared, &data)
                 } else if let Some(channel) = channels::channel_of_topic(&topic) {
                     channels::on_post(&node, &shared, channel, &data).await
                 } else {
                     shared.dropped(DropReason::Misaddressed);
-                    false
+                    Verdict::Reject
                 };
-                shared.net.validated(id, source, accept).await;
+                shared.net.validated(id, source, verdict).await;
             }
             NetEvent::Request { peer, data, reply } => {
                 let (node, shared) = (Arc::clone(&node), Arc::clone(&shared));
@@ -353,20 +357,28 @@ async fn router(
     }
 }
 
-fn on_presence(shared: &Shared, data: &[u8]) -> bool {
+fn on_presence(shared: &Shared, data: &[u8]) -> Verdict {
     let Ok(p) = presence::Presence::decode(data) else {
         shared.dropped(DropReason::Malformed);
-        return false;
+        return Verdict::Reject;
     };
-    if !p.verify(now_ms()) {
-        shared.dropped(DropReason::BadSignature);
-        return false;
+    match p.check(now_ms()) {
+        presence::Check::Valid => {}
+        presence::Check::Stale => {
+            // Old, or a clock off: not forwarded, nobody penalised.
+            shared.dropped(DropReason::Expired);
+            return Verdict::Ignore;
+        }
+        presence::Check::BadSignature => {
+            shared.dropped(DropReason::BadSignature);
+            return Verdict::Reject;
+        }
     }
     if lock(&shared.presence).record(&p) {
         // A host we may have envelopes for.
         shared.outbox_kick.notify_one();
     }
-    true
+    Verdict::Accept
 }
 
 async fn answer(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, request: Request) -> Response {

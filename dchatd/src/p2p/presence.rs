@@ -81,15 +81,30 @@ impl Presence {
 
     /// Signature valid and timestamp within [`MAX_AGE_MS`] of `now_ms`.
     pub fn verify(&self, now_ms: u64) -> bool {
-        if self.timestamp_ms.abs_diff(now_ms) > MAX_AGE_MS {
-            return false;
-        }
-        let Ok(key) = VerifyingKey::from_bytes(&self.identity_key) else {
-            return false;
-        };
-        let msg = signing_message(&self.identity_key, &self.peer, self.timestamp_ms);
-        key.verify_strict(&msg, &Signature::from_bytes(&self.signature)).is_ok()
+        self.check(now_ms) == Check::Valid
     }
+
+    pub fn check(&self, now_ms: u64) -> Check {
+        let signed = VerifyingKey::from_bytes(&self.identity_key).is_ok_and(|key| {
+            let msg = signing_message(&self.identity_key, &self.peer, self.timestamp_ms);
+            key.verify_strict(&msg, &Signature::from_bytes(&self.signature)).is_ok()
+        });
+        if !signed {
+            Check::BadSignature
+        } else if self.timestamp_ms.abs_diff(now_ms) > MAX_AGE_MS {
+            Check::Stale
+        } else {
+            Check::Valid
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Valid,
+    /// Signed, but too old or too far in the future.
+    Stale,
+    BadSignature,
 }
 
 /// The freshest verified announcement per mailbox.
