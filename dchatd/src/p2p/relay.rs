@@ -61,6 +61,7 @@ pub async fn store(node: &Arc<Node>, shared: &Arc<Shared>, bytes: &[u8]) -> Resp
     match stored {
         Ok(Ok(())) => {
             shared.metrics.messages_relayed.inc();
+            update_gauges(node).await;
             Response::Ok
         }
         Ok(Err(quota)) => {
@@ -122,13 +123,26 @@ pub async fn receipt(node: &Arc<Node>, shared: &Arc<Shared>, bytes: &[u8]) -> Re
     }
     let (mailbox, ids) = (receipt.mailbox, receipt.envelope_ids);
     match node.with_db(move |db, _| Ok(db.relay_delete(&mailbox, &ids)?)).await {
-        Ok(_) => Response::Ok,
+        Ok(_) => {
+            update_gauges(node).await;
+            Response::Ok
+        }
         Err(e) => Response::Refused(format!("not deleted: {e}")),
+    }
+}
+
+/// Sets the mailbox gauges from the database.
+async fn update_gauges(node: &Arc<Node>) {
+    if let Ok(t) = node.with_db(|db, _| Ok(db.relay_totals()?)).await {
+        let m = node.metrics();
+        m.mailbox_entries.set(crate::metrics::gauge_value(t.envelopes));
+        m.mailbox_bytes.set(crate::metrics::gauge_value(t.bytes));
     }
 }
 
 /// Deletes expired envelopes once a minute.
 pub async fn expire(node: Arc<Node>, stop: CancellationToken) {
+    update_gauges(&node).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -137,7 +151,10 @@ pub async fn expire(node: Arc<Node>, stop: CancellationToken) {
         let now = now_ms();
         match node.with_db(move |db, _| Ok(db.relay_delete_expired(now)?)).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(envelopes = n, "expired mailbox envelopes deleted"),
+            Ok(n) => {
+                tracing::info!(envelopes = n, "expired mailbox envelopes deleted");
+                update_gauges(&node).await;
+            }
             Err(e) => tracing::warn!(error = %e, "cannot expire mailbox envelopes"),
         }
     }

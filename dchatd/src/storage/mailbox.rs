@@ -150,6 +150,20 @@ impl Database {
         Ok(deleted)
     }
 
+    /// Everything every mailbox holds (expired or not, until deleted): for
+    /// the mailbox gauges.
+    pub fn relay_totals(&self) -> Result<MailboxUsage, StorageError> {
+        let (envelopes, bytes): (i64, i64) = self.conn().query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(ciphertext)), 0) FROM relay_envelopes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(MailboxUsage {
+            envelopes: u64::try_from(envelopes).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
     /// Deletes every envelope expired at `now_ms`; returns how many.
     pub fn relay_delete_expired(&self, now_ms: u64) -> Result<usize, StorageError> {
         Ok(self
@@ -193,6 +207,8 @@ mod tests {
             vec![env(2, 1, 10, 20, 1000)]
         );
         assert_eq!(db.relay_envelopes(&[2; 32], 30, 10).unwrap().len(), 1);
+        let totals = db.relay_totals().unwrap();
+        assert_eq!((totals.envelopes, totals.bytes), (2, 20), "what the gauges show");
     }
 
     #[test]
