@@ -1,0 +1,694 @@
+//! Direct messages end to end on a real testnet (issue 4, "Figures to
+//! report"): release `dchatd` and `dchatctl`, one validator, one relay, two
+//! users; alice on user1 writes to bob on user2, 1 KB of text each.
+//!
+//! 1. Throughput: `DCHAT_BENCH_CONNS` control connections on user1 (default
+//!    4), each keeping `DCHAT_BENCH_PIPELINE` SendDm calls in flight (default
+//!    8), send `DCHAT_BENCH_DMS` messages (default 20,000) as fast as the
+//!    daemon takes them. A streaming ListDms on user2 times each arrival at
+//!    bob. Reported: accepted/s at the sender, delivered/s end to end (first
+//!    send → last arrival), and how many reached `delivered` at alice within
+//!    a grace period. The counts are checked against the nodes' databases
+//!    (read-only, WAL), since a stream that lags skips changes.
+//! 2. Latency: a steady 100 msg/s for 10 s on one connection; each text
+//!    carries its send instant, bob's stream gives the arrival instant;
+//!    p50/p99/max (the SendDm round trip is part of it).
+//! 3. Via relay mailbox: user2 stopped; alice writes to carol (also on
+//!    user2, so her mailbox starts empty) as fast as accepted, then at 100
+//!    msg/s; the sender's stream times `relayed` (stored by relay1). Then
+//!    user2 is started and the time until carol has all of them is measured
+//!    from its READY.
+//!
+//! Run: `cargo bench -p dchatd --bench dm_throughput`. dchatctl is built in
+//! release beside dchatd if missing (`DCHAT_BENCH_DCHATCTL` overrides).
+//! Prints the figures, the targets beside them (never failing the run) and
+//! a final `dm_throughput: key=value …` line for scripts.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dchat_control::api::{self, Dm, DmList};
+use dchat_control::frame::{read_frame, write_frame};
+use dchat_control::{Call, Client, Reply, DEFAULT_MAX_FRAME};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Value};
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
+const TEXT_BYTES: usize = 1024;
+const SETUP_WAIT: Duration = Duration::from_secs(90);
+/// Give up on arrivals after this long without progress.
+const STALL: Duration = Duration::from_secs(30);
+const LATENCY_RATE: u64 = 100;
+const LATENCY_SECS: u64 = 10;
+const MAILBOX_LATENCY_SECS: u64 = 5;
+
+const TARGET_PER_S: f64 = 10_000.0;
+const TARGET_P99_MS: f64 = 10.0;
+
+/// The instant texts are stamped against.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn wall_ms() -> i64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let _ = base();
+    let n = env_num("DCHAT_BENCH_DMS", 20_000);
+    let conns = env_num("DCHAT_BENCH_CONNS", 4);
+    let window = env_num("DCHAT_BENCH_PIPELINE", 8);
+    let mailbox_n = env_num("DCHAT_BENCH_MAILBOX_DMS", 400);
+    let ctl = dchatctl();
+    println!("dm_throughput: dchatd = {DCHATD}, dchatctl = {}", ctl.display());
+    println!("dm_throughput: {n} DMs of {TEXT_BYTES} bytes, {conns} connections x {window} in flight; load average at start: {}", loadavg());
+
+    let net = Testnet::up(&ctl);
+    println!(
+        "testnet: {} (validator1, relay1, user1, user2; block interval 300 ms)",
+        net.dir.display()
+    );
+    net.json("user1", &["account", "create", "alice"]);
+    net.json("user2", &["account", "create", "bob"]);
+    net.json("user2", &["account", "create", "carol"]);
+    let top = net.json("validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .expect("height");
+    net.wait_height(&["user1", "user2"], top);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let summary = runtime.block_on(run(&net, n, conns, window, mailbox_n));
+    println!("load average at the end: {}", loadavg());
+    println!("{summary}");
+}
+
+async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: usize) -> String {
+    let user1 = net.socket("user1");
+    let user2 = net.socket("user2");
+    let alice_db = net.dir.join("user1").join("dchat.sqlite3");
+    let bob_db = net.dir.join("user2").join("dchat.sqlite3");
+    let mut bob = watch(&user2, json!({ "user": "bob" })).await;
+
+    // Warm up until DMs go straight to bob's node: presence is announced
+    // every 3 s, before which the outbox falls back to the relay, whose
+    // mailbox bob polls every 2 s. Three quick arrivals in a row are direct.
+    let warm = Instant::now();
+    let mut quick = 0;
+    for i in 0..60 {
+        let sent = Instant::now();
+        send_one(&user1, "bob", &text("warm", i)).await;
+        let arrived = next_arrival(&mut bob, "warm", Duration::from_secs(10)).await;
+        assert!(arrived.is_some(), "warm-up DM {i} did not reach bob");
+        if sent.elapsed() < Duration::from_millis(300) {
+            quick += 1;
+            if quick == 3 {
+                break;
+            }
+        } else {
+            quick = 0;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    println!(
+        "warm-up: {} after {:.1} s",
+        if quick == 3 {
+            "DMs reach bob's node directly"
+        } else {
+            "DMs still slow to reach bob (relay path?)"
+        },
+        warm.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drain(&mut bob);
+
+    // 1. Throughput.
+    println!("\n== 1. throughput, user1 -> user2 online ==");
+    println!("load average before: {}", loadavg());
+    let t0 = Instant::now();
+    let first_send_wall = wall_ms();
+    let mut pumps = Vec::new();
+    for c in 0..conns {
+        let seqs: Vec<u64> = (c..n).step_by(conns).map(|s| s as u64).collect();
+        pumps.push(tokio::spawn(pump(user1.clone(), "bob", "thr", seqs, window)));
+    }
+    let pumped = tokio::spawn(async move {
+        let mut all = SendStats::default();
+        for p in pumps {
+            all.merge(p.await.expect("sender task"));
+        }
+        (all, t0.elapsed())
+    });
+    let arrivals = collect(&mut bob, "thr", n, STALL).await;
+    let (sent, accept_time) = pumped.await.expect("senders");
+    let accepted_per_s = sent.ok as f64 / accept_time.as_secs_f64();
+    let last = arrivals.last_at.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
+    let delivered_per_s = arrivals.count as f64 / last;
+    println!(
+        "accepted at user1: {} of {n} in {:.2} s = {accepted_per_s:.0}/s ({} refused{}); SendDm round trip p50 {:.2} ms p99 {:.2} ms",
+        sent.ok,
+        accept_time.as_secs_f64(),
+        sent.errors,
+        sent.first_error.as_deref().map(|e| format!(", e.g. {e}")).unwrap_or_default(),
+        percentile(&sent.rtt_ms, 0.5),
+        percentile(&sent.rtt_ms, 0.99),
+    );
+    println!(
+        "arrived at bob's stream: {} in {last:.2} s from the first send = {delivered_per_s:.0}/s end to end  (target >= {TARGET_PER_S:.0}/s: {})",
+        arrivals.count,
+        verdict(delivered_per_s >= TARGET_PER_S)
+    );
+    let bob_rows = db_count_in(&bob_db, "bob", "thr");
+    if let (count, Some(last_ms)) = bob_rows {
+        let span = (last_ms - first_send_wall) as f64 / 1e3;
+        println!(
+            "  bob's database: {count} stored, last received_at {span:.2} s after the first send = {:.0}/s",
+            count as f64 / span
+        );
+    }
+    let grace = Instant::now();
+    let delivered = wait_states(&alice_db, "alice", "thr", "delivered", sent.ok, STALL).await;
+    println!(
+        "`delivered` at alice: {delivered} of {} ({:.1} s after the last arrival); states now: {:?}",
+        sent.ok,
+        grace.elapsed().as_secs_f64(),
+        db_states(&alice_db, "alice", "thr"),
+    );
+    println!("load average after: {}", loadavg());
+
+    // 2. Latency at a steady rate.
+    println!("\n== 2. latency at {LATENCY_RATE} msg/s for {LATENCY_SECS} s, user1 -> user2 online ==");
+    let lat_n = LATENCY_RATE * LATENCY_SECS;
+    let steady = tokio::spawn(steady_sender(user1.clone(), "bob", "lat", lat_n));
+    let lat = collect(&mut bob, "lat", lat_n as usize, STALL).await;
+    let lat_sent = steady.await.expect("steady sender");
+    let (p50, p99, max) = (
+        percentile(&lat.latency_ms, 0.5),
+        percentile(&lat.latency_ms, 0.99),
+        percentile(&lat.latency_ms, 1.0),
+    );
+    println!(
+        "arrived {} of {lat_n}: send -> bob's stream p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  (target p99 <= {TARGET_P99_MS} ms: {}); SendDm round trip p50 {:.2} ms p99 {:.2} ms",
+        lat.count,
+        verdict(p99 <= TARGET_P99_MS),
+        percentile(&lat_sent.rtt_ms, 0.5),
+        percentile(&lat_sent.rtt_ms, 0.99),
+    );
+    drop(bob);
+
+    // 3. Via the relay's mailbox.
+    println!("\n== 3. via relay mailbox: user2 stopped, alice -> carol ==");
+    net.ctl(&["testnet", "down", &net.d(), "user2", "--timeout", "10"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut alice = watch(&user1, json!({ "with": "carol" })).await;
+    let t0 = Instant::now();
+    let mut pumps = Vec::new();
+    for c in 0..conns {
+        let seqs: Vec<u64> = (c..mailbox_n).step_by(conns).map(|s| s as u64).collect();
+        pumps.push(tokio::spawn(pump(user1.clone(), "carol", "mbx", seqs, window)));
+    }
+    let relayed = collect_state(&mut alice, "mbx", "relayed", mailbox_n, STALL).await;
+    let mut msent = SendStats::default();
+    for p in pumps {
+        msent.merge(p.await.expect("sender task"));
+    }
+    let relay_last = relayed.last_at.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
+    let relay_store_per_s = relayed.count as f64 / relay_last;
+    println!(
+        "accepted {} of {mailbox_n}; `relayed` (stored by relay1) {} in {relay_last:.2} s = {relay_store_per_s:.0}/s",
+        msent.ok, relayed.count,
+    );
+    let mlat_n = LATENCY_RATE * MAILBOX_LATENCY_SECS;
+    let steady = tokio::spawn(steady_sender(user1.clone(), "carol", "mlt", mlat_n));
+    let mlat = collect_state(&mut alice, "mlt", "relayed", mlat_n as usize, STALL).await;
+    steady.await.expect("steady sender");
+    println!(
+        "at {LATENCY_RATE} msg/s for {MAILBOX_LATENCY_SECS} s: send -> `relayed` at alice p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms ({} of {mlat_n})",
+        percentile(&mlat.latency_ms, 0.5),
+        percentile(&mlat.latency_ms, 0.99),
+        percentile(&mlat.latency_ms, 1.0),
+        mlat.count,
+    );
+    drop(alice);
+    let waiting = msent.ok + mlat.count;
+    let up_wall = wall_ms();
+    let up = Instant::now();
+    net.ctl(&["testnet", "up", &net.d(), "user2"]);
+    let ready = up.elapsed();
+    let ready_wall = up_wall + i64::try_from(ready.as_millis()).unwrap_or(0);
+    let mut have = 0;
+    let mut progress = Instant::now();
+    while have < waiting && progress.elapsed() < STALL {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = db_count_in(&bob_db, "carol", "mbx").0 + db_count_in(&bob_db, "carol", "mlt").0;
+        if now > have {
+            have = now;
+            progress = Instant::now();
+        }
+    }
+    let last_ms = [
+        db_count_in(&bob_db, "carol", "mbx").1,
+        db_count_in(&bob_db, "carol", "mlt").1,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(ready_wall);
+    let drain_s = ((last_ms - ready_wall).max(1)) as f64 / 1e3;
+    let relay_drain_per_s = have as f64 / drain_s;
+    println!(
+        "user2 started (READY after {:.2} s): carol has {have} of {waiting}, the last {drain_s:.2} s after READY = {relay_drain_per_s:.0}/s via relay mailbox",
+        ready.as_secs_f64(),
+    );
+    let delivered_mbx = wait_states(&alice_db, "alice", "mbx", "delivered", msent.ok, STALL).await;
+    println!("`delivered` at alice afterwards: {delivered_mbx} of {}", msent.ok);
+
+    format!(
+        "dm_throughput: dms={n} conns={conns} pipeline={window} accepted_per_s={accepted_per_s:.0} delivered_per_s={delivered_per_s:.0} arrived={} delivered_at_sender={delivered} latency_p50_ms={p50:.2} latency_p99_ms={p99:.2} latency_max_ms={max:.2} relay_store_per_s={relay_store_per_s:.0} relay_drain_per_s={relay_drain_per_s:.0} relay_fetched={have}/{waiting}",
+        arrivals.count
+    )
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// `TAG SEQ NANOS ` padded to 1 KB; NANOS is the send instant from `base()`.
+fn text(tag: &str, seq: u64) -> String {
+    let nanos = base().elapsed().as_nanos();
+    let mut t = format!("{tag} {seq} {nanos} ");
+    t.extend(std::iter::repeat_n('x', TEXT_BYTES.saturating_sub(t.len())));
+    t
+}
+
+/// Tag, sequence number and send instant of a bench text.
+fn parse_text(text: &str) -> Option<(&str, u64, Instant)> {
+    let mut f = text.split(' ');
+    let tag = f.next()?;
+    let seq = f.next()?.parse().ok()?;
+    let nanos: u64 = f.next()?.parse().ok()?;
+    Some((tag, seq, base() + Duration::from_nanos(nanos)))
+}
+
+#[derive(Default)]
+struct SendStats {
+    ok: usize,
+    errors: usize,
+    first_error: Option<String>,
+    rtt_ms: Vec<f64>,
+}
+
+impl SendStats {
+    fn merge(&mut self, o: SendStats) {
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.first_error = self.first_error.take().or(o.first_error);
+        self.rtt_ms.extend(o.rtt_ms);
+    }
+
+    fn note(&mut self, reply: &Reply, rtt: Duration) {
+        self.rtt_ms.push(rtt.as_secs_f64() * 1e3);
+        match &reply.error {
+            None => self.ok += 1,
+            Some(e) => {
+                self.errors += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(format!("{e} {}", reply.parameters_object()));
+                }
+            }
+        }
+    }
+}
+
+fn send_call(to: &str, text: &str) -> Vec<u8> {
+    let call = Call {
+        method: api::SEND_DM.to_string(),
+        parameters: Some(json!({ "to": to, "text": text })),
+        oneway: false,
+        more: false,
+        upgrade: false,
+    };
+    serde_json::to_vec(&call).expect("encode a call")
+}
+
+/// Sends the texts `tag seq…` for `seqs` over one connection, keeping up to
+/// `window` calls in flight (replies come back in order).
+async fn pump(socket: PathBuf, to: &'static str, tag: &'static str, seqs: Vec<u64>, window: usize) -> SendStats {
+    let stream = UnixStream::connect(&socket).await.expect("connect to user1");
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut buf = Vec::new();
+    let mut stats = SendStats::default();
+    let mut inflight = std::collections::VecDeque::with_capacity(window);
+    let mut next = seqs.into_iter();
+    loop {
+        while inflight.len() < window {
+            let Some(seq) = next.next() else { break };
+            let call = send_call(to, &text(tag, seq));
+            write_frame(&mut write, &call).await.expect("send a call");
+            inflight.push_back(Instant::now());
+        }
+        let Some(at) = inflight.pop_front() else { break };
+        let got = read_frame(&mut read, &mut buf, DEFAULT_MAX_FRAME)
+            .await
+            .expect("read a reply");
+        assert!(got, "user1 closed the control connection");
+        let reply: Reply = serde_json::from_slice(&buf).expect("a Varlink reply");
+        stats.note(&reply, at.elapsed());
+    }
+    stats
+}
+
+/// One SendDm every 1/LATENCY_RATE s, each waiting for its reply.
+async fn steady_sender(socket: PathBuf, to: &'static str, tag: &'static str, n: u64) -> SendStats {
+    let mut client = Client::connect(&socket).await.expect("connect to user1");
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
+    let mut stats = SendStats::default();
+    for seq in 0..n {
+        tick.tick().await;
+        let at = Instant::now();
+        let r: Result<Value, _> = client
+            .call(api::SEND_DM, &json!({ "to": to, "text": text(tag, seq) }))
+            .await;
+        let reply = match r {
+            Ok(v) => Reply::ok(v),
+            Err(e) => Reply::error("send failed", json!({ "error": e.to_string() })),
+        };
+        stats.note(&reply, at.elapsed());
+    }
+    stats
+}
+
+async fn send_one(socket: &Path, to: &str, text: &str) -> String {
+    let mut client = Client::connect(socket).await.expect("connect");
+    let r: api::DmReply = client
+        .call(
+            api::SEND_DM,
+            &api::SendDm {
+                from: None,
+                to: to.into(),
+                text: text.into(),
+            },
+        )
+        .await
+        .expect("SendDm");
+    r.message.id
+}
+
+/// Every message a streaming ListDms shows, with the instant it came.
+async fn watch(socket: &Path, params: Value) -> mpsc::UnboundedReceiver<(Instant, Dm)> {
+    let mut client = Client::connect(socket).await.expect("connect");
+    client.call_more(api::LIST_DMS, &params).await.expect("ListDms more");
+    let (first, _): (DmList, bool) = client.next().await.expect("first ListDms reply");
+    let (tx, rx) = mpsc::unbounded_channel();
+    for m in first.messages {
+        let _ = tx.send((Instant::now(), m));
+    }
+    tokio::spawn(async move {
+        // Ends when the node stops or the receiver is dropped.
+        while let Ok((list, _)) = client.next::<DmList>().await {
+            let now = Instant::now();
+            for m in list.messages {
+                if tx.send((now, m)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>) {
+    while rx.try_recv().is_ok() {}
+}
+
+async fn next_arrival(rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>, tag: &str, within: Duration) -> Option<Dm> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (_, m) = tokio::time::timeout_at(deadline, rx.recv()).await.ok()??;
+        if m.direction == "in" && parse_text(&m.text).is_some_and(|(t, _, _)| t == tag) {
+            return Some(m);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Arrivals {
+    count: usize,
+    last_at: Option<Instant>,
+    latency_ms: Vec<f64>,
+}
+
+/// Distinct incoming messages tagged `tag` until `n` came or none for `stall`.
+async fn collect(rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>, tag: &str, n: usize, stall: Duration) -> Arrivals {
+    collect_where(rx, tag, n, stall, |m| m.direction == "in").await
+}
+
+/// Distinct outgoing messages tagged `tag` seen in `state`.
+async fn collect_state(
+    rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>,
+    tag: &str,
+    state: &str,
+    n: usize,
+    stall: Duration,
+) -> Arrivals {
+    collect_where(rx, tag, n, stall, |m| m.direction == "out" && m.state == state).await
+}
+
+async fn collect_where(
+    rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>,
+    tag: &str,
+    n: usize,
+    stall: Duration,
+    pick: impl Fn(&Dm) -> bool,
+) -> Arrivals {
+    let mut seen = HashSet::new();
+    let mut out = Arrivals::default();
+    while out.count < n {
+        let Ok(Some((at, m))) = tokio::time::timeout(stall, rx.recv()).await else {
+            break;
+        };
+        let Some((t, seq, sent)) = parse_text(&m.text) else {
+            continue;
+        };
+        if t != tag || !pick(&m) || !seen.insert(seq) {
+            continue;
+        }
+        out.count += 1;
+        out.last_at = Some(at);
+        out.latency_ms
+            .push(at.saturating_duration_since(sent).as_secs_f64() * 1e3);
+    }
+    out
+}
+
+fn open_ro(db: &Path) -> Connection {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .expect("open a node's database read-only");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    conn
+}
+
+/// States of `account`'s outgoing messages tagged `tag`, from its database.
+fn db_states(db: &Path, account: &str, tag: &str) -> HashMap<String, usize> {
+    let conn = open_ro(db);
+    let mut stmt = conn
+        .prepare(
+            "SELECT state, COUNT(*) FROM messages WHERE account = ?1 AND direction = 'out' \
+             AND substr(text, 1, length(?2) + 1) = ?2 || ' ' GROUP BY state",
+        )
+        .expect("prepare");
+    stmt.query_map(rusqlite::params![account, tag], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })
+    .expect("query states")
+    .filter_map(Result::ok)
+    .map(|(s, c)| (s, usize::try_from(c).unwrap_or(0)))
+    .collect()
+}
+
+/// Incoming messages of `account` tagged `tag`: count and the latest
+/// `received_at` (ms since the epoch, the node's clock).
+fn db_count_in(db: &Path, account: &str, tag: &str) -> (usize, Option<i64>) {
+    let conn = open_ro(db);
+    conn.query_row(
+        "SELECT COUNT(*), MAX(received_at) FROM messages WHERE account = ?1 AND direction = 'in' \
+         AND substr(text, 1, length(?2) + 1) = ?2 || ' '",
+        rusqlite::params![account, tag],
+        |r| Ok((usize::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)),
+    )
+    .expect("count incoming")
+}
+
+/// Polls until `want` of the messages are in `state` or nothing changes for
+/// `stall`; the count reached.
+async fn wait_states(db: &Path, account: &str, tag: &str, state: &str, want: usize, stall: Duration) -> usize {
+    let mut have = 0;
+    let mut progress = Instant::now();
+    loop {
+        let now = db_states(db, account, tag).get(state).copied().unwrap_or(0);
+        if now > have {
+            have = now;
+            progress = Instant::now();
+        }
+        if have >= want || progress.elapsed() >= stall {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A testnet in a temp dir, brought down on drop (also when a phase panics).
+struct Testnet {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Testnet {
+    fn up(ctl: &Path) -> Testnet {
+        let tmp = tempfile::Builder::new()
+            .prefix("dchat-dm-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let net = Testnet {
+            dir: tmp.path().join("net"),
+            _tmp: tmp,
+            ctl: ctl.to_path_buf(),
+        };
+        let d = net.d();
+        net.ctl(&[
+            "testnet",
+            "init",
+            &d,
+            "--validators",
+            "1",
+            "--relays",
+            "1",
+            "--users",
+            "2",
+            "--block-interval-ms",
+            "300",
+            "--log-level",
+            "warn",
+        ]);
+        net.ctl(&["testnet", "up", &d]);
+        net.wait_height(&["validator1"], 1);
+        net
+    }
+
+    fn d(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn socket(&self, node: &str) -> PathBuf {
+        self.dir.join(node).join("dchatd.sock")
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.ctl)
+            .args(args)
+            .env("DCHATD_BIN", DCHATD)
+            .output()
+            .expect("run dchatctl");
+        assert!(
+            out.status.success(),
+            "dchatctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, node: &str, args: &[&str]) -> Value {
+        let s = self.socket(node).display().to_string();
+        let mut all = vec!["--socket", &s, "--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ctl(&all)).expect("dchatctl --json output")
+    }
+
+    fn wait_height(&self, nodes: &[&str], h: u64) {
+        let deadline = Instant::now() + SETUP_WAIT;
+        loop {
+            let heights: Vec<u64> = nodes
+                .iter()
+                .map(|n| self.json(n, &["chain", "status"])["height"].as_u64().unwrap_or(0))
+                .collect();
+            if heights.iter().all(|x| *x >= h) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{nodes:?} did not reach height {h}: {heights:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.ctl)
+            .args(["testnet", "down"])
+            .arg(&self.dir)
+            .args(["--timeout", "5"])
+            .output();
+    }
+}
+
+fn dchatctl() -> PathBuf {
+    if let Some(path) = std::env::var_os("DCHAT_BENCH_DCHATCTL") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(DCHATD).with_file_name("dchatctl");
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "dchatctl"])
+            .status()
+            .expect("run cargo build for dchatctl");
+        assert!(status.success(), "cargo build --release -p dchatctl failed");
+    }
+    path
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
+}
