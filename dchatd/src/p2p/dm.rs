@@ -52,6 +52,11 @@ pub(crate) async fn queue(
     content: Content,
 ) -> Result<MessageRow, ServiceError> {
     let (from_name, to_name) = (from_name.to_string(), to.name.clone());
+    // Sequence number to commit under one lock (see `Shared::send_lock`).
+    let _sending = match node.p2p() {
+        Some(shared) => Some(shared.send_lock.lock().await),
+        None => None,
+    };
     let seq = {
         let (a, p) = (from_name.clone(), to_name.clone());
         node.with_db(move |db, _| Ok(db.next_seq(&a, &p)?)).await?

@@ -80,6 +80,9 @@ pub struct Shared {
     locals: Mutex<Locals>,
     /// Wakes the outbox worker (a DM was queued, a peer connected).
     pub outbox_kick: Notify,
+    /// Held from picking a DM's sequence number to committing it, so that
+    /// concurrent sends of one conversation never share a number.
+    pub(crate) send_lock: tokio::sync::Mutex<()>,
     /// Wakes the mailbox fetcher (a relay connected).
     pub fetch_kick: Notify,
     pub changes: broadcast::Sender<Change>,
@@ -228,6 +231,7 @@ pub fn start(
         presence: Mutex::new(PresenceTable::default()),
         locals: Mutex::new(Locals::default()),
         outbox_kick: Notify::new(),
+        send_lock: tokio::sync::Mutex::new(()),
         fetch_kick: Notify::new(),
         changes,
         validators,
