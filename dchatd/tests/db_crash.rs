@@ -14,7 +14,7 @@ const ROUNDS: usize = 20;
 const WRITERS: usize = 4;
 /// A create waits for its registration to be final; after a restart the
 /// first block can take a while on a loaded machine.
-const FIRST_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+const FIRST_ACK_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A small xorshift: random kill moments without a dependency, and the
 /// seed is printed so a failure can be replayed.
