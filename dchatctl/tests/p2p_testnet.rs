@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::testnet::{json_on, ok, on, sock, wait_for, wait_height, Net};
+use common::testnet::{enable_metrics, json_on, ok, on, sample, scrape, sock, wait_for, wait_height, Net};
 use dchat_testkit::bin;
 use serde_json::Value;
 
@@ -33,16 +33,23 @@ fn state_of(dir: &Path, node: &str, text: &str) -> Option<String> {
 }
 
 fn small_net(users: &str) -> Net {
-    let net = Net::up(&[
-        "--validators",
-        "1",
-        "--relays",
-        "1",
-        "--users",
-        users,
-        "--block-interval-ms",
-        "300",
-    ]);
+    small_net_with(users, |_| {})
+}
+
+fn small_net_with(users: &str, prepare: impl FnOnce(&Path)) -> Net {
+    let net = Net::up_with(
+        &[
+            "--validators",
+            "1",
+            "--relays",
+            "1",
+            "--users",
+            users,
+            "--block-interval-ms",
+            "300",
+        ],
+        prepare,
+    );
     wait_height(&net.dir, &["validator1"], 1, WAIT);
     net
 }
@@ -67,7 +74,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
-    let net = small_net("2");
+    let mut metrics = Vec::new();
+    let net = small_net_with("2", |dir| {
+        for node in ["validator1", "user1", "user2"] {
+            metrics.push(enable_metrics(dir, node));
+        }
+    });
+    let (validator_metrics, user1_metrics, user2_metrics) = (metrics[0], metrics[1], metrics[2]);
     let dir = net.dir.clone();
     // Registered from nodes that run no consensus: the transactions travel
     // to the validator over the network, the blocks come back verified.
@@ -111,6 +124,24 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(ids.len(), unique.len(), "each message once");
+
+    // The metrics moved with the traffic: one DM each way, the two
+    // registrations final on the validator and followed by the users.
+    let (v, u1, u2) = (scrape(validator_metrics), scrape(user1_metrics), scrape(user2_metrics));
+    for (node, text) in [("user1", &u1), ("user2", &u2)] {
+        assert!(sample(text, "dchat_messages_sent_total") >= 1.0, "{node}:\n{text}");
+        assert!(sample(text, "dchat_messages_delivered_total") >= 1.0, "{node}:\n{text}");
+        assert!(sample(text, "dchat_peers_connected") >= 2.0, "{node}:\n{text}");
+        assert!(sample(text, "dchat_chain_height") >= top as f64, "{node}:\n{text}");
+    }
+    assert!(sample(&v, "dchat_chain_height") >= top as f64, "{v}");
+    let finalized = sample(&v, "dchat_chain_finality_latency_seconds_count");
+    assert!(
+        finalized >= top as f64,
+        "every block counted in the finality latency: {v}"
+    );
+    let mean = sample(&v, "dchat_chain_finality_latency_seconds_sum") / finalized;
+    assert!(mean < 30.0, "mean finality latency {mean} s on a 300 ms testnet");
 }
 
 #[test]

@@ -77,6 +77,9 @@ pub async fn run_with(config: Config, shutdown: CancellationToken, options: RunO
     let mut node_config = config.clone();
     node_config.control.socket = socket_path.clone();
     let node = Node::new(node_config, db, keystore, peer_id, chain.clone())?;
+    if let Some(chain) = &chain {
+        chain.set_finality_histogram(node.metrics().finality_latency.clone());
+    }
     // The metrics and health listeners: bound now, so a taken port stops the
     // start with a message naming the key; served once the socket is.
     let http = metrics::bind(&config)?;

@@ -1,6 +1,8 @@
 //! A testnet made and run by `dchatctl testnet` in a temp dir, torn down on
 //! drop, and dchatctl runs against its nodes.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -26,6 +28,12 @@ impl Drop for Net {
 impl Net {
     /// `testnet init` with these arguments (after DIR), then `testnet up`.
     pub fn up(init_args: &[&str]) -> Net {
+        Net::up_with(init_args, |_| {})
+    }
+
+    /// As [`Net::up`], with `prepare` run on the testnet's directory
+    /// between `testnet init` and `testnet up` (to edit a node's config).
+    pub fn up_with(init_args: &[&str], prepare: impl FnOnce(&Path)) -> Net {
         let tmp = tempfile::tempdir().unwrap();
         let net = Net {
             dir: tmp.path().join("net"),
@@ -35,6 +43,7 @@ impl Net {
         let mut args = vec!["testnet", "init", &d];
         args.extend_from_slice(init_args);
         ok(&args);
+        prepare(&net.dir);
         ok(&["testnet", "up", &d]);
         net
     }
@@ -115,4 +124,40 @@ pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Opti
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Turns on the Prometheus listener of `node` (call before `testnet up`)
+/// on a free loopback port, and returns its address.
+pub fn enable_metrics(dir: &Path, node: &str) -> SocketAddr {
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = dir.join(node).join("dchatd.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("[metrics]"), "{node} already configures metrics");
+    text.push_str(&format!("\n[metrics]\nlisten = \"{addr}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    addr
+}
+
+/// The body of `GET /metrics` (plain HTTP/1.1, one connection).
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of one series (name and labels as exposed) in a scrape; 0
+/// when absent.
+pub fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

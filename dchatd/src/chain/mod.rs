@@ -83,6 +83,9 @@ pub struct Chain {
     /// Set once the P2P layer forwards locally submitted transactions to
     /// the validators (see `crate::p2p::chain_sync`).
     tx_relay: Mutex<Option<mpsc::UnboundedSender<SignedTx>>>,
+    /// Where each block's proposal-to-finality time goes (the metrics
+    /// histogram), once the daemon has wired it.
+    finality_latency: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl Chain {
@@ -133,6 +136,7 @@ impl Chain {
             height,
             finalized_txs,
             tx_relay: Mutex::new(None),
+            finality_latency: std::sync::OnceLock::new(),
         }))
     }
 
@@ -227,6 +231,13 @@ impl Chain {
     /// Has locally submitted transactions forwarded to the validators.
     pub fn set_tx_relay(&self, relay: mpsc::UnboundedSender<SignedTx>) {
         *self.tx_relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(relay);
+    }
+
+    /// Records, for every block finalized from now on, the time from its
+    /// proposal (the block's timestamp) to the moment this node stored it
+    /// as final. Set once; later calls are ignored.
+    pub fn set_finality_histogram(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        let _ = self.finality_latency.set(histogram);
     }
 
     fn relay(&self, tx: SignedTx) {

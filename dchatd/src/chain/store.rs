@@ -2,6 +2,8 @@
 //! serve blocks for sync, finalize a block. Consensus keeps the speculative
 //! states of blocks that are not final yet; this side only sees finality.
 
+use std::time::Duration;
+
 use crate::ledger::{Block, LedgerState};
 use crate::storage::{FinalizedBlock, TxEntry};
 
@@ -96,6 +98,9 @@ impl Chain {
         inner.mempool.rebase(&finalized, &included);
         drop(inner);
         self.height.send_replace(height);
+        if let Some(histogram) = self.finality_latency.get() {
+            histogram.observe(finality_latency(block.timestamp_ms, crate::p2p::now_ms()).as_secs_f64());
+        }
         for id in included {
             let _ = self.finalized_txs.send(FinalizedTx { id, height });
         }
@@ -112,4 +117,10 @@ impl Chain {
             }
         }
     }
+}
+
+/// From a block's proposal time to `now_ms` (both Unix ms); zero when the
+/// proposer's clock ran ahead of ours (within the allowed drift).
+pub(super) fn finality_latency(proposed_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_millis(now_ms.saturating_sub(proposed_ms))
 }

@@ -131,3 +131,41 @@ async fn signing_takes_the_next_nonce_after_the_pooled_ones() {
     }
     assert_eq!(chain.read(|s| s.channels().count()), 2);
 }
+
+#[test]
+fn each_finalized_block_records_its_proposal_to_finality_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::open(genesis(), file_db(dir.path())).unwrap();
+    let metrics = crate::metrics::Metrics::new();
+    chain.set_finality_histogram(metrics.finality_latency.clone());
+    let scrape =
+        || crate::metrics::exposition::encode(metrics.registry(), crate::metrics::exposition::Format::Text).unwrap();
+    let sample = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(sample(&scrape(), "dchat_chain_finality_latency_seconds_count"), 0.0);
+
+    // A block proposed 1.5 s ago, finalized now.
+    let (_, state) = chain.tip_with_state();
+    let proposer = validator().signing_key().verifying_key().to_bytes();
+    let block = state
+        .propose_block(Vec::new(), crate::p2p::now_ms() - 1_500, proposer)
+        .block;
+    chain.finalize(&block, Some(b"proof"), None).unwrap();
+    let text = scrape();
+    assert_eq!(sample(&text, "dchat_chain_finality_latency_seconds_count"), 1.0);
+    let sum = sample(&text, "dchat_chain_finality_latency_seconds_sum");
+    assert!(
+        (1.5..60.0).contains(&sum),
+        "latency {sum} s for a block proposed 1.5 s ago"
+    );
+    // Finalizing it again (consensus reports at least once) records nothing.
+    chain.finalize(&block, Some(b"proof"), None).unwrap();
+    assert_eq!(sample(&scrape(), "dchat_chain_finality_latency_seconds_count"), 1.0);
+    // A proposer clock slightly ahead of ours counts as zero, not as garbage.
+    assert_eq!(store::finality_latency(2_000, 1_000), Duration::ZERO);
+    assert_eq!(store::finality_latency(1_000, 3_500), Duration::from_millis(2_500));
+}
