@@ -72,6 +72,7 @@ expect "dchatd.service not started by the install" inactive systemctl is-active 
 check "conffile /etc/dchat/dchatd.toml installed" test -f /etc/dchat/dchatd.toml
 check "dchatd --check-config accepts it" dchatd --check-config
 check "man pages installed" test -f /usr/share/man/man8/dchatd.8.gz -a -f /usr/share/man/man1/dchatctl.1.gz -a -f /usr/share/man/man5/dchatd.toml.5.gz
+check "dashboard and alert rules installed" test -s /usr/share/dchat/grafana/dchat-dashboard.json -a -s /usr/share/dchat/prometheus/dchat-alerts.yml
 check "bash completion loads" bash -c 'source /usr/share/bash-completion/completions/dchatctl && complete -p dchatctl'
 check "/var/lib/dchat is 0700 dchat" test "$(stat -c '%a %U' /var/lib/dchat)" = "700 dchat"
 figure "installed size (dpkg)" "$(dpkg-query -W -f='${Installed-Size}' dchat) KiB"
