@@ -19,15 +19,25 @@
 //!    user2 is started and the time until carol has all of them is measured
 //!    from its READY.
 //!
+//! 4. Cost of metrics (issue 7), run first: user3 -> user4 (dave to erin) run with
+//!    the Prometheus listener on both nodes, scraped 10 times a second each,
+//!    user1 -> user2 without it; `DCHAT_BENCH_METRICS_DMS` (default 500)
+//!    DMs per burst, in alternating rounds of the same run. Reported:
+//!    delivered/s of each side (median of the rounds) and the scrape time
+//!    of `GET /metrics` on those busy nodes.
+//!
 //! Run: `cargo bench -p dchatd --bench dm_throughput`. dchatctl is built in
 //! release beside dchatd if missing (`DCHAT_BENCH_DCHATCTL` overrides).
 //! Prints the figures, the targets beside them (never failing the run) and
 //! a final `dm_throughput: key=value …` line for scripts.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dchat_control::api::{self, Dm, DmList};
@@ -47,6 +57,9 @@ const STALL: Duration = Duration::from_secs(30);
 const LATENCY_RATE: u64 = 100;
 const LATENCY_SECS: u64 = 10;
 const MAILBOX_LATENCY_SECS: u64 = 5;
+/// Alternating rounds of the metrics-cost phase, per side.
+const METRICS_ROUNDS: usize = 3;
+const SCRAPE_EVERY: Duration = Duration::from_millis(100);
 
 const TARGET_PER_S: f64 = 10_000.0;
 const TARGET_P99_MS: f64 = 10.0;
@@ -85,86 +98,119 @@ fn main() {
 
     let net = Testnet::up(&ctl);
     println!(
-        "testnet: {} (validator1, relay1, user1, user2; block interval 300 ms)",
+        "testnet: {} (validator1, relay1, user1..4; block interval 300 ms; metrics listener on user3 and user4)",
         net.dir.display()
     );
     net.json("user1", &["account", "create", "alice"]);
     net.json("user2", &["account", "create", "bob"]);
     net.json("user2", &["account", "create", "carol"]);
+    net.json("user3", &["account", "create", "dave"]);
+    net.json("user4", &["account", "create", "erin"]);
     let top = net.json("validator1", &["chain", "status"])["height"]
         .as_u64()
         .expect("height");
-    net.wait_height(&["user1", "user2"], top);
+    net.wait_height(&["user1", "user2", "user3", "user4"], top);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let summary = runtime.block_on(run(&net, n, conns, window, mailbox_n));
+    let metrics_n = env_num("DCHAT_BENCH_METRICS_DMS", 500);
+    let summary = runtime.block_on(run(&net, n, conns, window, mailbox_n, metrics_n));
     println!("load average at the end: {}", loadavg());
     println!("{summary}");
 }
 
-async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: usize) -> String {
+async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: usize, metrics_n: usize) -> String {
     let user1 = net.socket("user1");
     let user2 = net.socket("user2");
     let alice_db = net.dir.join("user1").join("dchat.sqlite3");
     let bob_db = net.dir.join("user2").join("dchat.sqlite3");
     let mut bob = watch(&user2, json!({ "user": "bob" })).await;
+    warm_up(&user1, "bob", &mut bob).await;
+    let user3 = net.socket("user3");
+    let mut erin = watch(&net.socket("user4"), json!({ "user": "erin" })).await;
+    warm_up(&user3, "erin", &mut erin).await;
 
-    // Warm up until DMs go straight to bob's node: presence is announced
-    // every 3 s, before which the outbox falls back to the relay, whose
-    // mailbox bob polls every 2 s. Three quick arrivals in a row are direct.
-    let warm = Instant::now();
-    let mut quick = 0;
-    for i in 0..60 {
-        let sent = Instant::now();
-        send_one(&user1, "bob", &text("warm", i)).await;
-        let arrived = next_arrival(&mut bob, "warm", Duration::from_secs(10)).await;
-        assert!(arrived.is_some(), "warm-up DM {i} did not reach bob");
-        if sent.elapsed() < Duration::from_millis(300) {
-            quick += 1;
-            if quick == 3 {
-                break;
-            }
-        } else {
-            quick = 0;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    // 1. What the metrics listener costs (issue 7), first, while both
+    // pairs of nodes are equally fresh.
     println!(
-        "warm-up: {} after {:.1} s",
-        if quick == 3 {
-            "DMs reach bob's node directly"
-        } else {
-            "DMs still slow to reach bob (relay path?)"
-        },
-        warm.elapsed().as_secs_f64()
+        "\n== 1. cost of metrics: user1 -> user2 without a listener, user3 -> user4 with one scraped every {} ms, {METRICS_ROUNDS} alternating rounds of {metrics_n} DMs ==",
+        SCRAPE_EVERY.as_millis()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drain(&mut bob);
-
-    // 1. Throughput.
-    println!("\n== 1. throughput, user1 -> user2 online ==");
-    println!("load average before: {}", loadavg());
-    let t0 = Instant::now();
-    let first_send_wall = wall_ms();
-    let mut pumps = Vec::new();
-    for c in 0..conns {
-        let seqs: Vec<u64> = (c..n).step_by(conns).map(|s| s as u64).collect();
-        pumps.push(tokio::spawn(pump(user1.clone(), "bob", "thr", seqs, window)));
+    let (mut off, mut on, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..METRICS_ROUNDS {
+        let plain = burst(
+            &user1,
+            "bob",
+            &format!("off{round}"),
+            metrics_n,
+            conns,
+            window,
+            &mut bob,
+        )
+        .await;
+        off.push(plain.delivered_per_s);
+        let scraping = Arc::new(AtomicBool::new(true));
+        let scraper = {
+            let (scraping, targets) = (Arc::clone(&scraping), net.metrics.clone());
+            std::thread::spawn(move || scrape_while(&scraping, &targets))
+        };
+        let watched = burst(
+            &user3,
+            "erin",
+            &format!("on{round}"),
+            metrics_n,
+            conns,
+            window,
+            &mut erin,
+        )
+        .await;
+        scraping.store(false, Ordering::Relaxed);
+        scrapes.extend(scraper.join().expect("scraper thread"));
+        on.push(watched.delivered_per_s);
+        let plain = match plain {
+            Some(p) => p,
+            None => {
+                burst(
+                    &user1,
+                    "bob",
+                    &format!("off{round}"),
+                    metrics_n,
+                    conns,
+                    window,
+                    &mut bob,
+                )
+                .await
+            }
+        };
+        off.push(plain.delivered_per_s);
+        println!(
+            "round {round}: without {:.0}/s ({} arrived), with metrics {:.0}/s ({} arrived)",
+            plain.delivered_per_s, plain.arrivals.count, watched.delivered_per_s, watched.arrivals.count
+        );
     }
-    let pumped = tokio::spawn(async move {
-        let mut all = SendStats::default();
-        for p in pumps {
-            all.merge(p.await.expect("sender task"));
-        }
-        (all, t0.elapsed())
-    });
-    let arrivals = collect(&mut bob, "thr", n, STALL).await;
-    let (sent, accept_time) = pumped.await.expect("senders");
+    let (off_median, on_median) = (percentile(&off, 0.5), percentile(&on, 0.5));
+    let metrics_cost_pct = (1.0 - on_median / off_median) * 100.0;
+    println!(
+        "delivered end to end, median of {METRICS_ROUNDS}: without listener {off_median:.0}/s, with listener scraped {on_median:.0}/s ({metrics_cost_pct:+.1} % cost)"
+    );
+    let (scrape_p50, scrape_p99) = (percentile(&scrapes, 0.5), percentile(&scrapes, 0.99));
+    println!(
+        "GET /metrics on the busy nodes: {} scrapes, p50 {scrape_p50:.2} ms  p99 {scrape_p99:.2} ms  max {:.2} ms",
+        scrapes.len(),
+        percentile(&scrapes, 1.0),
+    );
+    drop(erin);
+
+    // 1b. Throughput.
+    println!("\n== 1b. throughput, user1 -> user2 online ==");
+    println!("load average before: {}", loadavg());
+    let first_send_wall = wall_ms();
+    let b = burst(&user1, "bob", "thr", n, conns, window, &mut bob).await;
+    let (sent, arrivals, accept_time) = (b.sent, b.arrivals, b.accept_time);
     let accepted_per_s = sent.ok as f64 / accept_time.as_secs_f64();
-    let last = arrivals.last_at.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
-    let delivered_per_s = arrivals.count as f64 / last;
+    let last = arrivals.last_at.map_or(f64::NAN, |t| (t - b.t0).as_secs_f64());
+    let delivered_per_s = b.delivered_per_s;
     println!(
         "accepted at user1: {} of {n} in {:.2} s = {accepted_per_s:.0}/s ({} refused{}); SendDm round trip p50 {:.2} ms p99 {:.2} ms",
         sent.ok,
@@ -226,7 +272,13 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     let mut pumps = Vec::new();
     for c in 0..conns {
         let seqs: Vec<u64> = (c..mailbox_n).step_by(conns).map(|s| s as u64).collect();
-        pumps.push(tokio::spawn(pump(user1.clone(), "carol", "mbx", seqs, window)));
+        pumps.push(tokio::spawn(pump(
+            user1.clone(),
+            "carol".into(),
+            "mbx".into(),
+            seqs,
+            window,
+        )));
     }
     let relayed = collect_state(&mut alice, "mbx", "relayed", mailbox_n, STALL).await;
     let mut msent = SendStats::default();
@@ -285,9 +337,125 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     println!("`delivered` at alice afterwards: {delivered_mbx} of {}", msent.ok);
 
     format!(
-        "dm_throughput: dms={n} conns={conns} pipeline={window} accepted_per_s={accepted_per_s:.0} delivered_per_s={delivered_per_s:.0} arrived={} delivered_at_sender={delivered} latency_p50_ms={p50:.2} latency_p99_ms={p99:.2} latency_max_ms={max:.2} relay_store_per_s={relay_store_per_s:.0} relay_drain_per_s={relay_drain_per_s:.0} relay_fetched={have}/{waiting}",
+        "dm_throughput: dms={n} conns={conns} pipeline={window} accepted_per_s={accepted_per_s:.0} delivered_per_s={delivered_per_s:.0} arrived={} delivered_at_sender={delivered} latency_p50_ms={p50:.2} latency_p99_ms={p99:.2} latency_max_ms={max:.2} relay_store_per_s={relay_store_per_s:.0} relay_drain_per_s={relay_drain_per_s:.0} relay_fetched={have}/{waiting} metrics_off_per_s={off_median:.0} metrics_on_per_s={on_median:.0} metrics_cost_pct={metrics_cost_pct:.1} scrape_p50_ms={scrape_p50:.2} scrape_p99_ms={scrape_p99:.2}",
         arrivals.count
     )
+}
+
+/// Sends DMs until they reach the recipient's node directly: presence is
+/// announced every 3 s, before which the outbox falls back to the relay,
+/// whose mailbox the recipient polls every 2 s. Three quick arrivals in a
+/// row are direct.
+async fn warm_up(sender: &Path, to: &str, rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>) {
+    let warm = Instant::now();
+    let mut quick = 0;
+    for i in 0..60 {
+        let sent = Instant::now();
+        send_one(sender, to, &text("warm", i)).await;
+        let arrived = next_arrival(rx, "warm", Duration::from_secs(10)).await;
+        assert!(arrived.is_some(), "warm-up DM {i} did not reach {to}");
+        if sent.elapsed() < Duration::from_millis(300) {
+            quick += 1;
+            if quick == 3 {
+                break;
+            }
+        } else {
+            quick = 0;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    println!(
+        "warm-up to {to}: {} after {:.1} s",
+        if quick == 3 {
+            "DMs reach the recipient's node directly"
+        } else {
+            "DMs still slow to arrive (relay path?)"
+        },
+        warm.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drain(rx);
+}
+
+struct Burst {
+    t0: Instant,
+    sent: SendStats,
+    arrivals: Arrivals,
+    accept_time: Duration,
+    /// Arrivals per second from the first send to the last arrival.
+    delivered_per_s: f64,
+}
+
+/// `n` DMs tagged `tag` to `to`, `conns` connections x `window` in flight,
+/// timed until they arrive on the recipient's stream `rx`.
+async fn burst(
+    sender: &Path,
+    to: &str,
+    tag: &str,
+    n: usize,
+    conns: usize,
+    window: usize,
+    rx: &mut mpsc::UnboundedReceiver<(Instant, Dm)>,
+) -> Burst {
+    let t0 = Instant::now();
+    let mut pumps = Vec::new();
+    for c in 0..conns {
+        let seqs: Vec<u64> = (c..n).step_by(conns).map(|s| s as u64).collect();
+        pumps.push(tokio::spawn(pump(
+            sender.to_path_buf(),
+            to.to_string(),
+            tag.to_string(),
+            seqs,
+            window,
+        )));
+    }
+    let pumped = tokio::spawn(async move {
+        let mut all = SendStats::default();
+        for p in pumps {
+            all.merge(p.await.expect("sender task"));
+        }
+        (all, t0.elapsed())
+    });
+    let arrivals = collect(rx, tag, n, STALL).await;
+    let (sent, accept_time) = pumped.await.expect("senders");
+    let last = arrivals.last_at.map_or(f64::NAN, |t| (t - t0).as_secs_f64());
+    Burst {
+        t0,
+        delivered_per_s: arrivals.count as f64 / last,
+        sent,
+        arrivals,
+        accept_time,
+    }
+}
+
+/// Scrapes every target's `/metrics` each `SCRAPE_EVERY` while `go` holds,
+/// a new connection each time as Prometheus does; the times in ms.
+fn scrape_while(go: &AtomicBool, targets: &[SocketAddr]) -> Vec<f64> {
+    let mut times = Vec::new();
+    while go.load(Ordering::Relaxed) {
+        for addr in targets {
+            let t = Instant::now();
+            let body = scrape(*addr);
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(
+                body.contains("dchat_messages_sent_total"),
+                "a scrape of {addr} without the message counters"
+            );
+        }
+        std::thread::sleep(SCRAPE_EVERY);
+    }
+    times
+}
+
+/// `GET /metrics` on a new connection; the whole reply.
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics listener");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .expect("send a scrape");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read a scrape");
+    assert!(reply.starts_with("HTTP/1.1 200"), "scrape of {addr}: {reply}");
+    reply
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -358,7 +526,7 @@ fn send_call(to: &str, text: &str) -> Vec<u8> {
 
 /// Sends the texts `tag seq…` for `seqs` over one connection, keeping up to
 /// `window` calls in flight (replies come back in order).
-async fn pump(socket: PathBuf, to: &'static str, tag: &'static str, seqs: Vec<u64>, window: usize) -> SendStats {
+async fn pump(socket: PathBuf, to: String, tag: String, seqs: Vec<u64>, window: usize) -> SendStats {
     let stream = UnixStream::connect(&socket).await.expect("connect to user1");
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -369,7 +537,7 @@ async fn pump(socket: PathBuf, to: &'static str, tag: &'static str, seqs: Vec<u6
     loop {
         while inflight.len() < window {
             let Some(seq) = next.next() else { break };
-            let call = send_call(to, &text(tag, seq));
+            let call = send_call(&to, &text(&tag, seq));
             write_frame(&mut write, &call).await.expect("send a call");
             inflight.push_back(Instant::now());
         }
@@ -568,6 +736,8 @@ struct Testnet {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     ctl: PathBuf,
+    /// The metrics listeners of user3 and user4.
+    metrics: Vec<SocketAddr>,
 }
 
 impl Testnet {
@@ -576,10 +746,11 @@ impl Testnet {
             .prefix("dchat-dm-bench-")
             .tempdir()
             .expect("temp dir");
-        let net = Testnet {
+        let mut net = Testnet {
             dir: tmp.path().join("net"),
             _tmp: tmp,
             ctl: ctl.to_path_buf(),
+            metrics: Vec::new(),
         };
         let d = net.d();
         net.ctl(&[
@@ -591,12 +762,22 @@ impl Testnet {
             "--relays",
             "1",
             "--users",
-            "2",
+            "4",
             "--block-interval-ms",
             "300",
             "--log-level",
             "warn",
         ]);
+        for node in ["user3", "user4"] {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port");
+            let config = net.dir.join(node).join("dchatd.toml");
+            let mut text = std::fs::read_to_string(&config).expect("read a node's config");
+            text.push_str(&format!("\n[metrics]\nlisten = \"{addr}\"\n"));
+            std::fs::write(&config, text).expect("write a node's config");
+            net.metrics.push(addr);
+        }
         net.ctl(&["testnet", "up", &d]);
         net.wait_height(&["validator1"], 1);
         net
