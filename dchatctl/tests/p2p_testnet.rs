@@ -282,4 +282,29 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("member"));
+
+    // A member whose node was down catches up from peers when it returns:
+    // gossip reached nobody on user3 while it was stopped.
+    let d = net.d();
+    ok(&["testnet", "down", &d, "user3", "--timeout", "10"]);
+    json_on(&dir, "user1", &["channel", "post", "team", "while carol was away"]);
+    wait_for("the post on bob's node", WAIT, || {
+        let list = json_on(&dir, "user2", &["channel", "messages", "team"]);
+        texts(list.as_array().unwrap())
+            .contains(&"while carol was away".to_string())
+            .then_some(())
+    });
+    ok(&["testnet", "up", &d, "user3"]);
+    let caught_up = wait_for("carol's node to catch up on the post it missed", WAIT, || {
+        let list = json_on(&dir, "user3", &["channel", "messages", "team"]);
+        let t = texts(list.as_array().unwrap());
+        t.contains(&"while carol was away".to_string()).then_some(t)
+    });
+    for text in ["hello team from alice", "bob here", "while carol was away"] {
+        assert_eq!(
+            caught_up.iter().filter(|t| *t == text).count(),
+            1,
+            "{text:?} once on carol's node: {caught_up:?}"
+        );
+    }
 }
