@@ -139,17 +139,22 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     );
     let (mut off, mut on, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..METRICS_ROUNDS {
-        let plain = burst(
-            &user1,
-            "bob",
-            &format!("off{round}"),
-            metrics_n,
-            conns,
-            window,
-            &mut bob,
-        )
-        .await;
-        off.push(plain.delivered_per_s);
+        // Odd rounds run the side with the listener first.
+        let mut plain = None;
+        if round % 2 == 0 {
+            plain = Some(
+                burst(
+                    &user1,
+                    "bob",
+                    &format!("off{round}"),
+                    metrics_n,
+                    conns,
+                    window,
+                    &mut bob,
+                )
+                .await,
+            );
+        }
         let scraping = Arc::new(AtomicBool::new(true));
         let scraper = {
             let (scraping, targets) = (Arc::clone(&scraping), net.metrics.clone());
@@ -183,6 +188,7 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
                 .await
             }
         };
+        off.push(plain.delivered_per_s);
         off.push(plain.delivered_per_s);
         println!(
             "round {round}: without {:.0}/s ({} arrived), with metrics {:.0}/s ({} arrived)",
