@@ -21,6 +21,8 @@
 //! peaks at about three times the database size and is removed at the end.
 //! Targets are printed beside the figures and never fail the run.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,8 @@ use dchat_testkit::NotifySocket;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rusqlite::Connection;
+
+use common::{dchatctl, percentile};
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,7 +61,7 @@ fn main() {
         .prefix("dchat-db-backup-bench-")
         .tempdir_in(&base)
         .expect("bench directory");
-    let dchatctl = dchatctl();
+    let dchatctl = dchatctl(DCHATD);
     println!("db_backup: dchatd = {DCHATD}, dchatctl = {}", dchatctl.display());
     println!("db_backup: files in {}", dir.path().display());
 
@@ -179,24 +183,6 @@ fn main() {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// `DCHAT_BENCH_DCHATCTL`, else `target/release/dchatctl` beside the
-/// dchatd cargo built for this bench, built first if missing.
-fn dchatctl() -> PathBuf {
-    if let Some(path) = std::env::var_os("DCHAT_BENCH_DCHATCTL") {
-        return PathBuf::from(path);
-    }
-    let path = Path::new(DCHATD).with_file_name("dchatctl");
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "dchatctl"])
-            .status()
-            .expect("run cargo build for dchatctl");
-        assert!(status.success(), "cargo build --release -p dchatctl failed");
-    }
-    path
-}
 
 /// Adds a filler table of incompressible rows until the file has `bytes`.
 fn fill(db: &Path, bytes: u64) {
@@ -369,15 +355,4 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }

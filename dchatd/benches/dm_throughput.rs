@@ -31,9 +31,10 @@
 //! Prints the figures, the targets beside them (never failing the run) and
 //! a final `dm_throughput: key=value …` line for scripts.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ use serde_json::{json, Value};
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+
+use common::{dchatctl, loadavg, percentile, scrape};
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
 const TEXT_BYTES: usize = 1024;
@@ -92,7 +95,7 @@ fn main() {
     let conns = env_num("DCHAT_BENCH_CONNS", 4);
     let window = env_num("DCHAT_BENCH_PIPELINE", 8);
     let mailbox_n = env_num("DCHAT_BENCH_MAILBOX_DMS", 400);
-    let ctl = dchatctl();
+    let ctl = dchatctl(DCHATD);
     println!("dm_throughput: dchatd = {DCHATD}, dchatctl = {}", ctl.display());
     println!("dm_throughput: {n} DMs of {TEXT_BYTES} bytes, {conns} connections x {window} in flight; load average at start: {}", loadavg());
 
@@ -139,11 +142,12 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     );
     let (mut off, mut on, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..METRICS_ROUNDS {
-        // Odd rounds run the side with the listener first.
-        let mut plain = None;
-        if round % 2 == 0 {
-            plain = Some(
-                burst(
+        // The first burst after a pause runs slower: odd rounds start with
+        // the side that has the listener.
+        let sides = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for with_listener in sides {
+            if !with_listener {
+                let plain = burst(
                     &user1,
                     "bob",
                     &format!("off{round}"),
@@ -152,48 +156,37 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
                     window,
                     &mut bob,
                 )
-                .await,
-            );
-        }
-        let scraping = Arc::new(AtomicBool::new(true));
-        let scraper = {
-            let (scraping, targets) = (Arc::clone(&scraping), net.metrics.clone());
-            std::thread::spawn(move || scrape_while(&scraping, &targets))
-        };
-        let watched = burst(
-            &user3,
-            "erin",
-            &format!("on{round}"),
-            metrics_n,
-            conns,
-            window,
-            &mut erin,
-        )
-        .await;
-        scraping.store(false, Ordering::Relaxed);
-        scrapes.extend(scraper.join().expect("scraper thread"));
-        on.push(watched.delivered_per_s);
-        let plain = match plain {
-            Some(p) => p,
-            None => {
-                burst(
-                    &user1,
-                    "bob",
-                    &format!("off{round}"),
-                    metrics_n,
-                    conns,
-                    window,
-                    &mut bob,
-                )
-                .await
+                .await;
+                println!(
+                    "round {round}: without the listener {:.0}/s ({} arrived)",
+                    plain.delivered_per_s, plain.arrivals.count
+                );
+                off.push(plain.delivered_per_s);
+                continue;
             }
-        };
-        off.push(plain.delivered_per_s);
-        off.push(plain.delivered_per_s);
-        println!(
-            "round {round}: without {:.0}/s ({} arrived), with metrics {:.0}/s ({} arrived)",
-            plain.delivered_per_s, plain.arrivals.count, watched.delivered_per_s, watched.arrivals.count
-        );
+            let scraping = Arc::new(AtomicBool::new(true));
+            let scraper = {
+                let (scraping, targets) = (Arc::clone(&scraping), net.metrics.clone());
+                std::thread::spawn(move || scrape_while(&scraping, &targets))
+            };
+            let watched = burst(
+                &user3,
+                "erin",
+                &format!("on{round}"),
+                metrics_n,
+                conns,
+                window,
+                &mut erin,
+            )
+            .await;
+            scraping.store(false, Ordering::Relaxed);
+            scrapes.extend(scraper.join().expect("scraper thread"));
+            println!(
+                "round {round}: with the listener scraped {:.0}/s ({} arrived)",
+                watched.delivered_per_s, watched.arrivals.count
+            );
+            on.push(watched.delivered_per_s);
+        }
     }
     let (off_median, on_median) = (percentile(&off, 0.5), percentile(&on, 0.5));
     let metrics_cost_pct = (1.0 - on_median / off_median) * 100.0;
@@ -451,17 +444,6 @@ fn scrape_while(go: &AtomicBool, targets: &[SocketAddr]) -> Vec<f64> {
         std::thread::sleep(SCRAPE_EVERY);
     }
     times
-}
-
-/// `GET /metrics` on a new connection; the whole reply.
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to the metrics listener");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .expect("send a scrape");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("read a scrape");
-    assert!(reply.starts_with("HTTP/1.1 200"), "scrape of {addr}: {reply}");
-    reply
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -845,37 +827,4 @@ impl Drop for Testnet {
             .args(["--timeout", "5"])
             .output();
     }
-}
-
-fn dchatctl() -> PathBuf {
-    if let Some(path) = std::env::var_os("DCHAT_BENCH_DCHATCTL") {
-        return PathBuf::from(path);
-    }
-    let path = Path::new(DCHATD).with_file_name("dchatctl");
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "dchatctl"])
-            .status()
-            .expect("run cargo build for dchatctl");
-        assert!(status.success(), "cargo build --release -p dchatctl failed");
-    }
-    path
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }

@@ -10,6 +10,8 @@
 //! are printed beside them but never fail the run (a loaded CI machine is
 //! not a regression).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use dchat_control::{api, Client};
 use dchat_testkit::NotifySocket;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+use common::percentile;
 
 const COLD_RUNS: usize = 20;
 const IDLE: Duration = Duration::from_secs(2);
@@ -212,15 +216,4 @@ fn status_round_trips(socket: &Path) -> RoundTrips {
             calls_per_s: TIMED_CALLS as f64 / total.as_secs_f64(),
         }
     })
-}
-
-/// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }

@@ -11,8 +11,9 @@
 //! Run with `cargo bench -p dchatd --bench observability`. It prints the
 //! figures and a final `observability: key=value …` line for scripts.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ use dchat_testkit::NotifySocket;
 use dchatd::metrics::Metrics;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+use common::{percentile, scrape};
 
 const SCRAPES: usize = 1_000;
 const WARMUP_CALLS: usize = 2_000;
@@ -60,7 +63,7 @@ fn main() {
     let mut bytes = 0;
     for _ in 0..SCRAPES {
         let start = Instant::now();
-        bytes = scrape(metrics);
+        bytes = scrape(metrics).len();
         scrape_ms.push(start.elapsed().as_secs_f64() * 1e3);
     }
     println!(
@@ -150,22 +153,6 @@ async fn status_rate(socket: &Path) -> f64 {
     ROUND_CALLS as f64 / start.elapsed().as_secs_f64()
 }
 
-/// One scrape on a new connection; returns the body size.
-fn scrape(addr: SocketAddr) -> usize {
-    let mut stream = TcpStream::connect(addr).expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .expect("send the scrape");
-    let mut reply = Vec::with_capacity(64 * 1024);
-    stream.read_to_end(&mut reply).expect("read the scrape");
-    assert!(reply.starts_with(b"HTTP/1.1 200 "), "scrape failed");
-    let head = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    reply.len() - head - 4
-}
-
 /// A running dev node, stopped (and reaped) on drop.
 struct Node {
     child: Child,
@@ -229,15 +216,4 @@ impl Drop for Node {
 
 fn median(values: &[f64]) -> f64 {
     percentile(values, 0.5)
-}
-
-/// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
 }
