@@ -52,9 +52,10 @@ pub(crate) async fn queue(
     content: Content,
 ) -> Result<MessageRow, ServiceError> {
     let (from_name, to_name) = (from_name.to_string(), to.name.clone());
-    // Sequence number to commit under one lock (see `Shared::send_lock`).
+    // Sequence number to commit under the conversation's lock (see
+    // `Shared::send_lock`); other conversations proceed meanwhile.
     let _sending = match node.p2p() {
-        Some(shared) => Some(shared.send_lock.lock().await),
+        Some(shared) => Some(shared.send_lock(&from_name, &to_name).lock().await),
         None => None,
     };
     let seq = {

@@ -45,6 +45,11 @@ use crate::service::Node;
 use presence::PresenceTable;
 use wire::{Request, Response};
 
+/// Locks that serialise the sequence numbers of DM conversations. Two
+/// conversations that hash to the same stripe wait for each other, which
+/// costs concurrency, never correctness.
+const SEND_LOCK_STRIPES: usize = 64;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -81,8 +86,9 @@ pub struct Shared {
     /// Wakes the outbox worker (a DM was queued, a peer connected).
     pub outbox_kick: Notify,
     /// Held from picking a DM's sequence number to committing it, so that
-    /// concurrent sends of one conversation never share a number.
-    pub(crate) send_lock: tokio::sync::Mutex<()>,
+    /// concurrent sends of one conversation never share a number; striped
+    /// by conversation (see [`Shared::send_lock`]).
+    send_locks: [tokio::sync::Mutex<()>; SEND_LOCK_STRIPES],
     /// Wakes the mailbox fetcher (a relay connected).
     pub fetch_kick: Notify,
     pub changes: broadcast::Sender<Change>,
@@ -98,6 +104,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The lock for the sequence numbers of `from`'s messages to `to`.
+    pub(crate) fn send_lock(&self, from: &str, to: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (from, to).hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % SEND_LOCK_STRIPES as u64).unwrap_or(0);
+        &self.send_locks[stripe]
+    }
+
     pub fn host_of(&self, mailbox: &[u8; 32]) -> Option<PeerId> {
         lock(&self.presence).host(mailbox, now_ms())
     }
@@ -231,7 +246,7 @@ pub fn start(
         presence: Mutex::new(PresenceTable::default()),
         locals: Mutex::new(Locals::default()),
         outbox_kick: Notify::new(),
-        send_lock: tokio::sync::Mutex::new(()),
+        send_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         fetch_kick: Notify::new(),
         changes,
         validators,
