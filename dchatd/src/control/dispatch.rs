@@ -33,24 +33,32 @@ fn flow(sent: Result<(), ()>) -> Flow {
 }
 
 /// Answers one call, and counts it: by method, with its latency (streams
-/// excepted) and the kind of error it got, if any.
+/// excepted) and the kind of error it got, if any. A call with one reply is
+/// counted before that reply leaves, so a client that has its answer finds
+/// the call in the next scrape; a stream is counted when it ends.
 pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &CancellationToken) -> Flow {
-    let started = Instant::now();
-    let method = Metrics::method_label(&call.method);
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        method: Metrics::method_label(&call.method),
+        started: Instant::now(),
+        error: None,
+        streamed: false,
+        counted: false,
+    };
     let flow = route(node, conn, call, shutdown, &mut outcome).await;
-    let took = (!outcome.streamed).then(|| started.elapsed());
-    node.metrics().control_request(method, took, outcome.error.as_deref());
+    outcome.count(node.metrics());
     flow
 }
 
 /// What a call came to, for the metrics.
-#[derive(Default)]
 struct Outcome {
+    method: &'static str,
+    started: Instant,
     /// The Varlink error replied, if any.
     error: Option<String>,
     /// A streaming call, whose length is the client's choice.
     streamed: bool,
+    /// Already counted; a call is counted once.
+    counted: bool,
 }
 
 impl Outcome {
@@ -59,11 +67,22 @@ impl Outcome {
             self.error.clone_from(&reply.error);
         }
     }
+
+    fn count(&mut self, metrics: &Metrics) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        let took = (!self.streamed).then(|| self.started.elapsed());
+        metrics.control_request(self.method, took, self.error.as_deref());
+    }
 }
 
-/// Sends `reply`, noting it in `outcome`.
-async fn send(conn: &mut Conn, reply: &Reply, outcome: &mut Outcome) -> Flow {
+/// Sends `reply`, noting it in `outcome`; a single reply is counted first.
+async fn send(node: &Node, conn: &mut Conn, reply: &Reply, outcome: &mut Outcome) -> Flow {
     outcome.note(reply);
+    if !outcome.streamed {
+        outcome.count(node.metrics());
+    }
     flow(conn.send(reply).await)
 }
 
@@ -77,26 +96,38 @@ async fn route(
     let method = call.method.as_str();
     // A refused peer learns nothing, not even which methods exist.
     if conn.access == Access::Denied {
-        send(conn, &Reply::error(std_errors::PERMISSION_DENIED, json!({})), outcome).await;
+        send(
+            node,
+            conn,
+            &Reply::error(std_errors::PERMISSION_DENIED, json!({})),
+            outcome,
+        )
+        .await;
         return Flow::Close;
     }
     let Some(info) = api::method_info(method) else {
-        return send(conn, &unknown_method(method), outcome).await;
+        return send(node, conn, &unknown_method(method), outcome).await;
     };
     if conn.access == Access::ReadOnly && !info.read_only {
         tracing::warn!(
             method,
             "control call refused: read-only access (public_read) covers only read-only methods"
         );
-        return send(conn, &Reply::error(std_errors::PERMISSION_DENIED, json!({})), outcome).await;
+        return send(
+            node,
+            conn,
+            &Reply::error(std_errors::PERMISSION_DENIED, json!({})),
+            outcome,
+        )
+        .await;
     }
     if call.upgrade && !handlers::database::upgrades(method) {
-        return send(conn, &invalid_parameter("upgrade"), outcome).await;
+        return send(node, conn, &invalid_parameter("upgrade"), outcome).await;
     }
     let params = match call.parameters {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v,
-        Some(_) => return send(conn, &invalid_parameter("parameters"), outcome).await,
+        Some(_) => return send(node, conn, &invalid_parameter("parameters"), outcome).await,
     };
     if call.upgrade {
         // Backup and Restore: the handler owns the connection from here.
@@ -119,7 +150,7 @@ async fn route(
         outcome.note(&reply);
         return Flow::Continue;
     }
-    send(conn, &reply, outcome).await
+    send(node, conn, &reply, outcome).await
 }
 
 /// Hands the call to the handler of its interface.
@@ -150,14 +181,14 @@ async fn stream_status(
     outcome: &mut Outcome,
 ) -> Flow {
     if let Err(reply) = parse::<api::Empty>(params) {
-        return send(conn, &reply, outcome).await;
+        return send(node, conn, &reply, outcome).await;
     }
     let mut changes = node.watch_status();
     loop {
         changes.borrow_and_update();
         let mut reply = match encode(node.status()) {
             Ok(v) => Reply::ok(v),
-            Err(reply) => return send(conn, &reply, outcome).await,
+            Err(reply) => return send(node, conn, &reply, outcome).await,
         };
         reply.continues = true;
         if conn.send(&reply).await.is_err() {
