@@ -34,9 +34,8 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -50,11 +49,11 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+use common::testnet::{Layout, Testnet};
 use common::{dchatctl, loadavg, percentile, scrape};
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
 const TEXT_BYTES: usize = 1024;
-const SETUP_WAIT: Duration = Duration::from_secs(90);
 /// Give up on arrivals after this long without progress.
 const STALL: Duration = Duration::from_secs(30);
 const LATENCY_RATE: u64 = 100;
@@ -99,7 +98,17 @@ fn main() {
     println!("dm_throughput: dchatd = {DCHATD}, dchatctl = {}", ctl.display());
     println!("dm_throughput: {n} DMs of {TEXT_BYTES} bytes, {conns} connections x {window} in flight; load average at start: {}", loadavg());
 
-    let net = Testnet::up(&ctl);
+    let net = Testnet::up(
+        &ctl,
+        DCHATD,
+        &Layout {
+            validators: 1,
+            relays: 1,
+            users: 4,
+            block_interval_ms: 300,
+            metrics_on: &["user3", "user4"],
+        },
+    );
     println!(
         "testnet: {} (validator1, relay1, user1..4; block interval 300 ms; metrics listener on user3 and user4)",
         net.dir.display()
@@ -716,115 +725,5 @@ async fn wait_states(db: &Path, account: &str, tag: &str, state: &str, want: usi
             return have;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A testnet in a temp dir, brought down on drop (also when a phase panics).
-struct Testnet {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    ctl: PathBuf,
-    /// The metrics listeners of user3 and user4.
-    metrics: Vec<SocketAddr>,
-}
-
-impl Testnet {
-    fn up(ctl: &Path) -> Testnet {
-        let tmp = tempfile::Builder::new()
-            .prefix("dchat-dm-bench-")
-            .tempdir()
-            .expect("temp dir");
-        let mut net = Testnet {
-            dir: tmp.path().join("net"),
-            _tmp: tmp,
-            ctl: ctl.to_path_buf(),
-            metrics: Vec::new(),
-        };
-        let d = net.d();
-        net.ctl(&[
-            "testnet",
-            "init",
-            &d,
-            "--validators",
-            "1",
-            "--relays",
-            "1",
-            "--users",
-            "4",
-            "--block-interval-ms",
-            "300",
-            "--log-level",
-            "warn",
-        ]);
-        for node in ["user3", "user4"] {
-            let addr = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port");
-            let config = net.dir.join(node).join("dchatd.toml");
-            let mut text = std::fs::read_to_string(&config).expect("read a node's config");
-            text.push_str(&format!("\n[metrics]\nlisten = \"{addr}\"\n"));
-            std::fs::write(&config, text).expect("write a node's config");
-            net.metrics.push(addr);
-        }
-        net.ctl(&["testnet", "up", &d]);
-        net.wait_height(&["validator1"], 1);
-        net
-    }
-
-    fn d(&self) -> String {
-        self.dir.display().to_string()
-    }
-
-    fn socket(&self, node: &str) -> PathBuf {
-        self.dir.join(node).join("dchatd.sock")
-    }
-
-    fn ctl(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.ctl)
-            .args(args)
-            .env("DCHATD_BIN", DCHATD)
-            .output()
-            .expect("run dchatctl");
-        assert!(
-            out.status.success(),
-            "dchatctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, node: &str, args: &[&str]) -> Value {
-        let s = self.socket(node).display().to_string();
-        let mut all = vec!["--socket", &s, "--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ctl(&all)).expect("dchatctl --json output")
-    }
-
-    fn wait_height(&self, nodes: &[&str], h: u64) {
-        let deadline = Instant::now() + SETUP_WAIT;
-        loop {
-            let heights: Vec<u64> = nodes
-                .iter()
-                .map(|n| self.json(n, &["chain", "status"])["height"].as_u64().unwrap_or(0))
-                .collect();
-            if heights.iter().all(|x| *x >= h) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{nodes:?} did not reach height {h}: {heights:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.ctl)
-            .args(["testnet", "down"])
-            .arg(&self.dir)
-            .args(["--timeout", "5"])
-            .output();
     }
 }

@@ -8,6 +8,10 @@ use super::MethodInfo;
 pub const CHAIN_STATUS: &str = "io.dchat.Chain.Status";
 pub const CHAIN_BLOCK: &str = "io.dchat.Chain.Block";
 pub const CHAIN_TX: &str = "io.dchat.Chain.Tx";
+pub const CHAIN_SUBMIT: &str = "io.dchat.Chain.Submit";
+
+/// Most transactions one `Submit` call may carry.
+pub const MAX_SUBMIT: usize = 1000;
 
 pub const NO_CHAIN: &str = "io.dchat.Chain.NoChain";
 pub const NO_SUCH_BLOCK: &str = "io.dchat.Chain.NoSuchBlock";
@@ -27,6 +31,10 @@ pub(super) const METHODS: &[MethodInfo] = &[
     MethodInfo {
         method: CHAIN_TX,
         read_only: true,
+    },
+    MethodInfo {
+        method: CHAIN_SUBMIT,
+        read_only: false,
     },
 ];
 
@@ -69,4 +77,26 @@ pub struct ChainTx {
     pub height: u64,
     pub index: u64,
     pub tx: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    /// Hex of each signed transaction's binary encoding.
+    pub transactions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResult {
+    /// The transaction id (hex) when it entered the mempool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitReply {
+    pub results: Vec<SubmitResult>,
 }

@@ -3,6 +3,8 @@
 //! Prometheus-style scrape.
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod testnet;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

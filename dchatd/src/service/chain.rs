@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Node, ServiceError};
 use crate::chain::Chain;
-use crate::ledger::Block;
+use crate::ledger::{Block, SignedTx};
 
 impl Node {
     fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
@@ -35,6 +35,50 @@ impl Node {
             .map_err(|e| ServiceError::Internal(format!("block lookup failed: {e}")))?;
         let (block, _) = found.ok_or(ServiceError::NoSuchBlock(height))?;
         Ok(block_json(&block))
+    }
+
+    /// Puts signed transactions (hex) in the mempool, which relays them to
+    /// the validators; does not wait for finality. Each gets its id or the
+    /// reason it was refused; one bad transaction does not refuse the rest.
+    pub async fn chain_submit(self: &Arc<Self>, transactions: Vec<String>) -> Result<api::SubmitReply, ServiceError> {
+        if transactions.len() > api::MAX_SUBMIT {
+            return Err(ServiceError::InvalidParameter(format!(
+                "transactions: {} given, at most {} per call",
+                transactions.len(),
+                api::MAX_SUBMIT
+            )));
+        }
+        let chain = Arc::clone(self.chain_or_err()?);
+        if !chain.can_commit() {
+            return Err(ServiceError::NotConnected(
+                "this node runs no consensus engine and no network to reach a validator".into(),
+            ));
+        }
+        // Decoding checks and signature checks cost CPU: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let results = transactions
+                .iter()
+                .map(|hex_tx| {
+                    let submitted = hex::decode(hex_tx.trim())
+                        .map_err(|e| format!("not hex: {e}"))
+                        .and_then(|bytes| SignedTx::decode(&bytes).map_err(|e| format!("not a transaction: {e}")))
+                        .and_then(|tx| chain.submit(tx).map_err(|e| e.to_string()));
+                    match submitted {
+                        Ok(id) => api::SubmitResult {
+                            id: Some(hex::encode(id)),
+                            error: None,
+                        },
+                        Err(error) => api::SubmitResult {
+                            id: None,
+                            error: Some(error),
+                        },
+                    }
+                })
+                .collect();
+            api::SubmitReply { results }
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("submit failed: {e}")))
     }
 
     pub async fn chain_tx(self: &Arc<Self>, id_hex: String) -> Result<api::ChainTx, ServiceError> {

@@ -24,6 +24,10 @@ pub async fn call(node: &Arc<Node>, method: &str, params: Value) -> Result<Value
             let p: api::TxParams = parse(params)?;
             encode(node.chain_tx(p.id).await.map_err(service_error)?)
         }
+        api::CHAIN_SUBMIT => {
+            let p: api::SubmitParams = parse(params)?;
+            encode(node.chain_submit(p.transactions).await.map_err(service_error)?)
+        }
         other => Err(Reply::error(
             std_errors::METHOD_NOT_IMPLEMENTED,
             json!({ "method": other }),

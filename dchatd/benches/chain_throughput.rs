@@ -1,0 +1,317 @@
+//! The chain on a real 4-validator testnet (issue 3, "Figures to report"),
+//! release binaries, at a block interval of 1 s and of 200 ms:
+//!
+//! - committed transactions per second at saturation (target >= 5,000):
+//!   `DCHAT_BENCH_TXS` account registrations (default 20,000), each from a
+//!   fresh key, are signed up front and submitted as fast as the control
+//!   socket takes them (`io.dchat.Chain.Submit`, 1,000 per call, spread
+//!   over the four validators, which relay them to each other); the rate is
+//!   the transactions found in final blocks over the time from the first
+//!   submission to the block that made the last one final;
+//! - finality latency p50/p99 at a light load (target p50 <= interval +
+//!   50 ms): `DCHAT_BENCH_LATENCY_TXS` (default 100) single registrations,
+//!   one every 50 ms, each submitted to validator1; the latency of one is
+//!   the time from its submission to the moment validator1 reports the block
+//!   that holds it as final (polled every 5 ms). The time from each block's
+//!   proposal (its timestamp) to that moment is given as well.
+//!
+//! Run: `cargo bench -p dchatd --bench chain_throughput`
+//! (`DCHAT_BENCH_INTERVALS=1000,200` picks the intervals). Targets are
+//! printed beside the figures and never fail the run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dchat_keyfile::Identity;
+use dchat_testkit::call;
+use dchatd::ledger::{SignedTx, TxKind};
+use serde_json::{json, Value};
+
+use common::testnet::{Layout, Testnet};
+use common::{dchatctl, loadavg, percentile};
+
+const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
+const VALIDATORS: [&str; 4] = ["validator1", "validator2", "validator3", "validator4"];
+/// Transactions per `Submit` call (the daemon's limit).
+const BATCH: usize = 1000;
+/// How long a run may go without a new final transaction before it stops.
+const STALL: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(5);
+const LATENCY_GAP: Duration = Duration::from_millis(50);
+
+const TARGET_TPS: f64 = 5_000.0;
+const TARGET_EXTRA_MS: f64 = 50.0;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let txs = env_num("DCHAT_BENCH_TXS", 20_000);
+    let latency_txs = env_num("DCHAT_BENCH_LATENCY_TXS", 100);
+    let intervals: Vec<u64> = std::env::var("DCHAT_BENCH_INTERVALS")
+        .unwrap_or_else(|_| "1000,200".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let ctl = dchatctl(DCHATD);
+    println!("chain_throughput: dchatd = {DCHATD}, dchatctl = {}", ctl.display());
+    println!("chain_throughput: 4 validators; {txs} transactions at saturation, {latency_txs} for latency; load average at start: {}", loadavg());
+    let mut summary = Vec::new();
+    for interval in intervals {
+        let net = Testnet::up(
+            &ctl,
+            DCHATD,
+            &Layout {
+                validators: 4,
+                relays: 0,
+                users: 0,
+                block_interval_ms: interval,
+                metrics_on: &[],
+            },
+        );
+        println!("\n== block interval {interval} ms: testnet {}", net.dir.display());
+        let chain_id = net.json("validator1", &["chain", "status"])["chain_id"]
+            .as_str()
+            .expect("chain_id")
+            .to_string();
+        let latency = latency_phase(&net, &chain_id, interval, latency_txs);
+        let saturation = saturation_phase(&net, &chain_id, interval, txs);
+        summary.push(format!("interval {interval} ms: {saturation}; {latency}"));
+        println!("load average: {}", loadavg());
+    }
+    println!("\nsummary (targets: >= {TARGET_TPS} tx/s; finality p50 <= interval + {TARGET_EXTRA_MS} ms):");
+    for line in summary {
+        println!("  {line}");
+    }
+}
+
+/// Fresh registrations, signed: names `<tag>-<i>`.
+fn registrations(chain_id: &str, tag: &str, n: usize) -> Vec<SignedTx> {
+    (0..n)
+        .map(|i| {
+            let identity = Identity::generate().expect("a key");
+            let kind = TxKind::RegisterAccount {
+                name: format!("{tag}-{i}"),
+                identity_key: identity.identity_public(),
+                messaging_key: identity.messaging_public(),
+            };
+            SignedTx::create(&identity, chain_id, 0, kind)
+        })
+        .collect()
+}
+
+/// Submits `txs` to `node`; panics on a refusal (the bench signs valid ones).
+fn submit(net: &Testnet, node: &str, txs: &[SignedTx]) {
+    let hexes: Vec<String> = txs.iter().map(|t| hex::encode(t.encode())).collect();
+    let reply = call(
+        &net.socket(node),
+        "io.dchat.Chain.Submit",
+        json!({ "transactions": hexes }),
+    );
+    assert!(reply.get("error").is_none(), "Submit to {node}: {reply}");
+    let refused: Vec<&Value> = reply["parameters"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{node} refused {} of {}: {:?}",
+        refused.len(),
+        txs.len(),
+        refused.first()
+    );
+}
+
+fn height(net: &Testnet, node: &str) -> u64 {
+    call(&net.socket(node), "io.dchat.Chain.Status", json!({}))["parameters"]["height"]
+        .as_u64()
+        .expect("height")
+}
+
+/// A final block: its proposal time and the ids it holds.
+fn block(net: &Testnet, node: &str, h: u64) -> (u64, Vec<String>) {
+    let b = call(&net.socket(node), "io.dchat.Chain.Block", json!({ "height": h }));
+    let p = &b["parameters"];
+    let ts = p["timestamp_ms"].as_u64().unwrap_or_else(|| panic!("block {h}: {b}"));
+    let ids = p["txs"]
+        .as_array()
+        .expect("txs")
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    (ts, ids)
+}
+
+/// Watches validator1's final blocks: for every new one, the wall time it
+/// was first seen final, its proposal time and its transaction ids.
+struct Watcher<'a> {
+    net: &'a Testnet,
+    seen: u64,
+}
+
+struct Final {
+    at: Instant,
+    at_ms: u64,
+    proposed_ms: u64,
+    ids: Vec<String>,
+}
+
+impl Watcher<'_> {
+    fn new(net: &Testnet) -> Watcher<'_> {
+        Watcher {
+            seen: height(net, "validator1"),
+            net,
+        }
+    }
+
+    fn poll(&mut self) -> Vec<Final> {
+        let top = height(self.net, "validator1");
+        let (at, at_ms) = (Instant::now(), now_ms());
+        let mut out = Vec::new();
+        while self.seen < top {
+            self.seen += 1;
+            let (proposed_ms, ids) = block(self.net, "validator1", self.seen);
+            out.push(Final {
+                at,
+                at_ms,
+                proposed_ms,
+                ids,
+            });
+        }
+        out
+    }
+}
+
+fn latency_phase(net: &Testnet, chain_id: &str, interval: u64, n: usize) -> String {
+    let txs = registrations(chain_id, &format!("lat{interval}"), n);
+    let mut watcher = Watcher::new(net);
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut tx_ms = Vec::new();
+    let mut block_ms = Vec::new();
+    let mut next = 0usize;
+    let mut last_progress = Instant::now();
+    let mut next_send = Instant::now();
+    while tx_ms.len() < n && last_progress.elapsed() < STALL {
+        if next < n && Instant::now() >= next_send {
+            sent.insert(hex::encode(txs[next].id()), Instant::now());
+            submit(net, "validator1", &txs[next..=next]);
+            next += 1;
+            next_send += LATENCY_GAP;
+        }
+        for f in watcher.poll() {
+            let mut ours = false;
+            for id in &f.ids {
+                if let Some(at) = sent.remove(id) {
+                    tx_ms.push(f.at.duration_since(at).as_secs_f64() * 1e3);
+                    ours = true;
+                }
+            }
+            if ours {
+                block_ms.push(f.at_ms.saturating_sub(f.proposed_ms) as f64);
+            }
+            last_progress = Instant::now();
+        }
+        std::thread::sleep(POLL);
+    }
+    let (p50, p99) = (percentile(&tx_ms, 0.5), percentile(&tx_ms, 0.99));
+    let (b50, b99) = (percentile(&block_ms, 0.5), percentile(&block_ms, 0.99));
+    let met = if p50 <= interval as f64 + TARGET_EXTRA_MS {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!(
+        "latency, {} of {n} single registrations one every {} ms: submit -> final p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms (target p50 <= {} ms: {met}); block proposal -> final p50 {b50:.0} ms, p99 {b99:.0} ms over {} blocks",
+        tx_ms.len(),
+        LATENCY_GAP.as_millis(),
+        percentile(&tx_ms, 1.0),
+        interval as f64 + TARGET_EXTRA_MS,
+        block_ms.len()
+    );
+    format!("finality p50 {p50:.0} ms p99 {p99:.0} ms ({met}); proposal->final p50 {b50:.0} ms")
+}
+
+fn saturation_phase(net: &Testnet, chain_id: &str, interval: u64, n: usize) -> String {
+    let signed_at = Instant::now();
+    let txs = registrations(chain_id, &format!("sat{interval}"), n);
+    println!(
+        "saturation: {n} registrations signed in {:.2} s",
+        signed_at.elapsed().as_secs_f64()
+    );
+    let mut watcher = Watcher::new(net);
+    let start_height = watcher.seen;
+    let started = Instant::now();
+    // Submitters on their own threads, one per validator, while this one
+    // watches the blocks.
+    let submitted = std::thread::scope(|s| {
+        let net_ref = &net;
+        let chunks: Vec<&[SignedTx]> = txs.chunks(BATCH).collect();
+        let handles: Vec<_> = VALIDATORS
+            .iter()
+            .enumerate()
+            .map(|(v, node)| {
+                let mine: Vec<&[SignedTx]> = chunks.iter().skip(v).step_by(VALIDATORS.len()).copied().collect();
+                s.spawn(move || {
+                    for chunk in mine {
+                        submit(net_ref, node, chunk);
+                    }
+                    started.elapsed()
+                })
+            })
+            .collect();
+        let mut committed = 0usize;
+        let mut max_block = 0usize;
+        let mut last_at = started;
+        let mut last_progress = Instant::now();
+        while committed < n && last_progress.elapsed() < STALL {
+            for f in watcher.poll() {
+                committed += f.ids.len();
+                max_block = max_block.max(f.ids.len());
+                last_at = f.at;
+                last_progress = Instant::now();
+            }
+            std::thread::sleep(POLL);
+        }
+        let submit_secs = handles
+            .into_iter()
+            .map(|h| h.join().expect("a submitter").as_secs_f64())
+            .fold(0.0, f64::max);
+        (
+            committed,
+            max_block,
+            last_at.duration_since(started).as_secs_f64(),
+            submit_secs,
+        )
+    });
+    let (committed, max_block, secs, submit_secs) = submitted;
+    let blocks = watcher.seen - start_height;
+    let tps = committed as f64 / secs.max(1e-9);
+    let met = if tps >= TARGET_TPS && committed == n {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!(
+        "saturation: {committed} of {n} committed in {secs:.2} s over {blocks} blocks (largest {max_block} txs) = {tps:.0} tx/s (target >= {TARGET_TPS}: {met}); submitting took {submit_secs:.2} s ({:.0} tx/s accepted)",
+        n as f64 / submit_secs.max(1e-9)
+    );
+    format!("{tps:.0} tx/s committed ({met}, {committed}/{n})")
+}
