@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{Request, Response, MAX_BLOCKS};
+use super::wire::{Request, Response, MAX_BLOCKS, MAX_ITEMS};
 use super::Shared;
 use crate::chain::Chain;
 use crate::ledger::{Block, SignedTx};
@@ -38,21 +38,34 @@ pub fn serve_blocks(node: &Arc<Node>, from: u64, max: u16) -> Response {
     Response::Blocks(blocks)
 }
 
-/// Answers `SubmitTx`: a validator pools a peer's transaction.
-pub fn accept_transaction(node: &Arc<Node>, bytes: &[u8]) -> Response {
-    let Some(chain) = node.chain() else {
+/// Answers `SubmitTx` and `SubmitTxs`: a validator pools a peer's
+/// transactions. `Ok` when each one is pooled; else the first refusal
+/// (an already pending one counts; the others are pooled all the same).
+pub async fn accept_transactions(node: &Arc<Node>, txs: Vec<Vec<u8>>) -> Response {
+    let Some(chain) = node.chain().cloned() else {
         return Response::Refused("this node has no chain".into());
     };
     if !chain.consensus_running() {
         return Response::Refused("this node is not a validator".into());
     }
-    let tx = match SignedTx::decode(bytes) {
-        Ok(tx) => tx,
-        Err(e) => return Response::Refused(format!("malformed transaction: {e}")),
-    };
-    match chain.submit_from_peer(tx) {
-        Ok(_) => Response::Ok,
-        Err(e) => Response::Refused(e.to_string()),
+    // Signature checks cost CPU: off the network's tasks.
+    let pooled = tokio::task::spawn_blocking(move || {
+        let mut first_refusal = None;
+        for bytes in txs {
+            let outcome = SignedTx::decode(&bytes)
+                .map_err(|e| format!("malformed transaction: {e}"))
+                .and_then(|tx| chain.submit_from_peer(tx).map(|_| ()).map_err(|e| e.to_string()));
+            if let Err(why) = outcome {
+                first_refusal.get_or_insert(why);
+            }
+        }
+        first_refusal
+    })
+    .await;
+    match pooled {
+        Ok(None) => Response::Ok,
+        Ok(Some(why)) => Response::Refused(why),
+        Err(e) => Response::Refused(format!("transaction check failed: {e}")),
     }
 }
 
@@ -91,17 +104,73 @@ pub async fn relay_transactions(
             pending.retain(|(_, at)| at.elapsed() < Duration::from_secs(120));
             continue;
         }
-        for (tx, _) in pending.drain(..) {
-            let request = Request::SubmitTx(tx.encode());
-            for peer in &validators {
-                match shared.ask(*peer, &request).await {
+        // What arrived meanwhile goes in the same batches.
+        while let Ok(tx) = txs.try_recv() {
+            pending.push((tx, tokio::time::Instant::now()));
+        }
+        let encoded: Vec<Vec<u8>> = pending.drain(..).map(|(tx, _)| tx.encode()).collect();
+        for batch in relay_batches(encoded) {
+            let request = Request::SubmitTxs(batch);
+            let asks = validators.iter().map(|peer| {
+                let (shared, request) = (&shared, &request);
+                async move { (*peer, shared.ask(*peer, request).await) }
+            });
+            for (peer, answer) in futures::future::join_all(asks).await {
+                match answer {
                     Ok(Response::Ok) => {}
                     Ok(Response::Refused(why)) => tracing::debug!(peer = %peer, why, "validator refused a transaction"),
-                    Ok(_) => tracing::debug!(peer = %peer, "unexpected answer to SubmitTx"),
+                    Ok(_) => tracing::debug!(peer = %peer, "unexpected answer to SubmitTxs"),
                     Err(e) => tracing::debug!(peer = %peer, error = %e, "transaction relay failed"),
                 }
             }
         }
+    }
+}
+
+/// Splits encoded transactions into `SubmitTxs` requests that stay within
+/// the item and size limits of a request.
+fn relay_batches(txs: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    // Room for the framing around the transactions.
+    const BUDGET: usize = crate::network::MAX_REQUEST - 4096;
+    let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut bytes = 0;
+    for tx in txs {
+        let size = tx.len() + 4;
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > BUDGET);
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(last) = batches.last_mut() {
+            last.push(tx);
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_batches_keep_order_and_respect_both_limits() {
+        let small: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let batches = relay_batches(small.clone());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+        assert_eq!(batches.concat(), small);
+
+        let big = vec![vec![7u8; 60 * 1024]; 9];
+        let batches = relay_batches(big);
+        assert!(batches.len() > 1);
+        for b in &batches {
+            let encoded = Request::SubmitTxs(b.clone()).encode();
+            assert!(encoded.len() <= crate::network::MAX_REQUEST, "{}", encoded.len());
+        }
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 9);
+        assert!(relay_batches(Vec::new()).is_empty());
     }
 }
 

@@ -4,7 +4,7 @@
 //! ```text
 //!             ┌──────────── router (one task) ◀── NetEvent ── network
 //!             │   gossip:  presence · channel posts   (verify → accept/reject)
-//!             │   request: Blocks · SubmitTx · Deliver · Mailbox* · ChannelHistory
+//!             │   request: Blocks · SubmitTx(s) · Deliver · Mailbox* · ChannelHistory
 //!             ▼
 //!  chain_sync  follower: fetch final blocks + certificates, verify, apply;
 //!              relay locally submitted transactions to validators
@@ -403,7 +403,8 @@ fn on_presence(shared: &Shared, data: &[u8]) -> Verdict {
 async fn answer(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, request: Request) -> Response {
     match request {
         Request::Blocks { from, max } => chain_sync::serve_blocks(node, from, max),
-        Request::SubmitTx(bytes) => chain_sync::accept_transaction(node, &bytes),
+        Request::SubmitTx(bytes) => chain_sync::accept_transactions(node, vec![bytes]).await,
+        Request::SubmitTxs(txs) => chain_sync::accept_transactions(node, txs).await,
         Request::Deliver(bytes) => dm::accept_delivery(node, shared, peer, &bytes).await,
         Request::MailboxStore(bytes) => relay::store(node, shared, &bytes).await,
         Request::MailboxFetch(bytes) => relay::fetch(node, shared, &bytes).await,

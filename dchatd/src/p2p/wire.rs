@@ -23,6 +23,8 @@ pub enum Request {
     Blocks { from: u64, max: u16 },
     /// A signed transaction for a validator's pool.
     SubmitTx(Vec<u8>),
+    /// Up to [`MAX_ITEMS`] signed transactions for a validator's pool.
+    SubmitTxs(Vec<Vec<u8>>),
     /// A sealed envelope for an account this node hosts.
     Deliver(Vec<u8>),
     /// A sealed envelope for a relay to keep until its recipient fetches it.
@@ -85,6 +87,13 @@ impl Request {
                 w.u64(*since_ms);
                 w.u32(*limit);
             }
+            Request::SubmitTxs(txs) => {
+                w.u8(8);
+                w.u32(u32::try_from(txs.len()).unwrap_or(u32::MAX));
+                for tx in txs {
+                    w.bytes(tx);
+                }
+            }
         }
         w.into_bytes()
     }
@@ -108,6 +117,21 @@ impl Request {
                 since_ms: r.u64()?,
                 limit: r.u32()?.min(MAX_ITEMS),
             },
+            8 => {
+                let n = r.u32()?;
+                if n > MAX_ITEMS {
+                    return Err(DecodeError::TooLong {
+                        field: "txs",
+                        len: n as usize,
+                        max: MAX_ITEMS as usize,
+                    });
+                }
+                let mut txs = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    txs.push(r.bytes("tx", MAX_TX_BYTES)?.to_vec());
+                }
+                Request::SubmitTxs(txs)
+            }
             tag => return Err(DecodeError::UnknownTag { what: "request", tag }),
         };
         r.finish()?;
@@ -211,6 +235,7 @@ mod tests {
         let requests = [
             Request::Blocks { from: 7, max: 3 },
             Request::SubmitTx(vec![1, 2]),
+            Request::SubmitTxs(vec![vec![1, 2], vec![], vec![3; 300]]),
             Request::Deliver(vec![3]),
             Request::MailboxStore(vec![4; 100]),
             Request::MailboxFetch(vec![5]),
@@ -248,6 +273,13 @@ mod tests {
         many.push(4);
         many.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(Response::decode(&many).is_err());
+        let mut txs = REQUEST_MAGIC.to_vec();
+        txs.push(8);
+        txs.extend_from_slice(&(MAX_ITEMS + 1).to_be_bytes());
+        assert!(matches!(
+            Request::decode(&txs),
+            Err(DecodeError::TooLong { field: "txs", .. })
+        ));
     }
 
     proptest! {
