@@ -21,6 +21,7 @@ mod rules;
 mod state;
 mod tx;
 mod tx_encoding;
+mod verified;
 
 #[cfg(test)]
 mod tests;

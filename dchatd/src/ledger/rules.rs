@@ -9,6 +9,7 @@ use super::error::Rejection;
 use super::names::{canonical, validate_name};
 use super::state::{Account, Anchor, Channel, LedgerState};
 use super::tx::{SignedTx, TxKind, MAX_DESCRIPTION_LEN, MAX_TX_BYTES};
+use super::verified;
 
 impl LedgerState {
     /// Decides `stx` against the current state, as the next transaction of
@@ -166,12 +167,19 @@ impl LedgerState {
     }
 
     fn verify_signature(&self, stx: &SignedTx) -> Result<(), Rejection> {
+        let message = stx.tx.signing_message(&self.chain_id);
+        let seen = verified::key(&message, &stx.signature);
+        if verified::contains(&seen) {
+            return Ok(());
+        }
         let key = VerifyingKey::from_bytes(&stx.tx.signer).map_err(|_| Rejection::BadSignature)?;
         let signature = Signature::from_bytes(&stx.signature);
         // Strict verification refuses weak keys and non-canonical signatures,
         // so every node agrees on exactly which signatures are valid.
-        key.verify_strict(&stx.tx.signing_message(&self.chain_id), &signature)
-            .map_err(|_| Rejection::BadSignature)
+        key.verify_strict(&message, &signature)
+            .map_err(|_| Rejection::BadSignature)?;
+        verified::insert(seen);
+        Ok(())
     }
 }
 
