@@ -30,7 +30,7 @@ use dchatd::ledger::{SignedTx, TxKind};
 use serde_json::{json, Value};
 
 use common::testnet::{Layout, Testnet};
-use common::{dchatctl, loadavg, percentile};
+use common::{dchatctl, env_num, loadavg, percentile};
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
 const VALIDATORS: [&str; 4] = ["validator1", "validator2", "validator3", "validator4"];
@@ -43,14 +43,6 @@ const LATENCY_GAP: Duration = Duration::from_millis(50);
 
 const TARGET_TPS: f64 = 5_000.0;
 const TARGET_EXTRA_MS: f64 = 50.0;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()

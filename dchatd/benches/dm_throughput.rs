@@ -50,7 +50,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use common::testnet::{Layout, Testnet};
-use common::{dchatctl, loadavg, percentile, scrape};
+use common::{dchatctl, env_num, loadavg, percentile, scrape};
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
 const TEXT_BYTES: usize = 1024;
@@ -75,14 +75,6 @@ fn base() -> Instant {
 fn wall_ms() -> i64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
 }
 
 fn main() {

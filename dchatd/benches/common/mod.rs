@@ -10,6 +10,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A positive number from the environment variable `name`, else `default`.
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 /// Nearest-rank percentile of `values` (`q` in 0..=1; 0 is the minimum).
 pub fn percentile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();

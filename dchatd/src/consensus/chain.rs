@@ -123,6 +123,8 @@ struct PendingVerify {
 struct PendingPropose {
     parent: [u8; 32],
     resp: oneshot::Sender<Digest>,
+    /// The wake-up asked for to build it, so that it is asked for once.
+    wake_at_ms: Option<u64>,
 }
 
 /// The highest finalization certificate heard of and not applied yet.
@@ -285,7 +287,11 @@ impl Chain {
     /// The engine asks for a block on `parent` (we are the leader).
     pub fn propose(&mut self, parent: [u8; 32], resp: oneshot::Sender<Digest>, now_ms: u64) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let p = PendingPropose { parent, resp };
+        let p = PendingPropose {
+            parent,
+            resp,
+            wake_at_ms: None,
+        };
         if let Some(p) = self.try_propose(p, now_ms, &mut fx) {
             self.proposes.push(p);
         }

@@ -118,14 +118,7 @@ impl Request {
                 limit: r.u32()?.min(MAX_ITEMS),
             },
             8 => {
-                let n = r.u32()?;
-                if n > MAX_ITEMS {
-                    return Err(DecodeError::TooLong {
-                        field: "txs",
-                        len: n as usize,
-                        max: MAX_ITEMS as usize,
-                    });
-                }
+                let n = item_count(&mut r, "txs")?;
                 let mut txs = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     txs.push(r.bytes("tx", MAX_TX_BYTES)?.to_vec());
@@ -137,6 +130,19 @@ impl Request {
         r.finish()?;
         Ok(req)
     }
+}
+
+/// A list's length, refused above [`MAX_ITEMS`].
+fn item_count(r: &mut Reader<'_>, field: &'static str) -> Result<u32, DecodeError> {
+    let n = r.u32()?;
+    if n > MAX_ITEMS {
+        return Err(DecodeError::TooLong {
+            field,
+            len: n as usize,
+            max: MAX_ITEMS as usize,
+        });
+    }
+    Ok(n)
 }
 
 impl Response {
@@ -178,17 +184,7 @@ impl Response {
     pub fn decode(bytes: &[u8]) -> Result<Response, DecodeError> {
         let mut r = Reader::new(bytes);
         r.magic(RESPONSE_MAGIC)?;
-        let count = |r: &mut Reader<'_>| -> Result<u32, DecodeError> {
-            let n = r.u32()?;
-            if n > MAX_ITEMS {
-                return Err(DecodeError::TooLong {
-                    field: "items",
-                    len: n as usize,
-                    max: MAX_ITEMS as usize,
-                });
-            }
-            Ok(n)
-        };
+        let count = |r: &mut Reader<'_>| item_count(r, "items");
         let resp = match r.u8()? {
             1 => Response::Ok,
             2 => Response::Refused(r.string("reason", 1024)?),

@@ -87,7 +87,27 @@ fn a_proposal_is_saved_answered_at_its_timestamp_and_verifies_elsewhere() {
     let (_, g) = genesis_block();
     let mut a = node(1);
     let (tx, _rx) = oneshot::channel::<Digest>();
+    // Asked before one interval has passed: nothing is built yet, only a
+    // wake-up is asked for at the earliest time the block may have.
     let fx = a.chain.propose(g.hash(), tx, 40);
+    assert!(fx.iter().all(|e| !matches!(e, Effect::AnswerPropose { .. })), "{fx:?}");
+    assert!(fx.iter().any(|e| matches!(e, Effect::WakeAt(INTERVAL))), "{fx:?}");
+    // A transaction that arrives meanwhile is in the block.
+    let alice = dchat_keyfile::Identity::generate().expect("key");
+    let register = crate::ledger::SignedTx::create(
+        &alice,
+        "unit",
+        0,
+        crate::ledger::TxKind::RegisterAccount {
+            name: "alice".into(),
+            identity_key: alice.identity_public(),
+            messaging_key: alice.messaging_public(),
+        },
+    );
+    a.store.submit(register.clone());
+    let fx = a.chain.tick(INTERVAL / 2);
+    assert!(fx.iter().all(|e| !matches!(e, Effect::WakeAt(_))), "asked once: {fx:?}");
+    let fx = a.chain.tick(INTERVAL);
     let (digest, at) = fx
         .iter()
         .find_map(|e| match e {
@@ -99,6 +119,7 @@ fn a_proposal_is_saved_answered_at_its_timestamp_and_verifies_elsewhere() {
     assert_eq!(at, INTERVAL);
     let block = a.store.block_by_hash(&digest).expect("saved before answering");
     assert_eq!((block.height, block.proposer, block.timestamp_ms), (1, a.me, INTERVAL));
+    assert_eq!(block.txs, [register]);
 
     let mut b = node(2);
     b.chain.relayed(&block.encode(), 100);

@@ -13,7 +13,7 @@ impl Chain {
     /// Returns the request if it must wait.
     pub(super) fn try_propose(
         &mut self,
-        p: PendingPropose,
+        mut p: PendingPropose,
         now_ms: u64,
         fx: &mut Vec<Effect>,
     ) -> Option<PendingPropose> {
@@ -32,7 +32,18 @@ impl Chain {
                 return None;
             }
         };
-        let timestamp = now_ms.max(parent.state.last_timestamp_ms().saturating_add(self.cfg.interval_ms));
+        // Built when it may be proposed, one interval after its parent, and
+        // not when the engine asks: what reaches the pool meanwhile still
+        // makes it in, instead of waiting a whole block more.
+        let earliest = parent.state.last_timestamp_ms().saturating_add(self.cfg.interval_ms);
+        if now_ms < earliest {
+            if p.wake_at_ms != Some(earliest) {
+                p.wake_at_ms = Some(earliest);
+                fx.push(Effect::WakeAt(earliest));
+            }
+            return Some(p);
+        }
+        let timestamp = now_ms;
         let candidates = self.store.mempool(MAX_BLOCK_TXS, MAX_PROPOSAL_TX_BYTES);
         let proposal = parent.state.propose_block(candidates, timestamp, self.cfg.me);
         let block = proposal.block;
