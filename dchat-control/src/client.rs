@@ -11,7 +11,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use crate::bulk::Upgraded;
-use crate::frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
+use crate::frame::{read_frame, write_frame, FrameError, MAX_REPLY_FRAME};
 use crate::varlink::{errors, Call, Reply};
 
 /// Why the daemon could not be reached at all.
@@ -86,7 +86,7 @@ impl Client {
             reader: BufReader::new(read),
             writer: write,
             buf: Vec::new(),
-            max_frame: DEFAULT_MAX_FRAME,
+            max_frame: MAX_REPLY_FRAME,
         })
     }
 
@@ -200,5 +200,35 @@ mod tests {
         };
         assert!(bare.is_permission_denied());
         assert_eq!(bare.to_string(), "PermissionDenied");
+    }
+
+    /// A reply larger than any request the daemon takes (a full block as
+    /// JSON is several MiB) is read; an endless one is still refused.
+    #[tokio::test(flavor = "current_thread")]
+    async fn replies_beyond_the_request_cap_are_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let big = "x".repeat(3 * crate::DEFAULT_MAX_FRAME);
+        let reply = format!("{{\"parameters\":{{\"text\":\"{big}\"}}}}\0");
+        let server = tokio::spawn(async move {
+            for answer in [reply.into_bytes(), vec![b'x'; MAX_REPLY_FRAME + 1]] {
+                let (mut conn, _) = listener.accept().await.expect("accept");
+                let mut call = vec![0u8; 4096];
+                let _ = conn.read(&mut call).await;
+                let _ = conn.write_all(&answer).await;
+            }
+        });
+        let mut client = Client::connect(&path).await.expect("connect");
+        let got: serde_json::Value = client.call("x.y.Z", &json!({})).await.expect("a 3 MiB reply");
+        assert_eq!(got["text"].as_str().map(str::len), Some(big.len()));
+        let mut client = Client::connect(&path).await.expect("connect");
+        let endless = client.call::<_, serde_json::Value>("x.y.Z", &json!({})).await;
+        assert!(
+            matches!(&endless, Err(CallError::Protocol(m)) if m.contains("frame larger")),
+            "{endless:?}"
+        );
+        server.await.expect("server");
     }
 }

@@ -9,6 +9,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 /// Frame cap used by both sides unless configured: 1 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 
+/// Frame cap of a reply the client reads. The daemon's answers can be
+/// larger than any request it accepts: a full block (2 MiB of binary
+/// transactions) is about 5 MiB of JSON. This only stops an endless frame.
+pub const MAX_REPLY_FRAME: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame larger than {max} bytes")]

@@ -14,7 +14,7 @@ pub mod interfaces;
 pub mod varlink;
 
 pub use client::{CallError, Client, ClientError};
-pub use frame::{FrameError, DEFAULT_MAX_FRAME};
+pub use frame::{FrameError, DEFAULT_MAX_FRAME, MAX_REPLY_FRAME};
 pub use varlink::{Call, Reply};
 
 /// Where the packaged daemon listens unless configured otherwise.

@@ -56,12 +56,17 @@ impl RawConn {
     /// Reads until a NUL, the end of the stream, or `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Recv {
         let deadline = Instant::now() + timeout;
-        let mut chunk = [0u8; 4096];
+        let mut chunk = [0u8; 64 * 1024];
+        // Bytes already searched for the NUL: a large reply arrives in many
+        // reads, and searching it all again after each one is quadratic.
+        let mut searched = 0;
         loop {
-            if let Some(end) = self.pending.iter().position(|b| *b == 0) {
+            if let Some(end) = self.pending[searched..].iter().position(|b| *b == 0) {
+                let end = searched + end;
                 let frame: Vec<u8> = self.pending.drain(..=end).take(end).collect();
                 return Recv::Frame(String::from_utf8_lossy(&frame).into_owned());
             }
+            searched = self.pending.len();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Recv::TimedOut;

@@ -151,28 +151,6 @@ fn relay_batches(txs: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
     batches
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relay_batches_keep_order_and_respect_both_limits() {
-        let small: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        let batches = relay_batches(small.clone());
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
-        assert_eq!(batches.concat(), small);
-
-        let big = vec![vec![7u8; 60 * 1024]; 9];
-        let batches = relay_batches(big);
-        assert!(batches.len() > 1);
-        for b in &batches {
-            let encoded = Request::SubmitTxs(b.clone()).encode();
-            assert!(encoded.len() <= crate::network::MAX_REQUEST, "{}", encoded.len());
-        }
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 9);
-        assert!(relay_batches(Vec::new()).is_empty());
-    }
-}
 
 /// Keeps a node without consensus on the final chain: asks a connected
 /// peer (validators first) for the blocks after its tip, about twice a
@@ -252,4 +230,27 @@ fn apply(
             .map_err(|e| format!("block {}: {e}", block.height))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_batches_keep_order_and_respect_both_limits() {
+        let small: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let batches = relay_batches(small.clone());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+        assert_eq!(batches.concat(), small);
+
+        let big = vec![vec![7u8; 60 * 1024]; 9];
+        let batches = relay_batches(big);
+        assert!(batches.len() > 1);
+        for b in &batches {
+            let encoded = Request::SubmitTxs(b.clone()).encode();
+            assert!(encoded.len() <= crate::network::MAX_REQUEST, "{}", encoded.len());
+        }
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 9);
+        assert!(relay_batches(Vec::new()).is_empty());
+    }
 }
