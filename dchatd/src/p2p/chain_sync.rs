@@ -151,7 +151,6 @@ fn relay_batches(txs: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
     batches
 }
 
-
 /// Keeps a node without consensus on the final chain: asks a connected
 /// peer (validators first) for the blocks after its tip, about twice a
 /// block interval.
