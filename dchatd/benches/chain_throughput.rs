@@ -141,10 +141,12 @@ fn submit(net: &Testnet, node: &str, txs: &[SignedTx]) {
     );
 }
 
-fn height(net: &Testnet, node: &str) -> u64 {
-    call(&net.socket(node), "io.dchat.Chain.Status", json!({}))["parameters"]["height"]
+/// A number from `node`'s `io.dchat.Chain.Status` (`height`, `mempool`).
+fn status(net: &Testnet, node: &str, field: &str) -> u64 {
+    let reply = call(&net.socket(node), "io.dchat.Chain.Status", json!({}));
+    reply["parameters"][field]
         .as_u64()
-        .expect("height")
+        .unwrap_or_else(|| panic!("Chain.Status of {node} has no {field}: {reply}"))
 }
 
 /// A final block: its proposal time and the ids it holds.
@@ -178,13 +180,13 @@ struct Final {
 impl Watcher<'_> {
     fn new(net: &Testnet) -> Watcher<'_> {
         Watcher {
-            seen: height(net, "validator1"),
+            seen: status(net, "validator1", "height"),
             net,
         }
     }
 
     fn poll(&mut self) -> Vec<Final> {
-        let top = height(self.net, "validator1");
+        let top = status(self.net, "validator1", "height");
         let (at, at_ms) = (Instant::now(), now_ms());
         let mut out = Vec::new();
         while self.seen < top {
@@ -250,12 +252,6 @@ fn latency_phase(net: &Testnet, chain_id: &str, interval: u64, n: usize) -> Stri
     format!("finality p50 {p50:.0} ms p99 {p99:.0} ms ({met}); proposal->final p50 {b50:.0} ms")
 }
 
-fn mempool(net: &Testnet, node: &str) -> u64 {
-    call(&net.socket(node), "io.dchat.Chain.Status", json!({}))["parameters"]["mempool"]
-        .as_u64()
-        .expect("mempool")
-}
-
 fn saturation_phase(net: &Testnet, chain_id: &str, interval: u64, secs: u64) -> String {
     let duration = Duration::from_secs(secs);
     let n = SATURATION_MAX_TPS * usize::try_from(secs).unwrap_or(usize::MAX);
@@ -279,7 +275,7 @@ fn saturation_phase(net: &Testnet, chain_id: &str, interval: u64, secs: u64) -> 
                 s.spawn(move || {
                     let mut sent = 0;
                     while started.elapsed() < duration {
-                        if mempool(net, node) >= LOW_WATER {
+                        if status(net, node, "mempool") >= LOW_WATER {
                             std::thread::sleep(Duration::from_millis(10));
                             continue;
                         }

@@ -199,11 +199,7 @@ impl Node {
         let Some(chain) = self.chain().cloned() else {
             return Ok(row.clone());
         };
-        if !chain.can_commit() {
-            return Err(ServiceError::NotConnected(
-                "this node runs no consensus engine and no network to reach a validator".into(),
-            ));
-        }
+        super::chain::ensure_can_commit(&chain)?;
         let kind = TxKind::RegisterAccount {
             name: row.name.clone(),
             identity_key: identity.signing_key().verifying_key().to_bytes(),

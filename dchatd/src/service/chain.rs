@@ -11,8 +11,15 @@ use crate::chain::Chain;
 use crate::ledger::{Block, SignedTx};
 
 impl Node {
-    fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
+    pub(super) fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
         self.chain().ok_or(ServiceError::NoChain)
+    }
+
+    /// The chain, when a transaction submitted here can become final.
+    pub(super) fn committing_chain(&self) -> Result<Arc<Chain>, ServiceError> {
+        let chain = self.chain_or_err()?;
+        ensure_can_commit(chain)?;
+        Ok(Arc::clone(chain))
     }
 
     pub fn chain_status(&self) -> Result<api::ChainStatus, ServiceError> {
@@ -48,12 +55,7 @@ impl Node {
                 api::MAX_SUBMIT
             )));
         }
-        let chain = Arc::clone(self.chain_or_err()?);
-        if !chain.can_commit() {
-            return Err(ServiceError::NotConnected(
-                "this node runs no consensus engine and no network to reach a validator".into(),
-            ));
-        }
+        let chain = self.committing_chain()?;
         // Decoding checks and signature checks cost CPU: off the runtime.
         tokio::task::spawn_blocking(move || {
             let results = transactions
@@ -114,6 +116,17 @@ impl Node {
 fn parse_id(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text.trim()).ok()?;
     <[u8; 32]>::try_from(bytes.as_slice()).ok()
+}
+
+/// Refuses, before signing anything, a transaction that could never be
+/// final: this node runs no consensus and cannot reach a validator.
+pub(super) fn ensure_can_commit(chain: &Chain) -> Result<(), ServiceError> {
+    if chain.can_commit() {
+        return Ok(());
+    }
+    Err(ServiceError::NotConnected(
+        "this node runs no consensus engine and no network to reach a validator".into(),
+    ))
 }
 
 fn block_json(block: &Block) -> api::ChainBlock {

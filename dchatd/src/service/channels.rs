@@ -212,12 +212,7 @@ impl Node {
         kind: TxKind,
         guest: Option<&str>,
     ) -> Result<api::ChannelChange, ServiceError> {
-        let chain = Arc::clone(self.chain().ok_or(ServiceError::NoChain)?);
-        if !chain.can_commit() {
-            return Err(ServiceError::NotConnected(
-                "this node runs no consensus engine and no network to reach a validator".into(),
-            ));
-        }
+        let chain = self.committing_chain()?;
         let key = signer.identity.signing_key().verifying_key().to_bytes();
         if chain.read(|s| s.account_by_key(&key).is_none()) {
             return Err(ServiceError::NotRegistered(signer.name));
