@@ -11,7 +11,7 @@ use crate::chain::Chain;
 use crate::ledger::{Block, SignedTx};
 
 impl Node {
-    pub(super) fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
+    fn chain_or_err(&self) -> Result<&Arc<Chain>, ServiceError> {
         self.chain().ok_or(ServiceError::NoChain)
     }
 
