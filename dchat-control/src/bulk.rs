@@ -131,6 +131,12 @@ impl Upgraded {
     pub async fn receive_data(&mut self, out: &mut [u8]) -> Result<(), BulkError> {
         receive_data(&mut self.reader, out).await
     }
+
+    /// The socket itself, for what tokio's halves cannot do, such as
+    /// sending a file descriptor with `SCM_RIGHTS` (ADR 0006).
+    pub fn socket(&self) -> &tokio::net::UnixStream {
+        self.writer.as_ref()
+    }
 }
 
 #[cfg(test)]

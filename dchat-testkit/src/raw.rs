@@ -53,6 +53,47 @@ impl RawConn {
         self.send(&bytes)
     }
 
+    /// Writes `bytes` in one sendmsg(2) with `fds` attached as
+    /// `SCM_RIGHTS` (a file handed to the daemon).
+    pub fn send_with_fds(&mut self, bytes: &[u8], fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let cmsgs = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsgs };
+        let sent = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &[std::io::IoSlice::new(bytes)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        if sent != bytes.len() {
+            return Err(std::io::Error::other(format!("sent {sent} of {} bytes", bytes.len())));
+        }
+        Ok(())
+    }
+
+    /// Reads exactly `n` raw bytes (the payload of a bulk `data` message);
+    /// `None` if the connection ends or `timeout` passes first.
+    pub fn recv_exact(&mut self, n: usize, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut chunk = vec![0u8; 1024 * 1024];
+        while self.pending.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("SO_RCVTIMEO");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(got) => self.pending.extend_from_slice(&chunk[..got]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        Some(self.pending.drain(..n).collect())
+    }
+
     /// Reads until a NUL, the end of the stream, or `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Recv {
         let deadline = Instant::now() + timeout;

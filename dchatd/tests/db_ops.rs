@@ -400,3 +400,116 @@ fn backup_and_restore_calls_are_checked_on_the_wire() {
     assert!(kept_files(&tmp.path().join("state")).is_empty());
     assert_eq!(json(socket, &["db", "check"])["ok"], true);
 }
+
+/// Reads bulk messages until the backup summary; collects streamed data
+/// and the phases of the progress messages on the way. An error reply ends
+/// it early: `Err(frame)`.
+fn backup_messages(conn: &mut dchat_testkit::RawConn) -> Result<(serde_json::Value, Vec<u8>, Vec<String>), String> {
+    use dchat_testkit::Recv;
+    let wait = Duration::from_secs(30);
+    let (mut data, mut phases) = (Vec::new(), Vec::new());
+    loop {
+        let frame = match conn.recv(wait) {
+            Recv::Frame(f) => f,
+            other => panic!("the backup ended without a summary: {other:?}"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        if v.get("error").is_some() {
+            return Err(frame);
+        }
+        let p = &v["parameters"];
+        if let Some(n) = p["data"].as_u64() {
+            data.extend(conn.recv_exact(usize::try_from(n).unwrap(), wait).unwrap());
+        } else if let Some(phase) = p["progress"]["phase"].as_str() {
+            if phases.last().map(String::as_str) != Some(phase) {
+                phases.push(phase.to_string());
+            }
+        } else if p["backup"].is_object() {
+            return Ok((p["backup"].clone(), data, phases));
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
+    use dchat_testkit::RawConn;
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dev(&tmp.path().join("state"));
+    let socket = d.socket_path();
+    for i in 0..20 {
+        ok(socket, &["account", "create", &format!("user{i}")]);
+    }
+    let start_call = |params: &str| {
+        let mut conn = RawConn::connect(socket).unwrap();
+        let reply = conn.call(&format!(
+            r#"{{"method":"io.dchat.Database.Backup","parameters":{params},"upgrade":true}}"#
+        ));
+        let start: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert!(start["parameters"]["bytes"].as_u64().unwrap() > 0, "{reply}");
+        conn
+    };
+
+    // Any Varlink client, without a descriptor: data messages, then the summary.
+    let mut conn = start_call("{}");
+    let (summary, data, phases) = backup_messages(&mut conn).unwrap();
+    assert_eq!(summary["bytes"].as_u64(), Some(data.len() as u64));
+    assert_eq!(summary["sha256"].as_str(), Some(sha256_hex(&data).as_str()));
+    assert!(phases.iter().all(|p| p == "snapshot"), "{phases:?}");
+    let streamed = tmp.path().join("streamed.db");
+    std::fs::write(&streamed, &data).unwrap();
+    assert_eq!(integrity(&streamed), "ok");
+    assert_eq!(accounts_in_file(&streamed).len(), 20);
+
+    // With a descriptor: the daemon writes the client's file itself, over
+    // whatever the file held, and sends no data.
+    let written = tmp.path().join("written.db");
+    std::fs::write(&written, vec![0x55u8; data.len() * 3]).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&written).unwrap();
+    let mut conn = start_call(r#"{"file_descriptor":true}"#);
+    conn.send_with_fds(b"F", &[file.as_raw_fd()]).unwrap();
+    drop(file);
+    let (summary, data, phases) = backup_messages(&mut conn).unwrap();
+    assert!(data.is_empty(), "no data messages with a descriptor");
+    // Progress may be coalesced, but only these phases, in this order.
+    assert!(
+        phases == ["snapshot", "write"] || phases == ["write"] || phases == ["snapshot"] || phases.is_empty(),
+        "{phases:?}"
+    );
+    let bytes = std::fs::read(&written).unwrap();
+    assert_eq!(summary["bytes"].as_u64(), Some(bytes.len() as u64));
+    assert_eq!(summary["sha256"].as_str(), Some(sha256_hex(&bytes).as_str()));
+    assert_eq!(integrity(&written), "ok");
+    assert_eq!(accounts_in_file(&written).len(), 20);
+
+    // Descriptors the daemon must refuse, each with a clear error.
+    let read_only = std::fs::File::open(&written).unwrap();
+    let (pipe_read, _pipe_write) = nix::unistd::pipe().unwrap();
+    let cases: [(&[std::os::fd::RawFd], &str); 4] = [
+        (&[read_only.as_raw_fd()], "not open for writing"),
+        (&[pipe_read.as_raw_fd()], "a pipe"),
+        (&[], "expected a file descriptor"),
+        (&[read_only.as_raw_fd(), pipe_read.as_raw_fd()], "2 descriptors"),
+    ];
+    for (fds, expected) in cases {
+        let mut conn = start_call(r#"{"file_descriptor":true}"#);
+        conn.send_with_fds(b"F", fds).unwrap();
+        let refused = backup_messages(&mut conn).unwrap_err();
+        assert!(
+            refused.contains("io.dchat.Database.BackupFailed") && refused.contains(expected),
+            "{expected}: {refused}"
+        );
+    }
+    assert_eq!(
+        sha256_hex(&std::fs::read(&written).unwrap()),
+        summary["sha256"].as_str().unwrap()
+    );
+    // The refusals touched neither that file nor the live database.
+    assert_eq!(json(socket, &["db", "check"])["ok"], true);
+    ok(socket, &["account", "create", "after"]);
+}

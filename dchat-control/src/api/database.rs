@@ -105,6 +105,18 @@ pub struct CheckReply {
     pub kept: Vec<KeptFile>,
 }
 
+/// Backup's parameters. With `file_descriptor`, the client sends the file
+/// to write the backup into as an `SCM_RIGHTS` descriptor (one byte with
+/// the descriptor attached, right after the reply) and the daemon writes
+/// the snapshot into it itself; without it the daemon sends the bytes as
+/// data messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_descriptor: Option<bool>,
+}
+
 /// The reply to an upgraded Backup: the size of the snapshot to come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupStart {
@@ -123,7 +135,7 @@ pub struct RestoreParams {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// "snapshot", "transfer" or "verify".
+    /// "snapshot", "transfer", "write" or "verify".
     pub phase: String,
     pub done: u64,
     /// 0 when unknown.
@@ -133,7 +145,7 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupSummary {
     pub bytes: u64,
-    /// Lowercase hex SHA-256 of the file as sent.
+    /// Lowercase hex SHA-256 of the file as sent or written.
     pub sha256: String,
     pub schema_version: u32,
     pub page_size: u64,
@@ -145,7 +157,7 @@ pub struct BackupSummary {
     pub genesis_hash: Option<String>,
     /// Time spent in SQLite's backup API.
     pub snapshot_ms: u64,
-    /// Snapshot plus transfer, as the daemon saw it.
+    /// Snapshot plus transfer or write (and fsync), as the daemon saw it.
     pub duration_ms: u64,
 }
 

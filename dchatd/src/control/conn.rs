@@ -9,7 +9,9 @@ use dchat_control::frame::{read_frame, write_frame, FrameError};
 use dchat_control::{Call, Reply};
 use interprocess::os::unix::uds_local_socket::tokio::Stream;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Access;
@@ -23,8 +25,8 @@ pub struct Limits {
 }
 
 pub struct Conn {
-    reader: BufReader<ReadHalf<Stream>>,
-    writer: WriteHalf<Stream>,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
     buf: Vec<u8>,
     limits: Limits,
     pub access: Access,
@@ -32,7 +34,9 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: Stream, access: Access, limits: Limits) -> Conn {
-        let (read, write) = tokio::io::split(stream);
+        // tokio's own halves, not the generic split: a backup receives a
+        // file descriptor through the read half's socket.
+        let (read, write) = UnixStream::from(stream).into_split();
         Conn {
             reader: BufReader::new(read),
             writer: write,
@@ -61,7 +65,7 @@ impl Conn {
 
     /// The connection's halves and limits, for a method called with
     /// `upgrade` that now speaks `dchat_control::bulk` on it.
-    pub fn upgraded(&mut self) -> (&mut BufReader<ReadHalf<Stream>>, &mut WriteHalf<Stream>, Limits) {
+    pub fn upgraded(&mut self) -> (&mut BufReader<OwnedReadHalf>, &mut OwnedWriteHalf, Limits) {
         (&mut self.reader, &mut self.writer, self.limits)
     }
 

@@ -7,6 +7,7 @@
 mod auth;
 mod conn;
 mod dispatch;
+mod fd_passing;
 mod handlers;
 mod listener;
 

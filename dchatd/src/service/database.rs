@@ -17,6 +17,7 @@ use tokio::sync::{watch, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use super::{Node, ServiceError};
 use crate::chain::{META_CHAIN_ID, META_GENESIS_HASH};
 use crate::storage::backup::{self, Snapshot, SnapshotSource, TempFile};
+use crate::storage::backup_write::{self, Written};
 use crate::storage::restore::{self, Candidate, RestoreError};
 use crate::storage::{check, migrations, Database, StorageError, StorageOptions};
 
@@ -93,6 +94,26 @@ impl BackupJob {
             .map_err(|e| DbOpError::BackupFailed(format!("backup task failed: {e}")))?
             .map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
         Ok((snapshot, _gate))
+    }
+}
+
+impl BackupJob {
+    /// Takes the snapshot and writes it into `dest`, a file the client
+    /// opened and handed over; `progress(phase, done, total)` in bytes.
+    /// Stops early once `cancel` is set.
+    pub async fn run_into(
+        self,
+        dest: std::fs::File,
+        cancel: Arc<AtomicBool>,
+        progress: impl FnMut(&'static str, u64, u64) + Send + 'static,
+    ) -> Result<(Written, OwnedRwLockReadGuard<()>), DbOpError> {
+        let BackupJob { _gate, source, file } = self;
+        let written =
+            tokio::task::spawn_blocking(move || backup_write::backup_into(source, file, &dest, &cancel, progress))
+                .await
+                .map_err(|e| DbOpError::BackupFailed(format!("backup task failed: {e}")))?
+                .map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
+        Ok((written, _gate))
     }
 }
 

@@ -26,6 +26,9 @@ use crate::chain::{META_CHAIN_ID, META_GENESIS_HASH};
 /// is reported and cancellation checked between steps.
 const STEP_PAGES: i32 = 1024;
 
+/// How much of the live database the snapshot's connection maps.
+const MMAP_BYTES: i64 = 1 << 40;
+
 /// Temporary files of backups and restores start with this, followed by
 /// the database's file name; whatever is left of them after a crash is
 /// removed at the next start.
@@ -173,6 +176,10 @@ pub fn begin_snapshot(db_path: &Path) -> Result<SnapshotSource, StorageError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db_path, flags).map_err(open_err)?;
     conn.busy_timeout(super::BUSY_TIMEOUT).map_err(open_err)?;
+    // The backup reads every page once: mapping the file spares a read
+    // call per page (SQLite caps the size at its SQLITE_MAX_MMAP_SIZE;
+    // pages beyond it, and those in the WAL, are read as usual).
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.execute_batch("BEGIN DEFERRED")?;
     // The first read starts the transaction; everything below, and every
     // backup step, sees the database as of this moment.

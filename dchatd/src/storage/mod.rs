@@ -6,6 +6,7 @@
 
 mod accounts;
 pub mod backup;
+pub mod backup_write;
 mod chain;
 mod channel_posts;
 pub mod check;

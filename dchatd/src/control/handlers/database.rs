@@ -11,16 +11,19 @@ use dchat_control::api::{self, db_errors};
 use dchat_control::bulk::{self, Incoming};
 use dchat_control::varlink::errors as std_errors;
 use dchat_control::Reply;
-use interprocess::os::unix::uds_local_socket::tokio::Stream;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::OwnedRwLockReadGuard;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::conn::{Conn, Limits};
 use crate::control::dispatch::{encode, invalid_parameter, parse, service_error, Flow};
+use crate::control::fd_passing;
 use crate::service::database::{BackupJob, DbOpError, RestoreJob};
 use crate::service::Node;
+use crate::storage::backup::Snapshot;
 use crate::storage::restore::RestoreError;
 
 pub async fn call(node: &Arc<Node>, method: &str, params: Value) -> Result<Value, Reply> {
@@ -71,8 +74,8 @@ async fn send_plain(conn: &mut Conn, reply: Reply) -> Flow {
     }
 }
 
-type Reader = BufReader<ReadHalf<Stream>>;
-type Writer = WriteHalf<Stream>;
+type Reader = BufReader<OwnedReadHalf>;
+type Writer = OwnedWriteHalf;
 
 /// Sends one bulk message, bounded by the idle timeout.
 async fn send(writer: &mut Writer, limits: Limits, message: &Reply) -> Result<(), ()> {
@@ -96,9 +99,10 @@ fn progress(phase: &str, done: u64, total: u64) -> Reply {
 }
 
 async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &CancellationToken) -> Flow {
-    if let Err(reply) = parse::<api::Empty>(params) {
-        return send_plain(conn, reply).await;
-    }
+    let params = match parse::<api::BackupParams>(params) {
+        Ok(p) => p,
+        Err(reply) => return send_plain(conn, reply).await,
+    };
     let started = Instant::now();
     let job = match node.begin_backup().await {
         Ok(job) => job,
@@ -109,15 +113,49 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
     if conn.send(&Reply::ok(value)).await.is_err() {
         return Flow::Close;
     }
-    tracing::info!(bytes = start.bytes, "backup started");
     let (reader, writer, limits) = conn.upgraded();
-    match stream_backup(job, reader, writer, limits, &start, started, shutdown).await {
+    let dest = if params.file_descriptor.unwrap_or(false) {
+        match fd_passing::receive_file(reader, limits.idle_timeout).await {
+            Ok(file) => Some(file),
+            Err(fd_passing::FdError::Closed) => {
+                tracing::info!("backup abandoned: the client went away");
+                return Flow::Close;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "backup refused");
+                let failed = Reply::error(db_errors::BACKUP_FAILED, json!({ "reason": e.to_string() }));
+                let _ = send(writer, limits, &failed).await;
+                return Flow::Close;
+            }
+        }
+    } else {
+        None
+    };
+    tracing::info!(bytes = start.bytes, into_descriptor = dest.is_some(), "backup started");
+    let mut client = Client {
+        reader,
+        writer,
+        limits,
+        shutdown,
+    };
+    let sent = async {
+        match dest {
+            Some(dest) => write_backup(job, dest, &mut client, started).await,
+            None => {
+                let snapshot = take_snapshot(job, &mut client, start.page_size).await?;
+                stream_backup(snapshot, &mut client, started).await
+            }
+        }
+    };
+    let sent = sent.await;
+    let Client { writer, .. } = client;
+    match sent {
         Ok(summary) => {
             tracing::info!(
                 bytes = summary.bytes,
                 sha256 = %summary.sha256,
                 duration_ms = summary.duration_ms,
-                "backup sent"
+                "backup written"
             );
             let _ = send(writer, limits, &Reply::ok(json!({ "backup": summary }))).await;
         }
@@ -131,32 +169,49 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
     Flow::Close
 }
 
-/// Takes the snapshot, then sends it. `Err(None)`: the client is gone.
-async fn stream_backup(
-    job: BackupJob,
-    reader: &mut Reader,
-    writer: &mut Writer,
+/// The upgraded connection of a backup.
+struct Client<'a> {
+    reader: &'a mut Reader,
+    writer: &'a mut Writer,
     limits: Limits,
-    start: &api::BackupStart,
-    started: Instant,
-    shutdown: &CancellationToken,
-) -> Result<api::BackupSummary, Option<String>> {
-    let page_size = start.page_size;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
-    let run = job.run(Arc::clone(&cancel), move |done, total| {
-        let _ = tx.send((done, total));
-    });
-    tokio::pin!(run);
+    shutdown: &'a CancellationToken,
+}
+
+/// A snapshot ready to go out, with the gate that keeps restores away.
+struct Taken {
+    snapshot: Snapshot,
+    _gate: OwnedRwLockReadGuard<()>,
+    snapshot_ms: u64,
+}
+
+/// How far a backup has come: phase, bytes done, bytes in all.
+type Step = (&'static str, u64, u64);
+
+/// Awaits `work` while sending its progress as messages; sets `cancel` when the client goes away or the daemon stops.
+/// `Err(None)`: the client is gone.
+async fn with_progress<T>(
+    work: impl std::future::Future<Output = T>,
+    mut updates: tokio::sync::watch::Receiver<Step>,
+    cancel: &AtomicBool,
+    client: &mut Client<'_>,
+) -> Result<T, Option<String>> {
+    let Client {
+        reader,
+        writer,
+        limits,
+        shutdown,
+    } = client;
+    let limits = *limits;
+    tokio::pin!(work);
     let mut client_gone = false;
     let mut stopping = false;
     let result = loop {
         tokio::select! {
-            r = &mut run => break r,
-            changed = rx.changed(), if !client_gone => {
+            r = &mut work => break r,
+            changed = updates.changed(), if !client_gone => {
                 if changed.is_ok() {
-                    let (done, total) = *rx.borrow_and_update();
-                    let message = progress("snapshot", done * page_size, total * page_size);
+                    let (phase, done, total) = *updates.borrow_and_update();
+                    let message = progress(phase, done, total);
                     if send(writer, limits, &message).await.is_err() {
                         client_gone = true;
                         cancel.store(true, Ordering::Relaxed);
@@ -181,9 +236,75 @@ async fn stream_backup(
     if stopping {
         return Err(Some("the daemon is shutting down".into()));
     }
-    let (snapshot, _gate) = result.map_err(|e| Some(e.to_string()))?;
-    let snapshot_ms = millis(started.elapsed());
+    Ok(result)
+}
 
+/// Takes the snapshot with SQLite's backup API, reporting progress.
+async fn take_snapshot(job: BackupJob, client: &mut Client<'_>, page_size: u64) -> Result<Taken, Option<String>> {
+    let started = Instant::now();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::watch::channel(("snapshot", 0, 0));
+    let run = job.run(Arc::clone(&cancel), move |done, total| {
+        let _ = tx.send(("snapshot", done * page_size, total * page_size));
+    });
+    let result = with_progress(run, rx, &cancel, client).await?;
+    let (snapshot, gate) = result.map_err(|e| Some(e.to_string()))?;
+    Ok(Taken {
+        snapshot,
+        _gate: gate,
+        snapshot_ms: millis(started.elapsed()),
+    })
+}
+
+fn summary(snapshot: &Snapshot, bytes: u64, sha256: String, snapshot_ms: u64, started: Instant) -> api::BackupSummary {
+    api::BackupSummary {
+        bytes,
+        sha256,
+        schema_version: snapshot.schema_version,
+        page_size: snapshot.page_size,
+        pages: snapshot.pages,
+        database_id: snapshot.database_id.clone(),
+        chain_id: snapshot.chain_id.clone(),
+        genesis_hash: snapshot.genesis_hash.clone(),
+        snapshot_ms,
+        duration_ms: millis(started.elapsed()),
+    }
+}
+
+/// Takes the snapshot and writes it into the client's file.
+async fn write_backup(
+    job: BackupJob,
+    dest: std::fs::File,
+    client: &mut Client<'_>,
+    started: Instant,
+) -> Result<api::BackupSummary, Option<String>> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::watch::channel(("snapshot", 0, 0));
+    let run = job.run_into(dest, Arc::clone(&cancel), move |phase, done, total| {
+        let _ = tx.send((phase, done, total));
+    });
+    let result = with_progress(run, rx, &cancel, client).await?;
+    let (written, _gate) = result.map_err(|e| Some(e.to_string()))?;
+    let snapshot = &written.snapshot;
+    Ok(summary(
+        snapshot,
+        snapshot.bytes,
+        written.sha256.clone(),
+        millis(snapshot.elapsed),
+        started,
+    ))
+}
+
+/// Sends the snapshot as data messages.
+async fn stream_backup(
+    taken: Taken,
+    client: &mut Client<'_>,
+    started: Instant,
+) -> Result<api::BackupSummary, Option<String>> {
+    let (writer, limits, shutdown) = (&mut *client.writer, client.limits, client.shutdown);
+    let Taken {
+        snapshot, snapshot_ms, ..
+    } = &taken;
     // A blocking thread reads and hashes the next chunks while this task
     // sends the current one.
     let path = snapshot.file.path().to_owned();
@@ -207,18 +328,7 @@ async fn stream_backup(
     if sent != snapshot.bytes {
         return Err(Some(format!("sent {sent} bytes of a {}-byte snapshot", snapshot.bytes)));
     }
-    Ok(api::BackupSummary {
-        bytes: sent,
-        sha256,
-        schema_version: snapshot.schema_version,
-        page_size: snapshot.page_size,
-        pages: snapshot.pages,
-        database_id: snapshot.database_id.clone(),
-        chain_id: snapshot.chain_id.clone(),
-        genesis_hash: snapshot.genesis_hash.clone(),
-        snapshot_ms,
-        duration_ms: millis(started.elapsed()),
-    })
+    Ok(summary(snapshot, sent, sha256, *snapshot_ms, started))
 }
 
 async fn restore(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &CancellationToken) -> Flow {
