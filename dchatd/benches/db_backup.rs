@@ -115,7 +115,7 @@ fn main() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup report is JSON");
     let backup_bytes = report["bytes"].as_u64().unwrap_or(0);
     let snapshot_s = report["snapshot_ms"].as_f64().unwrap_or(0.0) / 1e3;
-    std::fs::remove_file(&backup_file).expect("remove the backup");
+    remove_and_settle(&backup_file);
     let cp_second = cp(&db, &dir.path().join("copy.db"));
     node.stop();
 
@@ -132,6 +132,19 @@ fn main() {
         .filter(|s| s.start + s.took <= began)
         .map(|s| s.took.as_secs_f64() * 1e3)
         .collect();
+    // When the worst calls happened, counted from the start of the backup.
+    let mut worst_calls: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.start < ended && s.start + s.took > began)
+        .map(|s| {
+            (
+                s.took.as_secs_f64() * 1e3,
+                (s.start.as_secs_f64() - began.as_secs_f64()) * 1e3,
+            )
+        })
+        .collect();
+    worst_calls.sort_by(|a, b| b.0.total_cmp(&a.0));
+    worst_calls.truncate(5);
     let ratio = cp_s / backup_s;
     let ratio_sync = cp_sync_s / backup_s;
     let worst = percentile(&during, 1.0);
@@ -165,6 +178,11 @@ fn main() {
         percentile(&during, 0.5),
         percentile(&during, 0.99),
     );
+    let worst_list: Vec<String> = worst_calls
+        .iter()
+        .map(|(took, at)| format!("{took:.1} ms at +{at:.0} ms"))
+        .collect();
+    println!("slowest calls during the backup: {}", worst_list.join(", "));
     println!(
         "db_backup: db_mib={:.0} cp_s={cp_s:.3} cp_fsync_s={cp_sync_s:.3} backup_s={backup_s:.3} snapshot_s={snapshot_s:.3} ratio_vs_cp_fsync={ratio_sync:.3} ratio_vs_cp={ratio:.3} creates_during={} create_p50_ms={:.2} create_max_ms={worst:.2} baseline_create_max_ms={:.2}",
         db_bytes as f64 / MIB,
@@ -214,6 +232,12 @@ fn fill(db: &Path, bytes: u64) {
     }
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
+    drop(conn);
+    // Built with synchronous off, the file is a gigabyte of dirty pages;
+    // a live node's database is on disk. Left dirty, it would be written
+    // back in the middle of the measurement.
+    let status = Command::new("sync").arg("-f").arg(db).status().expect("run sync -f");
+    assert!(status.success(), "sync -f failed");
 }
 
 struct CpTimes {
@@ -237,9 +261,23 @@ fn cp(from: &Path, to: &Path) -> CpTimes {
         .and_then(|f| f.sync_all())
         .expect("fsync the copy");
     let synced = t.elapsed().as_secs_f64();
-    std::fs::remove_file(to).expect("remove the copy");
+    remove_and_settle(to);
     let _ = std::io::stdout().flush();
     CpTimes { plain, synced }
+}
+
+/// Removes a file and waits until the filesystem has committed that: on a
+/// filesystem mounted with `discard` (this machine's root is), freeing a
+/// gigabyte discards it in the next journal commit, which takes seconds,
+/// and would otherwise land on whichever fsync comes next: the writer's.
+fn remove_and_settle(path: &Path) {
+    std::fs::remove_file(path).expect("remove a copy");
+    let status = Command::new("sync")
+        .arg("-f")
+        .arg(path.parent().unwrap_or(Path::new(".")))
+        .status()
+        .expect("run sync -f");
+    assert!(status.success(), "sync -f failed");
 }
 
 struct Sample {

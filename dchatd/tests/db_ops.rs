@@ -470,17 +470,17 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
     // whatever the file held, and sends no data.
     let written = tmp.path().join("written.db");
     std::fs::write(&written, vec![0x55u8; data.len() * 3]).unwrap();
-    let file = std::fs::OpenOptions::new().write(true).open(&written).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&written)
+        .unwrap();
     let mut conn = start_call(r#"{"file_descriptor":true}"#);
     conn.send_with_fds(b"F", &[file.as_raw_fd()]).unwrap();
     drop(file);
     let (summary, data, phases) = backup_messages(&mut conn).unwrap();
     assert!(data.is_empty(), "no data messages with a descriptor");
-    // Progress may be coalesced, but only these phases, in this order.
-    assert!(
-        phases == ["snapshot", "write"] || phases == ["write"] || phases == ["snapshot"] || phases.is_empty(),
-        "{phases:?}"
-    );
+    assert!(phases.iter().all(|p| p == "write"), "{phases:?}");
     let bytes = std::fs::read(&written).unwrap();
     assert_eq!(summary["bytes"].as_u64(), Some(bytes.len() as u64));
     assert_eq!(summary["sha256"].as_str(), Some(sha256_hex(&bytes).as_str()));
@@ -491,7 +491,7 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
     let read_only = std::fs::File::open(&written).unwrap();
     let (pipe_read, _pipe_write) = nix::unistd::pipe().unwrap();
     let cases: [(&[std::os::fd::RawFd], &str); 4] = [
-        (&[read_only.as_raw_fd()], "not open for writing"),
+        (&[read_only.as_raw_fd()], "not open for reading and writing"),
         (&[pipe_read.as_raw_fd()], "a pipe"),
         (&[], "expected a file descriptor"),
         (&[read_only.as_raw_fd(), pipe_read.as_raw_fd()], "2 descriptors"),

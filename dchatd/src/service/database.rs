@@ -98,14 +98,14 @@ impl BackupJob {
 }
 
 impl BackupJob {
-    /// Takes the snapshot and writes it into `dest`, a file the client
-    /// opened and handed over; `progress(phase, done, total)` in bytes.
+    /// Takes the snapshot straight into `dest`, a file the client opened
+    /// and handed over; `progress(done, total)` in bytes.
     /// Stops early once `cancel` is set.
     pub async fn run_into(
         self,
         dest: std::fs::File,
         cancel: Arc<AtomicBool>,
-        progress: impl FnMut(&'static str, u64, u64) + Send + 'static,
+        progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<(Written, OwnedRwLockReadGuard<()>), DbOpError> {
         let BackupJob { _gate, source, file } = self;
         let written =

@@ -19,7 +19,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::meta::META_DATABASE_ID;
-use super::{migrations, StorageError};
+use super::{fd_vfs, migrations, StorageError};
 use crate::chain::{META_CHAIN_ID, META_GENESIS_HASH};
 
 /// Pages copied per backup step (4 MiB at the default page size); progress
@@ -217,16 +217,85 @@ impl SnapshotSource {
         self,
         file: TempFile,
         cancel: &AtomicBool,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<Snapshot, StorageError> {
         let started = Instant::now();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut dest = Connection::open_with_flags(file.path(), flags).map_err(|source| StorageError::Open {
+        let dest = Connection::open_with_flags(file.path(), flags).map_err(|source| StorageError::Open {
             path: file.path().to_owned(),
             source,
         })?;
-        // A private scratch file: no journal, no syncs. Durability is the
-        // job of whoever writes the final copy (dchatctl fsyncs it).
+        self.run(dest, cancel, progress)?;
+        let bytes = std::fs::metadata(file.path())
+            .map_err(|source| StorageError::File {
+                path: file.path().to_owned(),
+                source,
+            })?
+            .len();
+        Ok(self.finished(file, bytes, started))
+    }
+
+    /// Copies the snapshot into `dest`, a descriptor handed over by a
+    /// client, through the [`super::fd_vfs`] VFS: SQLite writes the final
+    /// file itself. The caller fsyncs it. `file` is the scratch file
+    /// [`Snapshot`] carries, unused (and removed) here.
+    pub fn copy_into_fd(
+        self,
+        file: TempFile,
+        dest: &File,
+        cancel: &AtomicBool,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Snapshot, StorageError> {
+        use std::os::fd::AsFd;
+        let started = Instant::now();
+        let name = fd_vfs::name_for(dest.as_fd());
+        let open_err = |source| StorageError::Open {
+            path: PathBuf::from(&name),
+            source,
+        };
+        fd_vfs::register().map_err(|e| StorageError::File {
+            path: PathBuf::from(&name),
+            source: std::io::Error::other(e),
+        })?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags_and_vfs(&name, flags, fd_vfs::VFS_NAME).map_err(open_err)?;
+        // Nothing else opens the file: no locks to take.
+        conn.pragma_update(None, "locking_mode", "exclusive")?;
+        self.run(conn, cancel, progress)?;
+        let bytes = dest
+            .metadata()
+            .map_err(|source| StorageError::File {
+                path: PathBuf::from(&name),
+                source,
+            })?
+            .len();
+        Ok(self.finished(file, bytes, started))
+    }
+
+    fn finished(self, file: TempFile, bytes: u64, started: Instant) -> Snapshot {
+        Snapshot {
+            file,
+            bytes,
+            page_size: self.page_size,
+            pages: self.pages,
+            schema_version: self.schema_version,
+            database_id: self.database_id,
+            chain_id: self.chain_id,
+            genesis_hash: self.genesis_hash,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Runs the backup API from the pinned snapshot into `dest`, then ends
+    /// the read transaction.
+    fn run(
+        &self,
+        mut dest: Connection,
+        cancel: &AtomicBool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<(), StorageError> {
+        // A scratch file or a file handed over: no journal, no syncs.
+        // Durability is the job of whoever fsyncs the final copy.
         dest.pragma_update(None, "journal_mode", "off")?;
         dest.pragma_update(None, "synchronous", "off")?;
         {
@@ -243,7 +312,7 @@ impl SnapshotSource {
                 match step {
                     StepResult::Done => break,
                     StepResult::More => {}
-                    // Only our own scratch file could be locked, and nothing
+                    // Only the destination could be locked, and nothing
                     // else opens it; still, wait rather than fail.
                     StepResult::Busy | StepResult::Locked => std::thread::sleep(Duration::from_millis(5)),
                     _ => std::thread::sleep(Duration::from_millis(5)),
@@ -253,22 +322,6 @@ impl SnapshotSource {
         dest.close().map_err(|(_, e)| StorageError::Sqlite(e))?;
         // Ends the read transaction; the snapshot is complete.
         self.conn.execute_batch("COMMIT")?;
-        let bytes = std::fs::metadata(file.path())
-            .map_err(|source| StorageError::File {
-                path: file.path().to_owned(),
-                source,
-            })?
-            .len();
-        Ok(Snapshot {
-            file,
-            bytes,
-            page_size: self.page_size,
-            pages: self.pages,
-            schema_version: self.schema_version,
-            database_id: self.database_id,
-            chain_id: self.chain_id,
-            genesis_hash: self.genesis_hash,
-            elapsed: started.elapsed(),
-        })
+        Ok(())
     }
 }

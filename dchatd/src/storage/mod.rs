@@ -11,6 +11,7 @@ mod chain;
 mod channel_posts;
 pub mod check;
 mod error;
+mod fd_vfs;
 mod mailbox;
 mod messages;
 mod meta;

@@ -50,7 +50,14 @@ fn create_temp(target: &Path) -> Result<(Temp, File), CtlError> {
     let seed = (u64::from(std::process::id()) << 32) ^ u64::from(nanos);
     for attempt in 0..100u64 {
         let path = dir.join(format!(".{name}.tmp-{:x}", seed.wrapping_add(attempt)));
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        // Read and write: dchatd hashes the file it wrote by reading it back.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
             Ok(file) => {
                 // The umask may have taken bits from 0600; set it exactly.
                 file.set_permissions(std::fs::Permissions::from_mode(0o600))

@@ -279,9 +279,9 @@ async fn write_backup(
     started: Instant,
 ) -> Result<api::BackupSummary, Option<String>> {
     let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = tokio::sync::watch::channel(("snapshot", 0, 0));
-    let run = job.run_into(dest, Arc::clone(&cancel), move |phase, done, total| {
-        let _ = tx.send((phase, done, total));
+    let (tx, rx) = tokio::sync::watch::channel(("write", 0, 0));
+    let run = job.run_into(dest, Arc::clone(&cancel), move |done, total| {
+        let _ = tx.send(("write", done, total));
     });
     let result = with_progress(run, rx, &cancel, client).await?;
     let (written, _gate) = result.map_err(|e| Some(e.to_string()))?;
