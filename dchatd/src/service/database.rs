@@ -208,15 +208,19 @@ impl Node {
         })
     }
 
-    /// Pins a snapshot and makes room for it; [`BackupJob::run`] copies it.
-    pub async fn begin_backup(self: &Arc<Self>) -> Result<BackupJob, DbOpError> {
+    /// Pins a snapshot; [`BackupJob::run`] or [`BackupJob::run_into`]
+    /// copies it. Only a snapshot that goes through the scratch file
+    /// (`into_descriptor` false) needs room in the state directory.
+    pub async fn begin_backup(self: &Arc<Self>, into_descriptor: bool) -> Result<BackupJob, DbOpError> {
         let gate = Arc::clone(&self.db_ops().gate)
             .try_read_owned()
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
         let (source, file) = tokio::task::spawn_blocking(move || -> Result<_, DbOpError> {
             let source = backup::begin_snapshot(&path)?;
-            ensure_space(&path, source.bytes())?;
+            if !into_descriptor {
+                ensure_space(&path, source.bytes())?;
+            }
             let (file, _) = TempFile::create(&path, "backup").map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
             Ok((source, file))
         })

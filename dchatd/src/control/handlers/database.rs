@@ -104,7 +104,8 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
         Err(reply) => return send_plain(conn, reply).await,
     };
     let started = Instant::now();
-    let job = match node.begin_backup().await {
+    let into_descriptor = params.file_descriptor.unwrap_or(false);
+    let job = match node.begin_backup(into_descriptor).await {
         Ok(job) => job,
         Err(e) => return send_plain(conn, db_error(e)).await,
     };
@@ -114,7 +115,7 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
         return Flow::Close;
     }
     let (reader, writer, limits) = conn.upgraded();
-    let dest = if params.file_descriptor.unwrap_or(false) {
+    let dest = if into_descriptor {
         match fd_passing::receive_file(reader, limits.idle_timeout).await {
             Ok(file) => Some(file),
             Err(fd_passing::FdError::Closed) => {
