@@ -3,22 +3,13 @@
 //! permissions were checked when it opened the file.
 //!
 //! SQLite's online backup API writes the file itself, through the
-//! [`super::fd_vfs`] VFS, which paces writeback as it goes and logs what
-//! it wrote. A second thread hashes the file as it grows, reading back from
-//! the page cache (the file must be open for reading too).
-//!
-//! Page 1 is the catch: the backup API copies the snapshot's page 1 first
-//! but rewrites it at its last step (change counter, schema cookie), and a
-//! SHA-256 cannot start before its first bytes are final. So the hash
-//! takes page 1 as first written, a copy of the snapshot's own page 1, and
-//! that version is written back over the last one when the backup is done:
-//! the file is then exactly the pages of the snapshot, as a raw copy of a
-//! checkpointed database would be. Where the log cannot vouch for the file
-//! (page 1 never written before the end, a page written twice), the file
-//! is hashed whole after the backup instead.
+//! [`super::fd_vfs`] VFS, which paces writeback as it goes. Then two
+//! things run side by side: the fsync of the file, and the SHA-256 of what
+//! is in it (read back from the page cache: the file must be open for
+//! reading too). Page 1 changes until the backup's last step, so the hash
+//! cannot start earlier.
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +17,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use sha2::{Digest, Sha256};
 
 use super::backup::{Snapshot, SnapshotSource, TempFile};
-use super::{fd_vfs, StorageError};
+use super::StorageError;
 
 /// Read size of the hashing thread.
 const BUFFER: usize = 1024 * 1024;
@@ -68,8 +59,6 @@ impl From<StorageError> for WriteError {
 pub struct Written {
     pub snapshot: Snapshot,
     pub sha256: String,
-    /// The hash was taken while the backup ran (not in a pass after it).
-    pub hashed_alongside: bool,
 }
 
 /// Refuses a descriptor that is not a regular file open for reading and
@@ -103,10 +92,9 @@ pub fn check_destination(dest: &File) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Runs the backup of `source` straight into `dest`, hashing it as it goes,
-/// and fsyncs it. `progress(done, total)` in bytes; stops early once
-/// `cancel` is set. `scratch` is the snapshot's unused scratch file
-/// (removed with it).
+/// Runs the backup of `source` straight into `dest`, fsyncs it and hashes
+/// it. `progress(done, total)` in bytes; stops early once `cancel` is set.
+/// `scratch` is the snapshot's unused scratch file (removed with it).
 pub fn backup_into(
     source: SnapshotSource,
     scratch: TempFile,
@@ -118,86 +106,22 @@ pub fn backup_into(
     // Whatever the file held before goes: it ends up exactly the snapshot.
     dest.set_len(0).map_err(WriteError::Write)?;
     let page_size = source.page_size;
-    let (log, _tracked) = fd_vfs::track(dest.as_fd(), page_size);
-    let (snapshot, early) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| hash_following(dest, &log, cancel));
-        let snapshot = source.copy_into_fd(scratch, dest, cancel, |done, total| {
-            progress(done.saturating_mul(page_size), total.saturating_mul(page_size));
-        });
-        log.finish(snapshot.as_ref().ok().map(|s| s.bytes));
-        (snapshot, hasher.join())
-    });
-    let snapshot = snapshot?;
+    let snapshot = source.copy_into_fd(scratch, dest, cancel, |done, total| {
+        progress(done.saturating_mul(page_size), total.saturating_mul(page_size));
+    })?;
     let bytes = snapshot.bytes;
-    // The backup API rewrites page 1 at its last step; the hash was taken
-    // over its first version, a copy of the snapshot's own page 1. Put that
-    // one back: the file is then exactly the snapshot's pages.
-    let early = match (early, log.first_page(cancel)) {
-        (Ok(Ok(Some(sha256))), Some(first)) => {
-            dest.write_all_at(&first, 0).map_err(WriteError::Write)?;
-            Some(sha256)
-        }
-        _ => None,
-    };
-    let hashed_alongside = early.is_some();
-    let sha256 = match early {
-        Some(sha256) => {
-            dest.sync_all().map_err(WriteError::Write)?;
-            sha256
-        }
-        // The log could not vouch for the file: hash it whole, beside the fsync.
-        None => {
-            let (synced, hashed) = std::thread::scope(|scope| {
-                let hasher = scope.spawn(|| hash_file(dest, bytes, cancel));
-                (dest.sync_all().map_err(WriteError::Write), hasher.join())
-            });
-            synced?;
-            hashed
-                .map_err(|_| WriteError::Read(std::io::Error::other("the hashing thread panicked")))?
-                .map_err(WriteError::Read)?
-                .ok_or(WriteError::Cancelled)?
-        }
-    };
-    // Dropping a gigabyte from the page cache takes a while: not on the
-    // way to the reply.
-    if let Ok(file) = dest.try_clone() {
-        std::thread::spawn(move || drop_cached(&file));
-    }
-    Ok(Written {
-        snapshot,
-        sha256,
-        hashed_alongside,
-    })
-}
-
-/// Hashes the file while the backup writes it: page 1 as first written,
-/// then every byte as soon as the log says it is final. `Ok(None)` when
-/// the log cannot vouch for the result (the caller hashes the file then).
-fn hash_following(file: &File, log: &fd_vfs::WriteLog, cancel: &AtomicBool) -> std::io::Result<Option<String>> {
-    let Some(first) = log.first_page(cancel) else {
-        return Ok(None);
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(&first);
-    let mut buf = vec![0u8; BUFFER];
-    let mut at = first.len() as u64;
-    loop {
-        let (until, last) = match log.next(at, cancel) {
-            fd_vfs::Next::Upto(until) => (until, false),
-            fd_vfs::Next::Finished(bytes) => (bytes, true),
-            fd_vfs::Next::GiveUp => return Ok(None),
-        };
-        while at < until {
-            let want = usize::try_from(until - at).unwrap_or(usize::MAX).min(BUFFER);
-            let chunk = buf.get_mut(..want).unwrap_or_default();
-            file.read_exact_at(chunk, at)?;
-            hasher.update(&*chunk);
-            at += want as u64;
-        }
-        if last {
-            return Ok(Some(hex::encode(hasher.finalize())));
-        }
-    }
+    let (synced, hashed) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| hash_file(dest, bytes, cancel));
+        let synced = dest.sync_all().map_err(WriteError::Write);
+        let hashed = hasher
+            .join()
+            .map_err(|_| WriteError::Read(std::io::Error::other("the hashing thread panicked")));
+        (synced, hashed)
+    });
+    synced?;
+    let sha256 = hashed?.map_err(WriteError::Read)?.ok_or(WriteError::Cancelled)?;
+    drop_cached(dest);
+    Ok(Written { snapshot, sha256 })
 }
 
 /// Hashes the first `bytes` of `file`. `Ok(None)` when cancelled.
@@ -285,7 +209,6 @@ mod tests {
             written.snapshot.bytes
         );
         assert_eq!(written.sha256, hex::encode(Sha256::digest(&data)));
-        assert!(written.hashed_alongside, "the hash was taken while the backup ran");
         let (done, total) = seen.last().copied().unwrap();
         assert_eq!(done, total);
         // The copy is a database with every row.

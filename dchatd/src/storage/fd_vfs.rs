@@ -18,22 +18,14 @@
 //! leaves a gigabyte of dirty pages, and the daemon's own commits, which
 //! fsync on the same disk, queue behind them.
 //!
-//! The VFS also keeps a log of the writes ([`WriteLog`]) so that the
-//! backup's SHA-256 can be computed while the backup runs: it records the
-//! first version of page 1 and how far the rest of the file has been
-//! written once. See `backup_write.rs` for how page 1 is settled.
-//!
 //! This is the one module of dchatd with more than a line of `unsafe`:
 //! SQLite calls it through C function pointers. Every function checks its
 //! pointers for null and never unwinds (no panicking code runs inside).
 #![allow(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
@@ -48,153 +40,6 @@ pub const WINDOW: u64 = 8 * 1024 * 1024;
 /// The file name that stands for `fd` under this VFS.
 pub fn name_for(fd: BorrowedFd<'_>) -> String {
     format!("{PREFIX}{}", fd.as_raw_fd())
-}
-
-/// What has been written into one destination, for the hashing thread.
-#[derive(Default)]
-pub struct WriteLog {
-    state: Mutex<Log>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Log {
-    page_size: u64,
-    /// Page 1 as first written.
-    first_page: Option<Vec<u8>>,
-    /// Every byte of `page_size..contiguous` has been written once.
-    contiguous: u64,
-    /// Ranges written beyond `contiguous`: start → end.
-    ahead: BTreeMap<u64, u64>,
-    /// A byte after page 1 was written twice, or a write did not have the
-    /// expected shape: the log cannot vouch for the file, hash it whole.
-    unreliable: bool,
-    /// Set by the backup when it is over: the final size, or `None` when
-    /// it failed.
-    finished: Option<Option<u64>>,
-}
-
-/// What the hashing thread may do next.
-pub enum Next {
-    /// Bytes below this are final (page 1 aside).
-    Upto(u64),
-    /// The backup is over and the file has this many bytes.
-    Finished(u64),
-    /// Stop: the backup failed, or the log cannot be trusted.
-    GiveUp,
-}
-
-impl WriteLog {
-    fn record(&self, start: u64, data: &[u8]) {
-        let Ok(mut log) = self.state.lock() else {
-            return;
-        };
-        let end = start + data.len() as u64;
-        let page = log.page_size;
-        if start == 0 {
-            if log.first_page.is_none() {
-                match data.get(..usize::try_from(page).unwrap_or(usize::MAX)) {
-                    Some(first) if data.len() as u64 == page => log.first_page = Some(first.to_vec()),
-                    _ => log.unreliable = true,
-                }
-            }
-        } else if start < page
-            || start < log.contiguous
-            || log.ahead.range(..end).next_back().is_some_and(|(_, e)| *e > start)
-        {
-            // Inside page 1, or over bytes already written.
-            log.unreliable = true;
-        } else {
-            log.ahead.insert(start, end);
-            let mut contiguous = log.contiguous.max(page);
-            while let Some(e) = log.ahead.remove(&contiguous) {
-                contiguous = e;
-            }
-            log.contiguous = contiguous;
-        }
-        drop(log);
-        self.changed.notify_all();
-    }
-
-    /// The backup is over: `bytes` is the file's final size, or `None`
-    /// when the backup failed.
-    pub fn finish(&self, bytes: Option<u64>) {
-        if let Ok(mut log) = self.state.lock() {
-            log.finished = Some(bytes);
-        }
-        self.changed.notify_all();
-    }
-
-    /// Page 1 as first written, once it has been (`None`: never, or the
-    /// log cannot be trusted). Waits for it while the backup runs.
-    pub fn first_page(&self, cancel: &AtomicBool) -> Option<Vec<u8>> {
-        let mut log = self.state.lock().ok()?;
-        loop {
-            if log.unreliable || cancel.load(Ordering::Relaxed) {
-                return None;
-            }
-            if let Some(page) = &log.first_page {
-                return Some(page.clone());
-            }
-            if log.finished.is_some() {
-                return None;
-            }
-            log = self.changed.wait_timeout(log, Duration::from_millis(50)).ok()?.0;
-        }
-    }
-
-    /// Waits until more than `at` bytes are final or the backup is over.
-    pub fn next(&self, at: u64, cancel: &AtomicBool) -> Next {
-        let Ok(mut log) = self.state.lock() else {
-            return Next::GiveUp;
-        };
-        loop {
-            if log.unreliable || cancel.load(Ordering::Relaxed) {
-                return Next::GiveUp;
-            }
-            match log.finished {
-                Some(Some(bytes)) if log.contiguous <= bytes => return Next::Finished(bytes),
-                Some(_) => return Next::GiveUp,
-                None if log.contiguous > at => return Next::Upto(log.contiguous),
-                None => {}
-            }
-            log = match self.changed.wait_timeout(log, Duration::from_millis(50)) {
-                Ok((log, _)) => log,
-                Err(_) => return Next::GiveUp,
-            };
-        }
-    }
-}
-
-/// Logs kept for destinations about to be opened, by descriptor number.
-fn logs() -> &'static Mutex<HashMap<RawFd, Arc<WriteLog>>> {
-    static LOGS: OnceLock<Mutex<HashMap<RawFd, Arc<WriteLog>>>> = OnceLock::new();
-    LOGS.get_or_init(Mutex::default)
-}
-
-/// Keeps a [`WriteLog`] for the next opening of `fd` as a destination;
-/// forgotten when the guard drops if nothing opened it.
-pub fn track(fd: BorrowedFd<'_>, page_size: u64) -> (Arc<WriteLog>, Tracked) {
-    let log = Arc::new(WriteLog::default());
-    if let Ok(mut l) = log.state.lock() {
-        l.page_size = page_size;
-        l.contiguous = page_size;
-    }
-    let fd = fd.as_raw_fd();
-    if let Ok(mut logs) = logs().lock() {
-        logs.insert(fd, Arc::clone(&log));
-    }
-    (log, Tracked(fd))
-}
-
-pub struct Tracked(RawFd);
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Ok(mut logs) = logs().lock() {
-            logs.remove(&self.0);
-        }
-    }
 }
 
 /// Registers the VFS with SQLite once per process.
@@ -251,9 +96,6 @@ struct FdFile {
     /// The range handed to writeback last (`previous_high == 0`: none).
     previous_low: u64,
     previous_high: u64,
-    /// From `Arc::into_raw` of the destination's log (or null); released
-    /// by `x_close`.
-    log: *const WriteLog,
 }
 
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
@@ -313,11 +155,6 @@ unsafe extern "C" fn x_open(
     if ours < 0 {
         return ffi::SQLITE_CANTOPEN;
     }
-    let log = logs()
-        .lock()
-        .ok()
-        .and_then(|mut logs| logs.remove(&fd))
-        .map_or(std::ptr::null(), Arc::into_raw);
     // SAFETY: `file` has room for an FdFile (szOsFile), is suitably
     // aligned (SQLite allocates it with malloc), and holds nothing to drop.
     unsafe {
@@ -329,7 +166,6 @@ unsafe extern "C" fn x_open(
             high: 0,
             previous_low: 0,
             previous_high: 0,
-            log,
         });
     }
     if !out_flags.is_null() {
@@ -398,11 +234,6 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: `f.fd` is our own duplicate, closed exactly once, here.
     unsafe { libc::close(f.fd) };
     f.fd = -1;
-    if !f.log.is_null() {
-        // SAFETY: from Arc::into_raw in x_open, released once, here.
-        drop(unsafe { Arc::from_raw(f.log) });
-        f.log = std::ptr::null();
-    }
     ffi::SQLITE_OK
 }
 
@@ -467,10 +298,6 @@ unsafe extern "C" fn x_write(file: *mut ffi::sqlite3_file, buf: *const c_void, a
             _ if errno() == libc::ENOSPC || errno() == libc::EDQUOT || n == 0 => return ffi::SQLITE_FULL,
             _ => return ffi::SQLITE_IOERR_WRITE,
         }
-    }
-    // SAFETY: null or from Arc::into_raw in x_open, alive until x_close.
-    if let Some(log) = unsafe { f.log.as_ref() } {
-        log.record(start, data);
     }
     f.pending += len as u64;
     f.low = f.low.min(start);
@@ -580,60 +407,4 @@ unsafe extern "C" fn x_sector_size(_file: *mut ffi::sqlite3_file) -> c_int {
 
 unsafe extern "C" fn x_device_characteristics(_file: *mut ffi::sqlite3_file) -> c_int {
     0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn log(page: u64) -> WriteLog {
-        let log = WriteLog::default();
-        if let Ok(mut l) = log.state.lock() {
-            l.page_size = page;
-            l.contiguous = page;
-        }
-        log
-    }
-
-    #[test]
-    fn the_log_follows_writes_in_any_order_and_keeps_the_first_page_1() {
-        let no = AtomicBool::new(false);
-        let log = log(4);
-        log.record(0, b"AAAA");
-        log.record(12, b"DDDD");
-        log.record(4, b"BBBB");
-        assert!(matches!(log.next(4, &no), Next::Upto(8)));
-        log.record(8, b"CCCC");
-        assert!(matches!(log.next(8, &no), Next::Upto(16)));
-        // Page 1 rewritten later: the first version is what counts.
-        log.record(0, b"ZZZZ");
-        assert_eq!(log.first_page(&no).as_deref(), Some(&b"AAAA"[..]));
-        log.finish(Some(16));
-        assert!(matches!(log.next(16, &no), Next::Finished(16)));
-    }
-
-    #[test]
-    fn a_page_written_twice_or_a_failed_backup_makes_the_hash_give_up() {
-        let no = AtomicBool::new(false);
-        let twice = log(4);
-        twice.record(0, b"AAAA");
-        twice.record(4, b"BBBB");
-        twice.record(4, b"bbbb");
-        assert!(matches!(twice.next(4, &no), Next::GiveUp));
-        assert!(twice.first_page(&no).is_none());
-
-        let overlapping = log(4);
-        overlapping.record(12, b"DDDD");
-        overlapping.record(10, b"xxxx");
-        assert!(matches!(overlapping.next(4, &no), Next::GiveUp));
-
-        let failed = log(4);
-        failed.record(0, b"AAAA");
-        failed.finish(None);
-        assert!(matches!(failed.next(4, &no), Next::GiveUp));
-
-        let short_page = log(4);
-        short_page.record(0, b"AA");
-        assert!(short_page.first_page(&no).is_none());
-    }
 }
