@@ -161,7 +161,7 @@ fn main() {
         cp_second.synced,
     );
     println!(
-        "dchatctl db backup: {backup_s:.2} s for {mb:.0} MiB ({:.0} MiB/s; of which SQLite's backup API {snapshot_s:.2} s, the write into the file running alongside)",
+        "dchatctl db backup: {backup_s:.2} s for {mb:.0} MiB ({:.0} MiB/s; of which the daemon's copy, hash and fsync {snapshot_s:.2} s)",
         mb / backup_s,
     );
     println!("throughput ratio: {ratio_sync:.2} of cp + fsync, {ratio:.2} of bare cp  (target >= {TARGET_RATIO})");

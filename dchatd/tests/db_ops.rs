@@ -58,6 +58,10 @@ fn backup_under_writes_holds_every_earlier_write_and_restores() {
         before_backup.len(),
         during.len()
     );
+    // Commits held for a moment, the checkpointed file alone was the
+    // snapshot, and it was copied as it is.
+    let log = d.log();
+    assert!(log.contains("the database file, checkpointed and held still"), "{log}");
 
     // The file on its own: private, whole, consistent, with every write
     // acknowledged before the backup began.

@@ -6,7 +6,7 @@
 //! the database lock, so requests that arrive meanwhile wait for the swap
 //! (a close, two renames and an open) and then see the restored database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use std::time::Instant;
 use dchat_control::api;
 use tokio::sync::{watch, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use super::{Node, ServiceError};
+use super::{Node, ServiceError, SharedDb};
 use crate::chain::{META_CHAIN_ID, META_GENESIS_HASH};
 use crate::storage::backup::{self, Snapshot, SnapshotSource, TempFile};
 use crate::storage::backup_write::{self, Written};
@@ -24,6 +24,40 @@ use crate::storage::{check, migrations, Database, StorageError, StorageOptions};
 /// Free space a backup or restore leaves in the state directory beyond the
 /// file itself, so the live database can still grow meanwhile.
 const SPACE_MARGIN: u64 = 64 * 1024 * 1024;
+
+/// Tries at a snapshot that is the database file alone before one that
+/// reads the WAL too.
+const FILE_ALONE_ATTEMPTS: u32 = 3;
+
+/// Pins a snapshot for a backup into a descriptor: if it can, one that is
+/// the database file alone, which the backup then copies as it is (ADR
+/// 0006). That takes a moment with commits held: the checkpoint of what
+/// was committed since the one just before. When readers on older
+/// snapshots keep the WAL from going into the file, the snapshot reads the
+/// WAL too and SQLite's backup API copies it.
+fn pin_file_alone(db: &SharedDb, path: &Path) -> Result<SnapshotSource, StorageError> {
+    let mut opener = backup::open_source(path)?;
+    for attempt in 1..=FILE_ALONE_ATTEMPTS {
+        // The bulk of the WAL goes into the file while the node writes on.
+        opener.checkpoint()?;
+        let held = db.lock();
+        match opener.pin_file_alone()? {
+            Ok(source) => return Ok(source),
+            Err(back) => opener = back,
+        }
+        drop(held);
+        tracing::debug!(
+            attempt,
+            "the WAL is not all in the database file yet: readers on older snapshots"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tracing::warn!(
+        "readers on older snapshots keep the WAL out of the database file; \
+         SQLite's backup API copies this backup instead (slower)"
+    );
+    opener.pin_with_wal()
+}
 
 /// Coordination of the database operations of one node.
 pub struct DbOps {
@@ -216,11 +250,15 @@ impl Node {
             .try_read_owned()
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
+        let db = self.db.clone();
         let (source, file) = tokio::task::spawn_blocking(move || -> Result<_, DbOpError> {
-            let source = backup::begin_snapshot(&path)?;
-            if !into_descriptor {
+            let source = if into_descriptor {
+                pin_file_alone(&db, &path)?
+            } else {
+                let source = backup::begin_snapshot(&path)?;
                 ensure_space(&path, source.bytes())?;
-            }
+                source
+            };
             let (file, _) = TempFile::create(&path, "backup").map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
             Ok((source, file))
         })

@@ -1,6 +1,9 @@
-//! Online backup: a consistent snapshot of the live database, taken with
-//! SQLite's backup API into a private temporary file in the state directory
-//! while the daemon keeps reading and writing.
+//! Online backup: a consistent snapshot of the live database, taken while
+//! the daemon keeps reading and writing, and copied either by SQLite's
+//! backup API (into a private temporary file in the state directory, or
+//! through [`super::fd_vfs`] into a client's descriptor) or, when the
+//! checkpointed database file alone is the snapshot, as a plain file copy
+//! ([`SnapshotOpener::pin_file_alone`], [`super::backup_write`]).
 //!
 //! The snapshot is read from a connection of its own inside one read
 //! transaction. In WAL mode a reader never blocks the writer, and holding
@@ -37,12 +40,15 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// The size of the live database as the snapshot will see it.
 pub struct SnapshotSource {
     conn: Connection,
+    path: PathBuf,
     pub page_size: u64,
     pub pages: u64,
     pub schema_version: u32,
     pub database_id: String,
     pub chain_id: Option<String>,
     pub genesis_hash: Option<String>,
+    /// Set when the database file alone is the snapshot.
+    pub file_alone: Option<FileAlone>,
 }
 
 /// A finished snapshot in a temporary file, removed when dropped.
@@ -166,44 +172,148 @@ pub fn available_bytes(dir: &Path) -> Result<u64, std::io::Error> {
     Ok(st.blocks_available().saturating_mul(st.fragment_size()))
 }
 
-/// Opens a read connection on the live database and begins the read
-/// transaction that fixes what the snapshot will contain.
-pub fn begin_snapshot(db_path: &Path) -> Result<SnapshotSource, StorageError> {
+/// A connection of its own on the live database, before the snapshot is
+/// pinned.
+pub struct SnapshotOpener {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The database file, when it alone is the snapshot (see
+/// [`SnapshotOpener::pin_file_alone`]), and how it looked when pinned.
+#[derive(Debug)]
+pub struct FileAlone {
+    pub file: File,
+    stamp: FileStamp,
+}
+
+/// What changes when anything writes to a file.
+#[derive(Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(file: &File) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        Ok(FileStamp {
+            len: m.len(),
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+impl FileAlone {
+    /// Whether the file is as it was when the snapshot was pinned: nothing
+    /// wrote to it since (SQLite's WAL guarantees it; this checks it).
+    pub fn unchanged(&self) -> bool {
+        FileStamp::of(&self.file).is_ok_and(|now| now == self.stamp)
+    }
+}
+
+/// Opens a connection of its own on the live database. It only reads,
+/// but it is opened read-write so that it can checkpoint the WAL.
+pub fn open_source(db_path: &Path) -> Result<SnapshotOpener, StorageError> {
     let open_err = |source| StorageError::Open {
         path: db_path.to_owned(),
         source,
     };
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db_path, flags).map_err(open_err)?;
     conn.busy_timeout(super::BUSY_TIMEOUT).map_err(open_err)?;
-    // The backup reads every page once: mapping the file spares a read
-    // call per page (SQLite caps the size at its SQLITE_MAX_MMAP_SIZE;
+    // The backup API reads every page once: mapping the file spares a
+    // read call per page (SQLite caps the size at its SQLITE_MAX_MMAP_SIZE;
     // pages beyond it, and those in the WAL, are read as usual).
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
-    conn.execute_batch("BEGIN DEFERRED")?;
-    // The first read starts the transaction; everything below, and every
-    // backup step, sees the database as of this moment.
-    let schema_version = migrations::current_version(&conn)?;
-    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-    let meta = |key: &str| -> Result<Option<String>, StorageError> {
-        use rusqlite::OptionalExtension;
-        Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    };
-    let database_id = meta(META_DATABASE_ID)?.unwrap_or_default();
-    let chain_id = meta(META_CHAIN_ID)?;
-    let genesis_hash = meta(META_GENESIS_HASH)?;
-    Ok(SnapshotSource {
-        page_size: u64::try_from(page_size).unwrap_or(0),
-        pages: u64::try_from(pages).unwrap_or(0),
-        schema_version,
-        database_id,
-        chain_id,
-        genesis_hash,
+    Ok(SnapshotOpener {
         conn,
+        path: db_path.to_owned(),
     })
+}
+
+/// Opens a connection on the live database and begins the read
+/// transaction that fixes what the snapshot will contain.
+pub fn begin_snapshot(db_path: &Path) -> Result<SnapshotSource, StorageError> {
+    open_source(db_path)?.pin(None)
+}
+
+impl SnapshotOpener {
+    /// Copies what it can of the WAL into the database file without
+    /// waiting for anyone (a passive checkpoint). True when the file now
+    /// holds every committed transaction.
+    pub fn checkpoint(&self) -> Result<bool, StorageError> {
+        let (busy, log, done): (i64, i64, i64) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(busy == 0 && log == done)
+    }
+
+    /// Pins a snapshot that is the database file alone, if the WAL is all
+    /// in the file; gives the opener back otherwise.
+    ///
+    /// Call it while no transaction can commit (the daemon holds its
+    /// connection's lock). Then a reader that begins on a WAL whose every
+    /// frame is in the database file reads the file alone (WAL read mark
+    /// 0), and while it does, no checkpoint may write into the file: the
+    /// commits that follow go to the WAL only, and the file stays exactly
+    /// this snapshot until the read transaction ends. Copying the file is
+    /// then a consistent backup; [`FileAlone::unchanged`] checks after the
+    /// copy that nothing wrote to it.
+    pub fn pin_file_alone(self) -> Result<Result<SnapshotSource, SnapshotOpener>, StorageError> {
+        if !self.checkpoint()? {
+            return Ok(Err(self));
+        }
+        let file = File::open(&self.path).map_err(|source| StorageError::File {
+            path: self.path.clone(),
+            source,
+        })?;
+        let stamp = FileStamp::of(&file).map_err(|source| StorageError::File {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.pin(Some(FileAlone { file, stamp })).map(Ok)
+    }
+
+    /// Pins a snapshot that reads the WAL as well as the file; SQLite's
+    /// backup API copies it.
+    pub fn pin_with_wal(self) -> Result<SnapshotSource, StorageError> {
+        self.pin(None)
+    }
+
+    /// Begins the read transaction; its first read pins the snapshot.
+    fn pin(self, file_alone: Option<FileAlone>) -> Result<SnapshotSource, StorageError> {
+        let SnapshotOpener { conn, path } = self;
+        conn.execute_batch("BEGIN DEFERRED")?;
+        // The first read starts the transaction; everything below, and
+        // every backup step, sees the database as of this moment.
+        let schema_version = migrations::current_version(&conn)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let meta = |key: &str| -> Result<Option<String>, StorageError> {
+            use rusqlite::OptionalExtension;
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        let database_id = meta(META_DATABASE_ID)?.unwrap_or_default();
+        let chain_id = meta(META_CHAIN_ID)?;
+        let genesis_hash = meta(META_GENESIS_HASH)?;
+        Ok(SnapshotSource {
+            page_size: u64::try_from(page_size).unwrap_or(0),
+            pages: u64::try_from(pages).unwrap_or(0),
+            schema_version,
+            database_id,
+            chain_id,
+            genesis_hash,
+            file_alone,
+            conn,
+            path,
+        })
+    }
 }
 
 impl SnapshotSource {
@@ -269,6 +379,24 @@ impl SnapshotSource {
                 source,
             })?
             .len();
+        Ok(self.finished(file, bytes, started))
+    }
+
+    /// Ends the read transaction and pins a new snapshot that reads the
+    /// WAL as well as the file.
+    pub fn repin_with_wal(self) -> Result<SnapshotSource, StorageError> {
+        self.conn.execute_batch("COMMIT")?;
+        SnapshotOpener {
+            conn: self.conn,
+            path: self.path,
+        }
+        .pin_with_wal()
+    }
+
+    /// Ends the read transaction after the database file alone was copied
+    /// (`bytes` of it, since `started`).
+    pub fn file_alone_copied(self, file: TempFile, bytes: u64, started: Instant) -> Result<Snapshot, StorageError> {
+        self.conn.execute_batch("COMMIT")?;
         Ok(self.finished(file, bytes, started))
     }
 

@@ -2,25 +2,24 @@
 //! (ADR 0006): the daemon never opens the caller's path; the caller's own
 //! permissions were checked when it opened the file.
 //!
-//! SQLite's online backup API writes the file itself, through the
-//! [`super::fd_vfs`] VFS, which paces writeback as it goes. Then two
-//! things run side by side: the fsync of the file, and the SHA-256 of what
-//! is in it (read back from the page cache: the file must be open for
-//! reading too). Page 1 changes until the backup's last step, so the hash
-//! cannot start earlier.
+//! When the snapshot is the database file alone, that file is copied as it
+//! is ([`super::file_copy`]: the hash follows the copy, the fsync overlaps
+//! the end of the hash), then checked unchanged. Otherwise SQLite's online
+//! backup API writes the file itself, through the [`super::fd_vfs`] VFS;
+//! page 1 changes until its last step, so the fsync and the hash run side
+//! by side only after it. Either way the hash is read back from the file
+//! (from the page cache), which must therefore be open for reading too.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, FileTypeExt};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::unix::fs::FileTypeExt;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use sha2::{Digest, Sha256};
 
 use super::backup::{Snapshot, SnapshotSource, TempFile};
+use super::file_copy::{self, CopyError};
 use super::StorageError;
-
-/// Read size of the hashing thread.
-const BUFFER: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -54,11 +53,28 @@ impl From<StorageError> for WriteError {
     }
 }
 
+impl From<CopyError> for WriteError {
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::Source(e) => WriteError::Snapshot(StorageError::File {
+                path: "the database file".into(),
+                source: e,
+            }),
+            CopyError::Write(e) => WriteError::Write(e),
+            CopyError::Read(e) => WriteError::Read(e),
+            CopyError::Cancelled => WriteError::Cancelled,
+        }
+    }
+}
+
 /// A snapshot written into the client's file.
 #[derive(Debug)]
 pub struct Written {
     pub snapshot: Snapshot,
     pub sha256: String,
+    /// The database file alone was the snapshot and was copied as it is;
+    /// false when SQLite's backup API copied it.
+    pub file_alone: bool,
 }
 
 /// Refuses a descriptor that is not a regular file open for reading and
@@ -96,7 +112,7 @@ pub fn check_destination(dest: &File) -> Result<(), WriteError> {
 /// it. `progress(done, total)` in bytes; stops early once `cancel` is set.
 /// `scratch` is the snapshot's unused scratch file (removed with it).
 pub fn backup_into(
-    source: SnapshotSource,
+    mut source: SnapshotSource,
     scratch: TempFile,
     dest: &File,
     cancel: &AtomicBool,
@@ -105,41 +121,40 @@ pub fn backup_into(
     check_destination(dest)?;
     // Whatever the file held before goes: it ends up exactly the snapshot.
     dest.set_len(0).map_err(WriteError::Write)?;
+    let started = Instant::now();
+    if let Some(alone) = source.file_alone.take() {
+        let bytes = source.bytes();
+        let sha256 = file_copy::copy_and_hash(&alone.file, dest, bytes, cancel, &mut |done| progress(done, bytes))?;
+        if alone.unchanged() {
+            let snapshot = source.file_alone_copied(scratch, bytes, started)?;
+            drop_cached(dest);
+            return Ok(Written {
+                snapshot,
+                sha256,
+                file_alone: true,
+            });
+        }
+        // SQLite keeps checkpoints out of a file a snapshot reads alone;
+        // should anything have written to it all the same, neither the
+        // copy nor that snapshot is trusted: a new one, which reads the
+        // WAL too, is copied by SQLite.
+        tracing::warn!(
+            "the database file changed while it was copied; taking the backup again with SQLite's backup API"
+        );
+        dest.set_len(0).map_err(WriteError::Write)?;
+        source = source.repin_with_wal()?;
+    }
     let page_size = source.page_size;
     let snapshot = source.copy_into_fd(scratch, dest, cancel, |done, total| {
         progress(done.saturating_mul(page_size), total.saturating_mul(page_size));
     })?;
-    let bytes = snapshot.bytes;
-    let (synced, hashed) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| hash_file(dest, bytes, cancel));
-        let synced = dest.sync_all().map_err(WriteError::Write);
-        let hashed = hasher
-            .join()
-            .map_err(|_| WriteError::Read(std::io::Error::other("the hashing thread panicked")));
-        (synced, hashed)
-    });
-    synced?;
-    let sha256 = hashed?.map_err(WriteError::Read)?.ok_or(WriteError::Cancelled)?;
+    let sha256 = file_copy::sync_and_hash(dest, snapshot.bytes, cancel)?;
     drop_cached(dest);
-    Ok(Written { snapshot, sha256 })
-}
-
-/// Hashes the first `bytes` of `file`. `Ok(None)` when cancelled.
-fn hash_file(file: &File, bytes: u64, cancel: &AtomicBool) -> std::io::Result<Option<String>> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUFFER];
-    let mut at = 0u64;
-    while at < bytes {
-        if cancel.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let want = usize::try_from(bytes - at).unwrap_or(usize::MAX).min(BUFFER);
-        let chunk = buf.get_mut(..want).unwrap_or_default();
-        file.read_exact_at(chunk, at)?;
-        hasher.update(&*chunk);
-        at += want as u64;
-    }
-    Ok(Some(hex::encode(hasher.finalize())))
+    Ok(Written {
+        snapshot,
+        sha256,
+        file_alone: false,
+    })
 }
 
 /// Drops the file's pages from the page cache: a backup is written once
@@ -152,8 +167,9 @@ fn drop_cached(file: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::backup::begin_snapshot;
+    use crate::storage::backup::{begin_snapshot, open_source};
     use crate::storage::{Database, StorageOptions};
+    use sha2::{Digest, Sha256};
     use std::path::Path;
 
     /// A migrated database with `rows` rows of 3 KiB each in a table of
@@ -184,27 +200,71 @@ mod tests {
     }
 
     fn backup(db: &Path, dest: &File, cancel: &AtomicBool) -> Result<(Written, Vec<(u64, u64)>), WriteError> {
-        let source = begin_snapshot(db).unwrap();
+        backup_with(db, dest, cancel, false, |_| {})
+    }
+
+    /// A backup of `db` into `dest`, of the file alone if `file_alone`;
+    /// `each(done)` after every progress report.
+    fn backup_with(
+        db: &Path,
+        dest: &File,
+        cancel: &AtomicBool,
+        file_alone: bool,
+        mut each: impl FnMut(u64),
+    ) -> Result<(Written, Vec<(u64, u64)>), WriteError> {
+        let source = if file_alone {
+            match open_source(db).unwrap().pin_file_alone().unwrap() {
+                Ok(source) => source,
+                Err(_) => panic!("the WAL is not all in the database file"),
+            }
+        } else {
+            begin_snapshot(db).unwrap()
+        };
         let (scratch, _) = TempFile::create(db, "backup").unwrap();
         let mut seen = Vec::new();
-        let written = backup_into(source, scratch, dest, cancel, |d, t| seen.push((d, t)))?;
+        let written = backup_into(source, scratch, dest, cancel, |d, t| {
+            seen.push((d, t));
+            each(d);
+        })?;
         Ok((written, seen))
     }
 
     #[test]
     fn the_file_is_the_snapshot_and_the_hash_is_its_hash() {
+        for file_alone in [false, true] {
+            the_file_is_the_snapshot(file_alone, |_| {}, file_alone);
+        }
+    }
+
+    #[test]
+    fn a_database_file_that_changes_during_its_copy_is_copied_by_sqlite() {
+        let mut touched = false;
+        let touch = move |db: &Path| {
+            if !touched {
+                touched = true;
+                let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+                f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+                    .unwrap();
+            }
+        };
+        the_file_is_the_snapshot(true, touch, false);
+    }
+
+    /// Backs up a database bigger than several backup steps and writeback
+    /// windows and checks the file, its hash and which copy made it.
+    fn the_file_is_the_snapshot(file_alone: bool, mut during: impl FnMut(&Path), copied_alone: bool) {
         let dir = tempfile::tempdir().unwrap();
-        // Several backup steps and several writeback windows.
         let db = database(dir.path(), 9000);
         let out = dir.path().join("out.db");
         // What the file held before must not survive.
         std::fs::write(&out, vec![0xAA; 60 * 1024 * 1024]).unwrap();
         let dest = open_rw(&out);
-        let (written, seen) = backup(&db, &dest, &AtomicBool::new(false)).unwrap();
+        let (written, seen) = backup_with(&db, &dest, &AtomicBool::new(false), file_alone, |_| during(&db)).unwrap();
+        assert_eq!(written.file_alone, copied_alone);
         let data = std::fs::read(&out).unwrap();
         assert_eq!(data.len() as u64, written.snapshot.bytes);
         assert!(
-            written.snapshot.bytes > 2 * super::super::fd_vfs::WINDOW,
+            written.snapshot.bytes > 2 * super::super::writeback::WINDOW,
             "{}",
             written.snapshot.bytes
         );
@@ -269,7 +329,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = database(dir.path(), 3000);
         let dest = open_rw(&dir.path().join("out.db"));
-        let e = backup(&db, &dest, &AtomicBool::new(true)).unwrap_err();
-        assert!(matches!(e, WriteError::Cancelled), "{e}");
+        for file_alone in [false, true] {
+            let e = backup_with(&db, &dest, &AtomicBool::new(true), file_alone, |_| {}).unwrap_err();
+            assert!(matches!(e, WriteError::Cancelled), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_reader_on_an_older_snapshot_keeps_the_file_from_being_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dchat.sqlite3");
+        let db = Database::open(&path, &StorageOptions::default()).unwrap();
+        db.conn()
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        db.conn().execute("INSERT INTO t VALUES (2)", []).unwrap();
+        // The reader needs the file as it was: the new frame stays in the WAL.
+        let opener = match open_source(&path).unwrap().pin_file_alone().unwrap() {
+            Ok(_) => panic!("pinned a file that still misses a committed write"),
+            Err(opener) => opener,
+        };
+        reader.execute_batch("COMMIT").unwrap();
+        assert!(opener.pin_file_alone().unwrap().is_ok());
     }
 }

@@ -12,11 +12,8 @@
 //! Everything that is not about files (randomness, time, sleep) is the
 //! default VFS's.
 //!
-//! Writes are paced: every [`WINDOW`] bytes the VFS starts writeback of
-//! what was written since, and waits for the window before it to reach the
-//! disk, so at most two windows are ever dirty. Without it the backup
-//! leaves a gigabyte of dirty pages, and the daemon's own commits, which
-//! fsync on the same disk, queue behind them.
+//! Writes are paced by [`super::writeback`], so that at most two windows
+//! of the file are ever dirty.
 //!
 //! This is the one module of dchatd with more than a line of `unsafe`:
 //! SQLite calls it through C function pointers. Every function checks its
@@ -29,13 +26,12 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
+use super::writeback::Writeback;
+
 /// The name to open a destination with.
 pub const VFS_NAME: &str = "dchat-fd";
 const VFS_NAME_C: &CStr = c"dchat-fd";
 const PREFIX: &str = "/dchat-fd/";
-
-/// Bytes written between two writeback steps.
-pub const WINDOW: u64 = 8 * 1024 * 1024;
 
 /// The file name that stands for `fd` under this VFS.
 pub fn name_for(fd: BorrowedFd<'_>) -> String {
@@ -89,13 +85,7 @@ struct FdFile {
     base: ffi::sqlite3_file,
     /// Our duplicate of the handed-over descriptor, closed by `x_close`.
     fd: RawFd,
-    /// The bytes written since the last writeback step, and their range.
-    pending: u64,
-    low: u64,
-    high: u64,
-    /// The range handed to writeback last (`previous_high == 0`: none).
-    previous_low: u64,
-    previous_high: u64,
+    writeback: Writeback,
 }
 
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
@@ -161,11 +151,7 @@ unsafe extern "C" fn x_open(
         file.cast::<FdFile>().write(FdFile {
             base: ffi::sqlite3_file { pMethods: &METHODS },
             fd: ours,
-            pending: 0,
-            low: u64::MAX,
-            high: 0,
-            previous_low: 0,
-            previous_high: 0,
+            writeback: Writeback::default(),
         });
     }
     if !out_flags.is_null() {
@@ -299,40 +285,10 @@ unsafe extern "C" fn x_write(file: *mut ffi::sqlite3_file, buf: *const c_void, a
             _ => return ffi::SQLITE_IOERR_WRITE,
         }
     }
-    f.pending += len as u64;
-    f.low = f.low.min(start);
-    f.high = f.high.max(start + len as u64);
-    if f.pending >= WINDOW {
-        pace(f);
-    }
+    // SAFETY: `f.fd` stays open until `x_close`.
+    let fd = unsafe { BorrowedFd::borrow_raw(f.fd) };
+    f.writeback.wrote(fd, start, len as u64);
     ffi::SQLITE_OK
-}
-
-/// Starts writeback of what was written since the last step, then waits
-/// for the step before to reach the disk. Advice only: an error here comes
-/// back at the final fsync, which is what makes the file durable.
-fn pace(f: &mut FdFile) {
-    let (low, high) = (f.low, f.high);
-    f.pending = 0;
-    f.low = u64::MAX;
-    f.high = 0;
-    if high > low {
-        sync_range(f.fd, low, high - low, libc::SYNC_FILE_RANGE_WRITE);
-    }
-    if f.previous_high > f.previous_low {
-        let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        sync_range(f.fd, f.previous_low, f.previous_high - f.previous_low, wait);
-    }
-    f.previous_low = low;
-    f.previous_high = high;
-}
-
-fn sync_range(fd: RawFd, from: u64, len: u64, flags: libc::c_uint) {
-    let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: plain integers and our own open descriptor; no memory.
-    let _ = unsafe { libc::sync_file_range(fd, from, len, flags) };
 }
 
 fn errno() -> c_int {

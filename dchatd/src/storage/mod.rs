@@ -12,12 +12,14 @@ mod channel_posts;
 pub mod check;
 mod error;
 mod fd_vfs;
+mod file_copy;
 mod mailbox;
 mod messages;
 mod meta;
 pub mod migrations;
 mod outbox;
 pub mod restore;
+mod writeback;
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;

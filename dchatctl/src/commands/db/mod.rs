@@ -1,8 +1,9 @@
 //! `db …` (also spelled `database …`): migrate, check, backup, restore.
 //!
-//! Backup and restore move the file over the control socket (ADR 0006):
-//! dchatctl opens and writes the caller's files with the caller's own
-//! permissions, and the daemon never sees a path.
+//! Backup and restore go over the control socket (ADR 0006): dchatctl
+//! opens the caller's files with the caller's own permissions, hands a
+//! backup's file to the daemon as a descriptor and sends a restore's bytes;
+//! the daemon never sees a path.
 
 mod backup;
 mod restore;

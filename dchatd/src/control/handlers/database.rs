@@ -287,6 +287,12 @@ async fn write_backup(
     let result = with_progress(run, rx, &cancel, client).await?;
     let (written, _gate) = result.map_err(|e| Some(e.to_string()))?;
     let snapshot = &written.snapshot;
+    let copy = if written.file_alone {
+        "the database file, checkpointed and held still"
+    } else {
+        "SQLite's backup API"
+    };
+    tracing::info!(copy, "backup copied");
     Ok(summary(
         snapshot,
         snapshot.bytes,

@@ -1,0 +1,304 @@
+//! Copies a file into another while a second thread hashes what has been
+//! written: a backup whose snapshot is the database file alone (see
+//! [`super::backup::SnapshotOpener::pin_file_alone`]) is this copy.
+//!
+//! The copy is done by the kernel (`copy_file_range`), window by window,
+//! with paced writeback ([`super::writeback`]). Where the kernel cannot
+//! copy between the two files (another filesystem type, a filesystem
+//! without support) it falls back to reads and writes. The hashing thread
+//! follows the copy a window behind and reads the destination back from
+//! the page cache, so the hash is of the bytes in the file; the fsync of
+//! the destination overlaps the end of the hash.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use nix::errno::Errno;
+use sha2::{Digest, Sha256};
+
+use super::writeback::{Writeback, WINDOW};
+
+/// Read size of the hashing thread and of the fallback copy.
+const BUFFER: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot read the database file: {0}")]
+    Source(std::io::Error),
+    #[error("cannot write the backup file: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read the backup file back: {0}")]
+    Read(std::io::Error),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// How far the copy has come, for the hashing thread to follow.
+#[derive(Default)]
+struct Watermark {
+    /// (bytes copied, copy ended early)
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl Watermark {
+    fn advance(&self, to: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 = to;
+        self.moved.notify_all();
+    }
+
+    fn abandon(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.moved.notify_all();
+    }
+
+    /// Waits until more than `at` bytes are copied; `None` once the copy
+    /// was abandoned.
+    fn beyond(&self, at: u64) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.1 {
+                return None;
+            }
+            if state.0 > at {
+                return Some(state.0);
+            }
+            state = self.moved.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Copies the first `bytes` of `src` into `dest` (which must be empty and
+/// open for reading and writing), fsyncs `dest` and returns the SHA-256 of
+/// what it holds. `progress(done)` after every window, in bytes.
+pub fn copy_and_hash(
+    src: &File,
+    dest: &File,
+    bytes: u64,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<String, CopyError> {
+    let mark = Watermark::default();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| hash_following(dest, bytes, &mark, cancel));
+        let copied = copy(src, dest, bytes, cancel, &mut |done| {
+            mark.advance(done);
+            progress(done);
+        });
+        if copied.is_err() {
+            mark.abandon();
+        }
+        let synced = copied.and_then(|()| dest.sync_all().map_err(CopyError::Write));
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(CopyError::Read(std::io::Error::other("the hashing thread panicked"))));
+        synced?;
+        hashed
+    })
+}
+
+/// Fsyncs the first `bytes` of `dest`, written by someone else, while a
+/// second thread hashes them; returns the SHA-256.
+pub fn sync_and_hash(dest: &File, bytes: u64, cancel: &AtomicBool) -> Result<String, CopyError> {
+    let mark = Watermark::default();
+    mark.advance(bytes);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| hash_following(dest, bytes, &mark, cancel));
+        let synced = dest.sync_all().map_err(CopyError::Write);
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(CopyError::Read(std::io::Error::other("the hashing thread panicked"))));
+        synced?;
+        hashed
+    })
+}
+
+fn copy(src: &File, dest: &File, bytes: u64, cancel: &AtomicBool, done: &mut dyn FnMut(u64)) -> Result<(), CopyError> {
+    let mut writeback = Writeback::default();
+    let mut at = 0u64;
+    let mut in_kernel = true;
+    let mut buf = Vec::new();
+    while at < bytes {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let want = (bytes - at).min(WINDOW);
+        let n = if in_kernel {
+            match copy_in_kernel(src, dest, at, want) {
+                Ok(n) => n,
+                // Nothing copied yet by this call: the same range by hand.
+                Err(Errno::EXDEV | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS) => {
+                    in_kernel = false;
+                    continue;
+                }
+                Err(e) => return Err(CopyError::Write(std::io::Error::from(e))),
+            }
+        } else {
+            buf.resize(BUFFER, 0);
+            copy_by_hand(src, dest, at, want, &mut buf)?
+        };
+        if n == 0 {
+            return Err(CopyError::Source(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ends at {at} bytes; the snapshot has {bytes}"),
+            )));
+        }
+        writeback.wrote(dest.as_fd(), at, n);
+        at += n;
+        done(at);
+    }
+    Ok(())
+}
+
+/// One `copy_file_range` call from `at` in both files; the bytes copied.
+fn copy_in_kernel(src: &File, dest: &File, at: u64, len: u64) -> Result<u64, Errno> {
+    let Ok(start) = i64::try_from(at) else {
+        return Err(Errno::EOVERFLOW);
+    };
+    let (mut off_in, mut off_out) = (start, start);
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    loop {
+        match nix::fcntl::copy_file_range(src, Some(&mut off_in), dest, Some(&mut off_out), len) {
+            Err(Errno::EINTR) => {}
+            other => return other.map(|n| n as u64),
+        }
+    }
+}
+
+/// Up to `len` bytes from `at` through `buf`; the bytes copied (0 at the
+/// end of `src`).
+fn copy_by_hand(src: &File, dest: &File, at: u64, len: u64, buf: &mut [u8]) -> Result<u64, CopyError> {
+    let want = usize::try_from(len).unwrap_or(usize::MAX).min(buf.len());
+    let chunk = buf.get_mut(..want).unwrap_or_default();
+    let n = loop {
+        match src.read_at(chunk, at) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => break other.map_err(CopyError::Source)?,
+        }
+    };
+    dest.write_all_at(chunk.get(..n).unwrap_or_default(), at)
+        .map_err(CopyError::Write)?;
+    Ok(n as u64)
+}
+
+/// Hashes the first `bytes` of `file` as the copy writes them.
+fn hash_following(file: &File, bytes: u64, mark: &Watermark, cancel: &AtomicBool) -> Result<String, CopyError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUFFER];
+    let mut at = 0u64;
+    while at < bytes {
+        let Some(ready) = mark.beyond(at) else {
+            return Err(CopyError::Cancelled);
+        };
+        while at < ready {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(CopyError::Cancelled);
+            }
+            let want = usize::try_from(ready - at).unwrap_or(usize::MAX).min(BUFFER);
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            file.read_exact_at(chunk, at).map_err(CopyError::Read)?;
+            hasher.update(&*chunk);
+            at += want as u64;
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    fn rw(path: &std::path::Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn copies_the_prefix_and_hashes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three windows and a bit, and bytes past the prefix that must not
+        // be copied.
+        let data = pattern(3 * WINDOW as usize + 12345);
+        let src_path = dir.path().join("src");
+        std::fs::write(&src_path, &data).unwrap();
+        let dest = rw(&dir.path().join("dest"));
+        let prefix = data.len() as u64 - 100;
+        let mut seen = Vec::new();
+        let sha = copy_and_hash(
+            &File::open(&src_path).unwrap(),
+            &dest,
+            prefix,
+            &AtomicBool::new(false),
+            &mut |d| seen.push(d),
+        )
+        .unwrap();
+        let copied = std::fs::read(dir.path().join("dest")).unwrap();
+        assert_eq!(copied, data[..prefix as usize]);
+        assert_eq!(sha, hex::encode(Sha256::digest(&copied)));
+        assert_eq!(seen.last().copied(), Some(prefix));
+        assert!(seen.len() >= 4, "{seen:?}");
+    }
+
+    #[test]
+    fn copies_by_hand_where_the_kernel_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(WINDOW as usize + 999);
+        let src_path = dir.path().join("src");
+        std::fs::write(&src_path, &data).unwrap();
+        let src = File::open(&src_path).unwrap();
+        let dest = rw(&dir.path().join("dest"));
+        let mut buf = vec![0u8; BUFFER];
+        let mut at = 0;
+        while at < data.len() as u64 {
+            at += copy_by_hand(&src, &dest, at, WINDOW, &mut buf).unwrap();
+        }
+        assert_eq!(copy_by_hand(&src, &dest, at, WINDOW, &mut buf).unwrap(), 0);
+        assert_eq!(std::fs::read(dir.path().join("dest")).unwrap(), data);
+    }
+
+    #[test]
+    fn a_short_source_is_an_error_and_stops_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        std::fs::write(&src_path, pattern(5000)).unwrap();
+        let dest = rw(&dir.path().join("dest"));
+        let e = copy_and_hash(
+            &File::open(&src_path).unwrap(),
+            &dest,
+            8192,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ends at 5000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn cancel_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        std::fs::write(&src_path, pattern(5000)).unwrap();
+        let dest = rw(&dir.path().join("dest"));
+        let e = copy_and_hash(
+            &File::open(&src_path).unwrap(),
+            &dest,
+            5000,
+            &AtomicBool::new(true),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, CopyError::Cancelled), "{e}");
+    }
+}
