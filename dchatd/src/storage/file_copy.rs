@@ -268,37 +268,29 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("dest")).unwrap(), data);
     }
 
-    #[test]
-    fn a_short_source_is_an_error_and_stops_the_hash() {
+    /// Copies `bytes` of a 5000-byte file, cancelled from the start or not.
+    fn copy_5000(bytes: u64, cancelled: bool) -> Result<String, CopyError> {
         let dir = tempfile::tempdir().unwrap();
         let src_path = dir.path().join("src");
         std::fs::write(&src_path, pattern(5000)).unwrap();
         let dest = rw(&dir.path().join("dest"));
-        let e = copy_and_hash(
-            &File::open(&src_path).unwrap(),
-            &dest,
-            8192,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let src = File::open(&src_path).unwrap();
+        copy_and_hash(&src, &dest, bytes, &AtomicBool::new(cancelled), &mut |_| {})
+    }
+
+    #[test]
+    fn a_short_source_is_an_error_and_stops_the_hash() {
+        let e = copy_5000(8192, false).unwrap_err();
         assert!(e.to_string().contains("ends at 5000 bytes"), "{e}");
     }
 
     #[test]
     fn cancel_stops_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let src_path = dir.path().join("src");
-        std::fs::write(&src_path, pattern(5000)).unwrap();
-        let dest = rw(&dir.path().join("dest"));
-        let e = copy_and_hash(
-            &File::open(&src_path).unwrap(),
-            &dest,
-            5000,
-            &AtomicBool::new(true),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let e = copy_5000(5000, true).unwrap_err();
         assert!(matches!(e, CopyError::Cancelled), "{e}");
+        assert_eq!(
+            copy_5000(5000, false).unwrap(),
+            hex::encode(Sha256::digest(pattern(5000)))
+        );
     }
 }
