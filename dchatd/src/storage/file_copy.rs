@@ -4,11 +4,12 @@
 //!
 //! The copy is done by the kernel (`copy_file_range`), window by window,
 //! with paced writeback ([`super::writeback`]). Where the kernel cannot
-//! copy between the two files (another filesystem type, a filesystem
-//! without support) it falls back to reads and writes. The hashing thread
-//! follows the copy a window behind and reads the destination back from
-//! the page cache, so the hash is of the bytes in the file; the fsync of
-//! the destination overlaps the end of the hash.
+//! copy between the two files (another filesystem, a filesystem without
+//! support, a call that copies nothing before the end) it falls back to
+//! reads and writes. The hashing thread reads the destination back from
+//! the page cache up to what the copy has finished, so the hash is of the
+//! bytes in the file; the fsync of the destination overlaps the end of
+//! the hash.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -56,18 +57,28 @@ impl Watermark {
     }
 
     /// Waits until more than `at` bytes are copied; `None` once the copy
-    /// was abandoned.
+    /// was abandoned short of that.
     fn beyond(&self, at: u64) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if state.1 {
-                return None;
-            }
             if state.0 > at {
                 return Some(state.0);
             }
+            if state.1 {
+                return None;
+            }
             state = self.moved.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// Ends the hashing thread's wait for more, however the copy ends (a
+/// panic in it included): what was copied is hashed, then it stops.
+struct AbandonOnDrop<'a>(&'a Watermark);
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.abandon();
     }
 }
 
@@ -84,13 +95,12 @@ pub fn copy_and_hash(
     let mark = Watermark::default();
     std::thread::scope(|scope| {
         let hasher = scope.spawn(|| hash_following(dest, bytes, &mark, cancel));
+        let ended = AbandonOnDrop(&mark);
         let copied = copy(src, dest, bytes, cancel, &mut |done| {
             mark.advance(done);
             progress(done);
         });
-        if copied.is_err() {
-            mark.abandon();
-        }
+        drop(ended);
         let synced = copied.and_then(|()| dest.sync_all().map_err(CopyError::Write));
         let hashed = hasher
             .join()
@@ -117,6 +127,30 @@ pub fn sync_and_hash(dest: &File, bytes: u64, cancel: &AtomicBool) -> Result<Str
 }
 
 fn copy(src: &File, dest: &File, bytes: u64, cancel: &AtomicBool, done: &mut dyn FnMut(u64)) -> Result<(), CopyError> {
+    copy_with(&copy_in_kernel, src, dest, bytes, cancel, done).map(|_| ())
+}
+
+/// How a copy was made.
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    InKernel,
+    /// By hand from this offset on.
+    ByHandFrom(u64),
+}
+
+/// One kernel copy: `(src, dest, at, len)` to the bytes copied.
+type KernelCopy<'a> = dyn Fn(&File, &File, u64, u64) -> Result<u64, Errno> + 'a;
+
+/// [`copy`], with `kernel` for `copy_file_range` (tests make it fail).
+fn copy_with(
+    kernel: &KernelCopy<'_>,
+    src: &File,
+    dest: &File,
+    bytes: u64,
+    cancel: &AtomicBool,
+    done: &mut dyn FnMut(u64),
+) -> Result<Copied, CopyError> {
+    let mut copied = Copied::InKernel;
     let mut writeback = Writeback::default();
     let mut at = 0u64;
     let mut in_kernel = true;
@@ -127,11 +161,13 @@ fn copy(src: &File, dest: &File, bytes: u64, cancel: &AtomicBool, done: &mut dyn
         }
         let want = (bytes - at).min(WINDOW);
         let n = if in_kernel {
-            match copy_in_kernel(src, dest, at, want) {
-                Ok(n) => n,
-                // Nothing copied yet by this call: the same range by hand.
-                Err(Errno::EXDEV | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS) => {
+            match kernel(src, dest, at, want) {
+                Ok(n) if n > 0 => n,
+                // Nothing copied by this call (it copies nothing on some
+                // filesystems, not only at the end): the same range by hand.
+                Ok(_) | Err(Errno::EXDEV | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS) => {
                     in_kernel = false;
+                    copied = Copied::ByHandFrom(at);
                     continue;
                 }
                 Err(e) => return Err(CopyError::Write(std::io::Error::from(e))),
@@ -150,7 +186,7 @@ fn copy(src: &File, dest: &File, bytes: u64, cancel: &AtomicBool, done: &mut dyn
         at += n;
         done(at);
     }
-    Ok(())
+    Ok(copied)
 }
 
 /// One `copy_file_range` call from `at` in both files; the bytes copied.
@@ -266,6 +302,94 @@ mod tests {
         }
         assert_eq!(copy_by_hand(&src, &dest, at, WINDOW, &mut buf).unwrap(), 0);
         assert_eq!(std::fs::read(dir.path().join("dest")).unwrap(), data);
+    }
+
+    #[test]
+    fn falls_back_to_reads_and_writes_across_filesystems() {
+        // The source on the disk, the destination in memory (tmpfs): no
+        // copy_file_range between two filesystems since Linux 5.19.
+        let dir = tempfile::tempdir().unwrap();
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let data = pattern(2 * WINDOW as usize + 4321);
+        std::fs::write(dir.path().join("src"), &data).unwrap();
+        let src = File::open(dir.path().join("src")).unwrap();
+        let dest = rw(&shm.path().join("dest"));
+        let kernel = copy_in_kernel(&src, &dest, 0, 1);
+        let copied = copy_with(
+            &copy_in_kernel,
+            &src,
+            &dest,
+            data.len() as u64,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(shm.path().join("dest")).unwrap(), data);
+        let same_fs = nix::sys::stat::fstat(&src).unwrap().st_dev == nix::sys::stat::fstat(&dest).unwrap().st_dev;
+        assert!(!same_fs, "the test needs two filesystems");
+        assert_eq!(kernel, Err(Errno::EXDEV), "Linux before 5.19?");
+        assert_eq!(copied, Copied::ByHandFrom(0));
+    }
+
+    #[test]
+    fn a_kernel_copy_that_stops_short_goes_on_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 * WINDOW as usize + 77);
+        std::fs::write(dir.path().join("src"), &data).unwrap();
+        let src = File::open(dir.path().join("src")).unwrap();
+        // The kernel copies one window, then fails or copies nothing.
+        for refusal in [Err(Errno::EXDEV), Err(Errno::EOPNOTSUPP), Ok(0)] {
+            let dest = rw(&dir.path().join("dest"));
+            let kernel = |s: &File, d: &File, at: u64, len: u64| {
+                if at == 0 {
+                    copy_in_kernel(s, d, at, len)
+                } else {
+                    refusal
+                }
+            };
+            let mut seen = Vec::new();
+            let copied = copy_with(
+                &kernel,
+                &src,
+                &dest,
+                data.len() as u64,
+                &AtomicBool::new(false),
+                &mut |d| seen.push(d),
+            )
+            .unwrap();
+            assert_eq!(copied, Copied::ByHandFrom(WINDOW), "{refusal:?}");
+            assert_eq!(std::fs::read(dir.path().join("dest")).unwrap(), data, "{refusal:?}");
+            assert_eq!(seen.last().copied(), Some(data.len() as u64));
+        }
+        // Any other error is the copy's.
+        let dest = rw(&dir.path().join("dest"));
+        let e = copy_with(
+            &|_: &File, _: &File, _, _| Err(Errno::EIO),
+            &src,
+            &dest,
+            10,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, CopyError::Write(_)), "{e}");
+    }
+
+    #[test]
+    fn a_panic_in_the_copy_ends_the_hashing_thread_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 * WINDOW as usize);
+        std::fs::write(dir.path().join("src"), &data).unwrap();
+        let src = File::open(dir.path().join("src")).unwrap();
+        let dest = rw(&dir.path().join("dest"));
+        // Without the drop guard the scope would wait for the hashing
+        // thread forever, and this test with it.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            copy_and_hash(&src, &dest, data.len() as u64, &AtomicBool::new(false), &mut |done| {
+                assert!(done < WINDOW, "progress report panics");
+            })
+        }));
+        assert!(caught.is_err());
     }
 
     /// Copies `bytes` of a 5000-byte file, cancelled from the start or not.
