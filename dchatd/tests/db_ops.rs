@@ -174,6 +174,24 @@ fn bad_restores_are_refused_and_the_live_database_keeps_serving() {
 }
 
 #[test]
+fn backup_over_the_live_database_is_refused_even_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let d = dev(&state);
+    ok(d.socket_path(), &["account", "create", "alice"]);
+    let live = db_path(&state);
+    let line = fails(d.socket_path(), &["db", "backup", live.to_str().unwrap(), "--force"]);
+    assert!(line.contains("is the node's live database"), "{line}");
+    assert_eq!(integrity(&live), "ok");
+    assert_eq!(local_accounts(d.socket_path()), ["alice"]);
+    assert!(
+        listing(&state).iter().all(|n| !n.contains(".tmp")),
+        "{:?}",
+        listing(&state)
+    );
+}
+
+#[test]
 fn backup_to_a_missing_directory_fails_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let d = dev(&tmp.path().join("state"));

@@ -155,7 +155,10 @@ pub struct BackupSummary {
     pub chain_id: Option<String>,
     /// Hex hash of that chain's genesis block.
     pub genesis_hash: Option<String>,
-    /// Time spent in SQLite's backup API.
+    /// Time spent copying the pinned snapshot: by SQLite's backup API
+    /// into the daemon's scratch file or the client's file, or, when the
+    /// database file alone is the snapshot, as a file copy into the
+    /// client's file (whose hash and fsync overlap it and are included).
     pub snapshot_ms: u64,
     /// Snapshot plus transfer or write (and fsync), as the daemon saw it.
     pub duration_ms: u64,

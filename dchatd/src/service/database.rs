@@ -41,7 +41,11 @@ fn pin_file_alone(db: &SharedDb, path: &Path) -> Result<SnapshotSource, StorageE
         // The bulk of the WAL goes into the file while the node writes on.
         opener.checkpoint()?;
         let held = db.lock();
-        match opener.pin_file_alone()? {
+        let Some(live) = held.as_ref().and_then(|d| d.file()) else {
+            // Shutting down: whatever is pinned now is read through SQLite.
+            break;
+        };
+        match opener.pin_file_alone(live)? {
             Ok(source) => return Ok(source),
             Err(back) => opener = back,
         }
@@ -50,7 +54,9 @@ fn pin_file_alone(db: &SharedDb, path: &Path) -> Result<SnapshotSource, StorageE
             attempt,
             "the WAL is not all in the database file yet: readers on older snapshots"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        if attempt < FILE_ALONE_ATTEMPTS {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     tracing::warn!(
         "readers on older snapshots keep the WAL out of the database file; \

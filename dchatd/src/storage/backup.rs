@@ -13,9 +13,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
@@ -39,6 +41,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 /// The size of the live database as the snapshot will see it.
 pub struct SnapshotSource {
+    /// Declared first: dropped before `live` (see [`SnapshotOpener`]).
     conn: Connection,
     path: PathBuf,
     pub page_size: u64,
@@ -47,8 +50,11 @@ pub struct SnapshotSource {
     pub database_id: String,
     pub chain_id: Option<String>,
     pub genesis_hash: Option<String>,
-    /// Set when the database file alone is the snapshot.
-    pub file_alone: Option<FileAlone>,
+    /// The daemon's descriptor on the database file, when one was lent.
+    live: Option<Arc<File>>,
+    /// How the database file looked when the snapshot was pinned, when the
+    /// file alone is the snapshot.
+    alone: Option<FileStamp>,
 }
 
 /// A finished snapshot in a temporary file, removed when dropped.
@@ -174,17 +180,17 @@ pub fn available_bytes(dir: &Path) -> Result<u64, std::io::Error> {
 
 /// A connection of its own on the live database, before the snapshot is
 /// pinned.
+///
+/// It and the [`SnapshotSource`] it becomes keep the daemon's descriptor
+/// on the database file, once lent ([`SnapshotOpener::pin_file_alone`]),
+/// until after their connection is closed: closing a descriptor on the
+/// file drops the process's POSIX locks on it, SQLite's included (see the
+/// `file` field of [`super::Database`]). `conn` is declared before `live`
+/// so that it is dropped first, and nothing moves either out alone.
 pub struct SnapshotOpener {
     conn: Connection,
     path: PathBuf,
-}
-
-/// The database file, when it alone is the snapshot (see
-/// [`SnapshotOpener::pin_file_alone`]), and how it looked when pinned.
-#[derive(Debug)]
-pub struct FileAlone {
-    pub file: File,
-    stamp: FileStamp,
+    live: Option<Arc<File>>,
 }
 
 /// What changes when anything writes to a file.
@@ -197,21 +203,12 @@ struct FileStamp {
 
 impl FileStamp {
     fn of(file: &File) -> std::io::Result<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
         let m = file.metadata()?;
         Ok(FileStamp {
             len: m.len(),
             modified: (m.mtime(), m.mtime_nsec()),
             changed: (m.ctime(), m.ctime_nsec()),
         })
-    }
-}
-
-impl FileAlone {
-    /// Whether the file is as it was when the snapshot was pinned: nothing
-    /// wrote to it since (SQLite's WAL guarantees it; this checks it).
-    pub fn unchanged(&self) -> bool {
-        FileStamp::of(&self.file).is_ok_and(|now| now == self.stamp)
     }
 }
 
@@ -232,6 +229,7 @@ pub fn open_source(db_path: &Path) -> Result<SnapshotOpener, StorageError> {
     Ok(SnapshotOpener {
         conn,
         path: db_path.to_owned(),
+        live: None,
     })
 }
 
@@ -253,7 +251,9 @@ impl SnapshotOpener {
     }
 
     /// Pins a snapshot that is the database file alone, if the WAL is all
-    /// in the file; gives the opener back otherwise.
+    /// in the file; gives the opener back otherwise. `live` is the
+    /// daemon's own descriptor on the database file ([`super::Database`]):
+    /// the copy reads it, and no descriptor is opened (and closed) here.
     ///
     /// Call it while no transaction can commit (the daemon holds its
     /// connection's lock). Then a reader that begins on a WAL whose every
@@ -261,21 +261,28 @@ impl SnapshotOpener {
     /// 0), and while it does, no checkpoint may write into the file: the
     /// commits that follow go to the WAL only, and the file stays exactly
     /// this snapshot until the read transaction ends. Copying the file is
-    /// then a consistent backup; [`FileAlone::unchanged`] checks after the
-    /// copy that nothing wrote to it.
-    pub fn pin_file_alone(self) -> Result<Result<SnapshotSource, SnapshotOpener>, StorageError> {
+    /// then a consistent backup. [`SnapshotSource::file_unchanged`] checks
+    /// after the copy that nothing wrote to it as far as the file's size
+    /// and time stamps tell, which catches a broken promise of SQLite's
+    /// most of the time but not always (a write of the same size within
+    /// the filesystem's time stamp granularity goes unseen).
+    pub fn pin_file_alone(mut self, live: &Arc<File>) -> Result<Result<SnapshotSource, SnapshotOpener>, StorageError> {
+        self.live = Some(Arc::clone(live));
+        let file_err = |source| StorageError::File {
+            path: self.path.clone(),
+            source,
+        };
+        let lent = live.metadata().map_err(file_err)?;
+        let named = std::fs::metadata(&self.path).map_err(file_err)?;
+        if (lent.dev(), lent.ino()) != (named.dev(), named.ino()) {
+            tracing::warn!(path = %self.path.display(), "the descriptor lent for the backup is not the database file's");
+            return Ok(Err(self));
+        }
         if !self.checkpoint()? {
             return Ok(Err(self));
         }
-        let file = File::open(&self.path).map_err(|source| StorageError::File {
-            path: self.path.clone(),
-            source,
-        })?;
-        let stamp = FileStamp::of(&file).map_err(|source| StorageError::File {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.pin(Some(FileAlone { file, stamp })).map(Ok)
+        let stamp = FileStamp::of(live).map_err(file_err)?;
+        self.pin(Some(stamp)).map(Ok)
     }
 
     /// Pins a snapshot that reads the WAL as well as the file; SQLite's
@@ -285,12 +292,14 @@ impl SnapshotOpener {
     }
 
     /// Begins the read transaction; its first read pins the snapshot.
-    fn pin(self, file_alone: Option<FileAlone>) -> Result<SnapshotSource, StorageError> {
-        let SnapshotOpener { conn, path } = self;
+    fn pin(self, alone: Option<FileStamp>) -> Result<SnapshotSource, StorageError> {
+        // Nothing is moved out of `self` before the last `?`: on an error
+        // it is dropped whole, its connection first.
+        let conn = &self.conn;
         conn.execute_batch("BEGIN DEFERRED")?;
         // The first read starts the transaction; everything below, and
         // every backup step, sees the database as of this moment.
-        let schema_version = migrations::current_version(&conn)?;
+        let schema_version = migrations::current_version(conn)?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
         let meta = |key: &str| -> Result<Option<String>, StorageError> {
@@ -302,21 +311,28 @@ impl SnapshotOpener {
         let database_id = meta(META_DATABASE_ID)?.unwrap_or_default();
         let chain_id = meta(META_CHAIN_ID)?;
         let genesis_hash = meta(META_GENESIS_HASH)?;
+        let SnapshotOpener { conn, path, live } = self;
         Ok(SnapshotSource {
+            conn,
+            path,
             page_size: u64::try_from(page_size).unwrap_or(0),
             pages: u64::try_from(pages).unwrap_or(0),
             schema_version,
             database_id,
             chain_id,
             genesis_hash,
-            file_alone,
-            conn,
-            path,
+            live,
+            alone,
         })
     }
 }
 
 impl SnapshotSource {
+    /// The live database's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn bytes(&self) -> u64 {
         self.page_size.saturating_mul(self.pages)
     }
@@ -382,15 +398,28 @@ impl SnapshotSource {
         Ok(self.finished(file, bytes, started))
     }
 
+    /// The database file, when it alone is the snapshot: copying it as it
+    /// is makes the backup.
+    pub fn file_alone(&self) -> Option<&File> {
+        self.alone.as_ref().and(self.live.as_deref())
+    }
+
+    /// Whether the database file looks as it did when the snapshot was
+    /// pinned (best effort: see [`SnapshotOpener::pin_file_alone`]); false
+    /// unless the file alone is the snapshot.
+    pub fn file_unchanged(&self) -> bool {
+        match (&self.alone, self.live.as_deref()) {
+            (Some(pinned), Some(file)) => FileStamp::of(file).is_ok_and(|now| now == *pinned),
+            _ => false,
+        }
+    }
+
     /// Ends the read transaction and pins a new snapshot that reads the
     /// WAL as well as the file.
     pub fn repin_with_wal(self) -> Result<SnapshotSource, StorageError> {
         self.conn.execute_batch("COMMIT")?;
-        SnapshotOpener {
-            conn: self.conn,
-            path: self.path,
-        }
-        .pin_with_wal()
+        let SnapshotSource { conn, path, live, .. } = self;
+        SnapshotOpener { conn, path, live }.pin_with_wal()
     }
 
     /// Ends the read transaction after the database file alone was copied
@@ -401,15 +430,29 @@ impl SnapshotSource {
     }
 
     fn finished(self, file: TempFile, bytes: u64, started: Instant) -> Snapshot {
+        let SnapshotSource {
+            conn,
+            live,
+            page_size,
+            pages,
+            schema_version,
+            database_id,
+            chain_id,
+            genesis_hash,
+            ..
+        } = self;
+        // In this order (see [`SnapshotOpener`]).
+        drop(conn);
+        drop(live);
         Snapshot {
             file,
             bytes,
-            page_size: self.page_size,
-            pages: self.pages,
-            schema_version: self.schema_version,
-            database_id: self.database_id,
-            chain_id: self.chain_id,
-            genesis_hash: self.genesis_hash,
+            page_size,
+            pages,
+            schema_version,
+            database_id,
+            chain_id,
+            genesis_hash,
             elapsed: started.elapsed(),
         }
     }

@@ -108,6 +108,28 @@ pub fn check_destination(dest: &File) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Refuses the database's own file, or its WAL or shared-memory file, as
+/// the destination: emptying it would destroy what the backup is of.
+fn refuse_the_database_itself(dest: &File, db: &std::path::Path) -> Result<(), WriteError> {
+    use std::os::unix::fs::MetadataExt;
+    let dest = dest
+        .metadata()
+        .map_err(|e| WriteError::Unusable(format!("cannot stat it: {e}")))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(live) = std::fs::metadata(&name) {
+            if (live.dev(), live.ino()) == (dest.dev(), dest.ino()) {
+                return Err(WriteError::Unusable(format!(
+                    "it is the live database's own file {}",
+                    std::path::Path::new(&name).display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the backup of `source` straight into `dest`, fsyncs it and hashes
 /// it. `progress(done, total)` in bytes; stops early once `cancel` is set.
 /// `scratch` is the snapshot's unused scratch file (removed with it).
@@ -119,13 +141,14 @@ pub fn backup_into(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Written, WriteError> {
     check_destination(dest)?;
+    refuse_the_database_itself(dest, source.path())?;
     // Whatever the file held before goes: it ends up exactly the snapshot.
     dest.set_len(0).map_err(WriteError::Write)?;
     let started = Instant::now();
-    if let Some(alone) = source.file_alone.take() {
+    if let Some(database_file) = source.file_alone() {
         let bytes = source.bytes();
-        let sha256 = file_copy::copy_and_hash(&alone.file, dest, bytes, cancel, &mut |done| progress(done, bytes))?;
-        if alone.unchanged() {
+        let sha256 = file_copy::copy_and_hash(database_file, dest, bytes, cancel, &mut |done| progress(done, bytes))?;
+        if source.file_unchanged() {
             let snapshot = source.file_alone_copied(scratch, bytes, started)?;
             drop_cached(dest);
             return Ok(Written {
@@ -212,8 +235,10 @@ mod tests {
         file_alone: bool,
         mut each: impl FnMut(u64),
     ) -> Result<(Written, Vec<(u64, u64)>), WriteError> {
+        // The daemon's connection, which lends its descriptor on the file.
+        let live = Database::open(db, &StorageOptions::default()).unwrap();
         let source = if file_alone {
-            match open_source(db).unwrap().pin_file_alone().unwrap() {
+            match open_source(db).unwrap().pin_file_alone(live.file().unwrap()).unwrap() {
                 Ok(source) => source,
                 Err(_) => panic!("the WAL is not all in the database file"),
             }
@@ -348,11 +373,139 @@ mod tests {
         let _: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         db.conn().execute("INSERT INTO t VALUES (2)", []).unwrap();
         // The reader needs the file as it was: the new frame stays in the WAL.
-        let opener = match open_source(&path).unwrap().pin_file_alone().unwrap() {
+        let live = db.file().unwrap();
+        let opener = match open_source(&path).unwrap().pin_file_alone(live).unwrap() {
             Ok(_) => panic!("pinned a file that still misses a committed write"),
             Err(opener) => opener,
         };
         reader.execute_batch("COMMIT").unwrap();
-        assert!(opener.pin_file_alone().unwrap().is_ok());
+        assert!(opener.pin_file_alone(live).unwrap().is_ok());
+    }
+
+    /// Whether this process holds a POSIX lock anywhere in `file` (an
+    /// open-file-description lock query conflicts with the process's own
+    /// record locks, and takes none).
+    fn process_locks(file: &File) -> bool {
+        let mut probe = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).unwrap();
+        probe.l_type != libc::F_UNLCK as libc::c_short
+    }
+
+    #[test]
+    fn the_daemons_locks_on_the_database_outlive_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 3000);
+        let live = Database::open(&path, &StorageOptions::default()).unwrap();
+        let file = live.file().unwrap();
+        assert!(process_locks(file), "SQLite keeps a lock on a database in WAL mode");
+        for _ in 0..2 {
+            let source = match open_source(&path).unwrap().pin_file_alone(file).unwrap() {
+                Ok(source) => source,
+                Err(_) => panic!("the WAL is not all in the database file"),
+            };
+            let (scratch, _) = TempFile::create(&path, "backup").unwrap();
+            let dest = open_rw(&dir.path().join("out.db"));
+            let written = backup_into(source, scratch, &dest, &AtomicBool::new(false), |_, _| {}).unwrap();
+            assert!(written.file_alone);
+            // A descriptor on the file closed by the backup would have
+            // dropped them: another process could then take the database
+            // from under the daemon (checkpoint and delete its WAL).
+            assert!(process_locks(file), "the backup dropped SQLite's locks");
+        }
+        live.conn()
+            .execute("INSERT INTO filler (data) VALUES (x'00')", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn checkpoints_leave_a_file_pinned_alone_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 200);
+        let live = Database::open(&path, &StorageOptions::default()).unwrap();
+        let source = match open_source(&path)
+            .unwrap()
+            .pin_file_alone(live.file().unwrap())
+            .unwrap()
+        {
+            Ok(source) => source,
+            Err(_) => panic!("the WAL is not all in the database file"),
+        };
+        let pinned = std::fs::read(&path).unwrap();
+        // Another connection commits more than an automatic checkpoint's
+        // worth of pages (1000) and asks for checkpoints of every kind it
+        // can get without waiting; the daemon's connection writes too.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let tx = other.unchecked_transaction().unwrap();
+        for _ in 0..1500 {
+            tx.execute("INSERT INTO filler (data) VALUES (zeroblob(3072))", [])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        live.conn()
+            .execute("INSERT INTO filler (data) VALUES (x'01')", [])
+            .unwrap();
+        for mode in ["PASSIVE", "FULL", "RESTART", "TRUNCATE"] {
+            let _ = other.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(0));
+            assert!(source.file_unchanged(), "after a {mode} checkpoint");
+        }
+        assert!(
+            std::fs::read(&path).unwrap() == pinned,
+            "the database file changed under the snapshot"
+        );
+        // Once the snapshot ends, the next checkpoint writes the file.
+        drop(source);
+        let (busy, log, done): (i64, i64, i64) = other
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((busy, log), (0, done));
+        assert!(std::fs::read(&path).unwrap() != pinned);
+    }
+
+    #[test]
+    fn only_the_databases_own_descriptor_is_taken_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 10);
+        let _live = Database::open(&path, &StorageOptions::default()).unwrap();
+        std::fs::write(dir.path().join("other"), b"x").unwrap();
+        let other = std::sync::Arc::new(File::open(dir.path().join("other")).unwrap());
+        assert!(open_source(&path).unwrap().pin_file_alone(&other).unwrap().is_err());
+    }
+
+    #[test]
+    fn the_live_database_is_refused_as_its_own_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 100);
+        let live = Database::open(&path, &StorageOptions::default()).unwrap();
+        live.conn()
+            .execute("INSERT INTO filler (data) VALUES (x'02')", [])
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let target = format!("{}{suffix}", path.display());
+            let before = std::fs::read(&target).unwrap();
+            let dest = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&target)
+                .unwrap();
+            let e = backup(&path, &dest, &AtomicBool::new(false)).unwrap_err();
+            assert!(e.to_string().contains("live database's own file"), "{e}");
+            assert_eq!(std::fs::read(&target).unwrap(), before, "{target} was touched");
+            // Kept open until the end: closing it would drop SQLite's locks.
+            std::mem::forget(dest);
+        }
+        let rows: i64 = live
+            .conn()
+            .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 101);
     }
 }

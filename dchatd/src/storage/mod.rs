@@ -21,10 +21,11 @@ mod outbox;
 pub mod restore;
 mod writeback;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -79,6 +80,15 @@ pub struct StorageOptions {
 pub struct Database {
     conn: Connection,
     path: PathBuf,
+    /// A descriptor of the daemon's own on the database file, lent to
+    /// backups that copy the file as it is. Never closed while SQLite has
+    /// the file open: closing any descriptor on a file drops every POSIX
+    /// lock the process holds on it, SQLite's included (SQLite's "How To
+    /// Corrupt An SQLite Database File", 2.2). It is therefore opened once,
+    /// dropped only after the connection is closed (see [`Database::close`];
+    /// fields drop in declaration order), and every borrower keeps its
+    /// clone until its own connection on the file is closed.
+    file: Option<Arc<File>>,
 }
 
 impl Database {
@@ -122,9 +132,15 @@ impl Database {
         }
         set_connection_pragmas(&conn, opts).map_err(open_err)?;
         migrations::migrate(&conn)?;
+        // Opened last: nothing below can fail and drop it before `conn`.
+        let file = File::open(path).map_err(|source| StorageError::File {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Database {
             conn,
             path: path.to_owned(),
+            file: Some(Arc::new(file)),
         })
     }
 
@@ -137,6 +153,7 @@ impl Database {
         Ok(Database {
             conn,
             path: PathBuf::from(":memory:"),
+            file: None,
         })
     }
 
@@ -154,25 +171,39 @@ impl Database {
         &self.conn
     }
 
+    /// The daemon's descriptor on the database file (none in memory).
+    /// Whoever clones it must drop the clone only after closing every
+    /// connection of its own on the file (see the field's comment).
+    pub(crate) fn file(&self) -> Option<&Arc<File>> {
+        self.file.as_ref()
+    }
+
     /// Folds the WAL back into the main file and truncates it, so the file
     /// alone is a complete copy, then closes the connection.
     pub fn close(self) -> Result<(), StorageError> {
-        let Database { conn, path } = self;
-        // Returns (busy, wal pages, checkpointed pages); busy=1 only means a
-        // reader held on. Nothing is lost then: the WAL stays and is replayed
-        // on the next open.
-        let busy: i64 = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-            .map_err(|source| StorageError::Close {
-                path: path.clone(),
-                source,
-            })?;
-        if busy != 0 {
-            tracing::warn!(path = %path.display(), "database checkpoint incomplete: another connection is reading");
-        }
-        conn.close()
-            .map_err(|(_conn, source)| StorageError::Close { path, source })
+        let Database { conn, path, file } = self;
+        let closed = checkpoint_and_close(conn, path);
+        // Only now that SQLite has let go of the file (see the field).
+        drop(file);
+        closed
     }
+}
+
+fn checkpoint_and_close(conn: Connection, path: PathBuf) -> Result<(), StorageError> {
+    // Returns (busy, wal pages, checkpointed pages); busy=1 only means a
+    // reader held on. Nothing is lost then: the WAL stays and is replayed
+    // on the next open.
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .map_err(|source| StorageError::Close {
+            path: path.clone(),
+            source,
+        })?;
+    if busy != 0 {
+        tracing::warn!(path = %path.display(), "database checkpoint incomplete: another connection is reading");
+    }
+    conn.close()
+        .map_err(|(_conn, source)| StorageError::Close { path, source })
 }
 
 /// Creates a missing database file with mode 0600 before SQLite sees it:

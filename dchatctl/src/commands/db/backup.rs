@@ -1,8 +1,9 @@
 //! `db backup FILE`: we create a temporary file beside FILE (mode 0600,
 //! with the caller's permissions) and hand its descriptor to the daemon,
-//! which takes a snapshot with SQLite's online backup API, writes it into
-//! the file and fsyncs it; we check the size and only then rename the file
-//! to FILE.
+//! which pins a consistent snapshot, writes it into the file (as a copy
+//! of the checkpointed database file when that alone is the snapshot,
+//! through SQLite's online backup API otherwise; ADR 0006) and fsyncs it;
+//! we check the size and only then rename the file to FILE.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -112,6 +113,35 @@ impl Temp {
     }
 }
 
+/// Refuses a FILE that is the node's own database (or its `-wal` or
+/// `-shm`), named by mistake with `--force`: the rename would pull the
+/// file from under the daemon. Another name for the same file (a hard
+/// link) is refused too; a symbolic link is not, since the rename
+/// replaces the link and not what it points to.
+async fn refuse_the_live_database(socket: &Path, target: &Path) -> Result<(), CtlError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(named) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let status: api::Status = crate::commands::call(socket, api::STATUS, &api::Empty {}).await?;
+    let db = Path::new(&status.state_dir).join("dchat.sqlite3");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut live = db.as_os_str().to_owned();
+        live.push(suffix);
+        // The state directory may be closed to the caller: then so is
+        // the rename into it.
+        if let Ok(live) = std::fs::metadata(&live) {
+            if (live.dev(), live.ino()) == (named.dev(), named.ino()) {
+                return Err(CtlError::Failed(format!(
+                    "{} is the node's live database; back up to another name",
+                    target.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn exists(target: &Path) -> CtlError {
     CtlError::Failed(format!("{} exists; pass --force to replace it", target.display()))
 }
@@ -133,6 +163,7 @@ pub async fn run(socket: &Path, target: &Path, force: bool, json: bool) -> Resul
     if !force && std::fs::symlink_metadata(target).is_ok() {
         return Err(exists(target));
     }
+    refuse_the_live_database(socket, target).await?;
     let started = Instant::now();
     // Made before the daemon is asked for anything: an unwritable place
     // fails at once, with nothing to clean up on either side.
