@@ -452,6 +452,22 @@ fn backup_messages(conn: &mut dchat_testkit::RawConn) -> Result<(serde_json::Val
     }
 }
 
+/// Whether another process holds a POSIX lock anywhere in `file` (an
+/// open-file-description lock query takes none itself).
+fn locked_by_another_process(file: &std::fs::File) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use nix::libc;
+    let mut probe = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).unwrap();
+    probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
@@ -526,6 +542,27 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
             refused.contains("io.dchat.Database.BackupFailed") && refused.contains(expected),
             "{expected}: {refused}"
         );
+    }
+    // The live database's own files: refused, and kept open by the daemon,
+    // since closing a descriptor on them would drop its SQLite locks
+    // (another process could then take the database from under it).
+    let live = db_path(&tmp.path().join("state"));
+    for suffix in ["", "-shm"] {
+        let name = format!("{}{suffix}", live.display());
+        let handed = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
+        assert!(locked_by_another_process(&handed), "{name}: SQLite's lock");
+        let before = std::fs::read(&name).unwrap();
+        let mut conn = start_call(r#"{"file_descriptor":true}"#);
+        conn.send_with_fds(b"F", &[handed.as_raw_fd()]).unwrap();
+        let refused = backup_messages(&mut conn).unwrap_err();
+        assert!(refused.contains("the live database's own file"), "{refused}");
+        assert!(
+            locked_by_another_process(&handed),
+            "{name}: the daemon dropped its locks"
+        );
+        if suffix.is_empty() {
+            assert_eq!(std::fs::read(&name).unwrap(), before, "the database was not touched");
+        }
     }
     assert_eq!(
         sha256_hex(&std::fs::read(&written).unwrap()),

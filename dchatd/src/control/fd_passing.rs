@@ -24,6 +24,10 @@ pub enum FdError {
     Timeout(Duration),
     #[error("expected a file descriptor from the client: {0}")]
     Protocol(String),
+    /// Not exactly one descriptor (or a truncated message): the caller
+    /// decides what becomes of them (see `Node::keep_if_own`).
+    #[error("expected a file descriptor from the client: {} descriptors arrived, not one", .0.len())]
+    NotOne(Vec<File>),
     #[error("cannot receive the file descriptor: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -72,7 +76,7 @@ fn recv_one(socket: RawFd) -> std::io::Result<Result<File, FdError>> {
         (0, 0, _) => Err(FdError::Closed),
         (_, 1, false) => Ok(File::from(fds.remove(0))),
         (_, 0, _) => Err(FdError::Protocol("a byte arrived without one".into())),
-        _ => Err(FdError::Protocol(format!("{} descriptors arrived, not one", fds.len()))),
+        _ => Err(FdError::NotOne(fds.into_iter().map(File::from).collect())),
     })
 }
 

@@ -6,6 +6,7 @@
 //! the database lock, so requests that arrive meanwhile wait for the swap
 //! (a close, two renames and an open) and then see the restored database.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -35,17 +36,13 @@ const FILE_ALONE_ATTEMPTS: u32 = 3;
 /// was committed since the one just before. When readers on older
 /// snapshots keep the WAL from going into the file, the snapshot reads the
 /// WAL too and SQLite's backup API copies it.
-fn pin_file_alone(db: &SharedDb, path: &Path) -> Result<SnapshotSource, StorageError> {
-    let mut opener = backup::open_source(path)?;
+fn pin_file_alone(db: &SharedDb, live: Arc<File>, path: &Path) -> Result<SnapshotSource, StorageError> {
+    let mut opener = backup::open_source(path, Some(live))?;
     for attempt in 1..=FILE_ALONE_ATTEMPTS {
         // The bulk of the WAL goes into the file while the node writes on.
         opener.checkpoint()?;
         let held = db.lock();
-        let Some(live) = held.as_ref().and_then(|d| d.file()) else {
-            // Shutting down: whatever is pinned now is read through SQLite.
-            break;
-        };
-        match opener.pin_file_alone(live)? {
+        match opener.pin_file_alone()? {
             Ok(source) => return Ok(source),
             Err(back) => opener = back,
         }
@@ -63,6 +60,46 @@ fn pin_file_alone(db: &SharedDb, path: &Path) -> Result<SnapshotSource, StorageE
          SQLite's backup API copies this backup instead (slower)"
     );
     opener.pin_with_wal()
+}
+
+/// Refuses a destination that is one of the live database's own files
+/// (its WAL or shared-memory file included): emptying it would destroy
+/// what the backup is of.
+fn refuse_own_file(db: &SharedDb, dest: File) -> Result<File, DbOpError> {
+    match keep_if_own(db, dest) {
+        Ok(dest) => Ok(dest),
+        Err(name) => Err(DbOpError::BackupFailed(format!(
+            "the backup file cannot be used: it is the live database's own file {}",
+            name.display()
+        ))),
+    }
+}
+
+/// Gives `file` back unless it is a descriptor on one of the live
+/// database's own files: closing that would drop SQLite's locks, so the
+/// database keeps it open ([`crate::storage::Database::keep_open`]) and
+/// its name is returned instead. While the database is taken out
+/// (shutdown), nothing is compared and the file is given back.
+fn keep_if_own(db: &SharedDb, file: File) -> Result<File, PathBuf> {
+    let mut guard = db.lock();
+    let Some(open) = guard.as_mut() else {
+        return Ok(file);
+    };
+    match open.owns(&file) {
+        None => Ok(file),
+        Some(name) => {
+            open.keep_open(file);
+            Err(name)
+        }
+    }
+}
+
+/// The daemon's descriptor on the database file, for a connection of
+/// another's to keep until it is closed (see [`backup::open_source`]).
+fn lend_file(db: &SharedDb) -> Result<Option<Arc<File>>, ServiceError> {
+    let guard = db.lock();
+    let open = guard.as_ref().ok_or(ServiceError::ShuttingDown)?;
+    Ok(open.file().cloned())
 }
 
 /// Coordination of the database operations of one node.
@@ -110,6 +147,7 @@ pub struct BackupJob {
     _gate: OwnedRwLockReadGuard<()>,
     source: SnapshotSource,
     file: TempFile,
+    db: SharedDb,
 }
 
 impl BackupJob {
@@ -128,7 +166,9 @@ impl BackupJob {
         cancel: Arc<AtomicBool>,
         progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<(Snapshot, OwnedRwLockReadGuard<()>), DbOpError> {
-        let BackupJob { _gate, source, file } = self;
+        let BackupJob {
+            _gate, source, file, ..
+        } = self;
         let snapshot = tokio::task::spawn_blocking(move || source.copy_to(file, &cancel, progress))
             .await
             .map_err(|e| DbOpError::BackupFailed(format!("backup task failed: {e}")))?
@@ -147,7 +187,13 @@ impl BackupJob {
         cancel: Arc<AtomicBool>,
         progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<(Written, OwnedRwLockReadGuard<()>), DbOpError> {
-        let BackupJob { _gate, source, file } = self;
+        let BackupJob {
+            _gate,
+            source,
+            file,
+            db,
+        } = self;
+        let dest = refuse_own_file(&db, dest)?;
         let written =
             tokio::task::spawn_blocking(move || backup_write::backup_into(source, file, &dest, &cancel, progress))
                 .await
@@ -165,6 +211,14 @@ pub struct RestoreJob {
 }
 
 impl Node {
+    /// Closes `file`, a descriptor a client handed over, unless it is one
+    /// on the live database's own files, which the database keeps open.
+    pub fn keep_if_own(&self, file: File) {
+        if let Err(name) = keep_if_own(&self.db, file) {
+            tracing::warn!(file = %name.display(), "a client handed over the live database's own file");
+        }
+    }
+
     pub(crate) fn db_ops(&self) -> &DbOps {
         &self.db_ops
     }
@@ -210,9 +264,15 @@ impl Node {
             .try_read_owned()
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
-        let r = tokio::task::spawn_blocking(move || check::check(&path))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("check task failed: {e}")))??;
+        let live = lend_file(&self.db)?;
+        let r = tokio::task::spawn_blocking(move || {
+            let report = check::check(&path);
+            // Only after the check's connection is closed.
+            drop(live);
+            report
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("check task failed: {e}")))??;
         let ok = r.integrity_problems.is_empty() && r.foreign_key_violations.is_empty();
         Ok(api::CheckReply {
             ok,
@@ -257,13 +317,17 @@ impl Node {
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
         let db = self.db.clone();
+        let live = lend_file(&db)?;
         let (source, file) = tokio::task::spawn_blocking(move || -> Result<_, DbOpError> {
-            let source = if into_descriptor {
-                pin_file_alone(&db, &path)?
-            } else {
-                let source = backup::begin_snapshot(&path)?;
-                ensure_space(&path, source.bytes())?;
-                source
+            let source = match (into_descriptor, live) {
+                (true, Some(live)) => pin_file_alone(&db, live, &path)?,
+                (_, live) => {
+                    let source = backup::begin_snapshot(&path, live)?;
+                    if !into_descriptor {
+                        ensure_space(&path, source.bytes())?;
+                    }
+                    source
+                }
             };
             let (file, _) = TempFile::create(&path, "backup").map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
             Ok((source, file))
@@ -274,6 +338,7 @@ impl Node {
             _gate: gate,
             source,
             file,
+            db: self.db.clone(),
         })
     }
 

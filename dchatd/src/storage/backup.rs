@@ -182,8 +182,8 @@ pub fn available_bytes(dir: &Path) -> Result<u64, std::io::Error> {
 /// pinned.
 ///
 /// It and the [`SnapshotSource`] it becomes keep the daemon's descriptor
-/// on the database file, once lent ([`SnapshotOpener::pin_file_alone`]),
-/// until after their connection is closed: closing a descriptor on the
+/// on the database file, lent before the connection is opened
+/// ([`open_source`]), until after their connection is closed: closing a descriptor on the
 /// file drops the process's POSIX locks on it, SQLite's included (see the
 /// `file` field of [`super::Database`]). `conn` is declared before `live`
 /// so that it is dropped first, and nothing moves either out alone.
@@ -213,8 +213,12 @@ impl FileStamp {
 }
 
 /// Opens a connection of its own on the live database. It only reads,
-/// but it is opened read-write so that it can checkpoint the WAL.
-pub fn open_source(db_path: &Path) -> Result<SnapshotOpener, StorageError> {
+/// but it is opened read-write so that it can checkpoint the WAL. `live`
+/// is the daemon's own descriptor on the database file
+/// ([`super::Database`]), kept until after this connection is closed, so
+/// that the daemon closing its database meanwhile cannot drop this
+/// connection's locks; a snapshot of the file alone copies it.
+pub fn open_source(db_path: &Path, live: Option<Arc<File>>) -> Result<SnapshotOpener, StorageError> {
     let open_err = |source| StorageError::Open {
         path: db_path.to_owned(),
         source,
@@ -229,14 +233,14 @@ pub fn open_source(db_path: &Path) -> Result<SnapshotOpener, StorageError> {
     Ok(SnapshotOpener {
         conn,
         path: db_path.to_owned(),
-        live: None,
+        live,
     })
 }
 
 /// Opens a connection on the live database and begins the read
 /// transaction that fixes what the snapshot will contain.
-pub fn begin_snapshot(db_path: &Path) -> Result<SnapshotSource, StorageError> {
-    open_source(db_path)?.pin(None)
+pub fn begin_snapshot(db_path: &Path, live: Option<Arc<File>>) -> Result<SnapshotSource, StorageError> {
+    open_source(db_path, live)?.pin(None)
 }
 
 impl SnapshotOpener {
@@ -251,9 +255,9 @@ impl SnapshotOpener {
     }
 
     /// Pins a snapshot that is the database file alone, if the WAL is all
-    /// in the file; gives the opener back otherwise. `live` is the
-    /// daemon's own descriptor on the database file ([`super::Database`]):
-    /// the copy reads it, and no descriptor is opened (and closed) here.
+    /// in the file; gives the opener back otherwise, and also when it was
+    /// opened without the daemon's descriptor on the file: the copy reads
+    /// that one, and no descriptor is opened (and closed) here.
     ///
     /// Call it while no transaction can commit (the daemon holds its
     /// connection's lock). Then a reader that begins on a WAL whose every
@@ -266,8 +270,10 @@ impl SnapshotOpener {
     /// and time stamps tell, which catches a broken promise of SQLite's
     /// most of the time but not always (a write of the same size within
     /// the filesystem's time stamp granularity goes unseen).
-    pub fn pin_file_alone(mut self, live: &Arc<File>) -> Result<Result<SnapshotSource, SnapshotOpener>, StorageError> {
-        self.live = Some(Arc::clone(live));
+    pub fn pin_file_alone(self) -> Result<Result<SnapshotSource, SnapshotOpener>, StorageError> {
+        let Some(live) = self.live.as_deref() else {
+            return Ok(Err(self));
+        };
         let file_err = |source| StorageError::File {
             path: self.path.clone(),
             source,

@@ -108,28 +108,6 @@ pub fn check_destination(dest: &File) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Refuses the database's own file, or its WAL or shared-memory file, as
-/// the destination: emptying it would destroy what the backup is of.
-fn refuse_the_database_itself(dest: &File, db: &std::path::Path) -> Result<(), WriteError> {
-    use std::os::unix::fs::MetadataExt;
-    let dest = dest
-        .metadata()
-        .map_err(|e| WriteError::Unusable(format!("cannot stat it: {e}")))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        if let Ok(live) = std::fs::metadata(&name) {
-            if (live.dev(), live.ino()) == (dest.dev(), dest.ino()) {
-                return Err(WriteError::Unusable(format!(
-                    "it is the live database's own file {}",
-                    std::path::Path::new(&name).display()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Runs the backup of `source` straight into `dest`, fsyncs it and hashes
 /// it. `progress(done, total)` in bytes; stops early once `cancel` is set.
 /// `scratch` is the snapshot's unused scratch file (removed with it).
@@ -141,7 +119,6 @@ pub fn backup_into(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Written, WriteError> {
     check_destination(dest)?;
-    refuse_the_database_itself(dest, source.path())?;
     // Whatever the file held before goes: it ends up exactly the snapshot.
     dest.set_len(0).map_err(WriteError::Write)?;
     let started = Instant::now();
@@ -194,6 +171,7 @@ mod tests {
     use crate::storage::{Database, StorageOptions};
     use sha2::{Digest, Sha256};
     use std::path::Path;
+    use std::sync::Arc;
 
     /// A migrated database with `rows` rows of 3 KiB each in a table of
     /// its own, and the path of its file.
@@ -238,12 +216,12 @@ mod tests {
         // The daemon's connection, which lends its descriptor on the file.
         let live = Database::open(db, &StorageOptions::default()).unwrap();
         let source = if file_alone {
-            match open_source(db).unwrap().pin_file_alone(live.file().unwrap()).unwrap() {
+            match open_source(db, live.file().cloned()).unwrap().pin_file_alone().unwrap() {
                 Ok(source) => source,
                 Err(_) => panic!("the WAL is not all in the database file"),
             }
         } else {
-            begin_snapshot(db).unwrap()
+            begin_snapshot(db, live.file().cloned()).unwrap()
         };
         let (scratch, _) = TempFile::create(db, "backup").unwrap();
         let mut seen = Vec::new();
@@ -373,13 +351,16 @@ mod tests {
         let _: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         db.conn().execute("INSERT INTO t VALUES (2)", []).unwrap();
         // The reader needs the file as it was: the new frame stays in the WAL.
-        let live = db.file().unwrap();
-        let opener = match open_source(&path).unwrap().pin_file_alone(live).unwrap() {
+        let opener = match open_source(&path, db.file().cloned())
+            .unwrap()
+            .pin_file_alone()
+            .unwrap()
+        {
             Ok(_) => panic!("pinned a file that still misses a committed write"),
             Err(opener) => opener,
         };
         reader.execute_batch("COMMIT").unwrap();
-        assert!(opener.pin_file_alone(live).unwrap().is_ok());
+        assert!(opener.pin_file_alone().unwrap().is_ok());
     }
 
     /// Whether this process holds a POSIX lock anywhere in `file` (an
@@ -405,7 +386,11 @@ mod tests {
         let file = live.file().unwrap();
         assert!(process_locks(file), "SQLite keeps a lock on a database in WAL mode");
         for _ in 0..2 {
-            let source = match open_source(&path).unwrap().pin_file_alone(file).unwrap() {
+            let source = match open_source(&path, Some(Arc::clone(file)))
+                .unwrap()
+                .pin_file_alone()
+                .unwrap()
+            {
                 Ok(source) => source,
                 Err(_) => panic!("the WAL is not all in the database file"),
             };
@@ -428,9 +413,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = database(dir.path(), 200);
         let live = Database::open(&path, &StorageOptions::default()).unwrap();
-        let source = match open_source(&path)
+        let source = match open_source(&path, live.file().cloned())
             .unwrap()
-            .pin_file_alone(live.file().unwrap())
+            .pin_file_alone()
             .unwrap()
         {
             Ok(source) => source,
@@ -476,36 +461,55 @@ mod tests {
         let path = database(dir.path(), 10);
         let _live = Database::open(&path, &StorageOptions::default()).unwrap();
         std::fs::write(dir.path().join("other"), b"x").unwrap();
-        let other = std::sync::Arc::new(File::open(dir.path().join("other")).unwrap());
-        assert!(open_source(&path).unwrap().pin_file_alone(&other).unwrap().is_err());
+        let other = Arc::new(File::open(dir.path().join("other")).unwrap());
+        assert!(open_source(&path, Some(other))
+            .unwrap()
+            .pin_file_alone()
+            .unwrap()
+            .is_err());
+        // And without the daemon's descriptor there is no copy of the file.
+        assert!(open_source(&path, None).unwrap().pin_file_alone().unwrap().is_err());
     }
 
     #[test]
-    fn the_live_database_is_refused_as_its_own_backup() {
+    fn a_snapshot_keeps_the_locks_after_the_daemon_closes_its_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = database(dir.path(), 100);
         let live = Database::open(&path, &StorageOptions::default()).unwrap();
+        let source = match open_source(&path, live.file().cloned())
+            .unwrap()
+            .pin_file_alone()
+            .unwrap()
+        {
+            Ok(source) => source,
+            Err(_) => panic!("the WAL is not all in the database file"),
+        };
+        // Shutdown while a backup runs: the daemon's connection closes
+        // first. The snapshot's connection is still open, and so must be
+        // the descriptor (closing it would drop that connection's locks).
+        live.close().unwrap();
+        let file = source.file_alone().unwrap();
+        assert!(process_locks(file), "closing the database dropped the snapshot's locks");
+        assert!(source.file_unchanged());
+    }
+
+    #[test]
+    fn descriptors_on_the_databases_own_files_are_recognised_and_kept_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 10);
+        let mut live = Database::open(&path, &StorageOptions::default()).unwrap();
         live.conn()
             .execute("INSERT INTO filler (data) VALUES (x'02')", [])
             .unwrap();
         for suffix in ["", "-wal", "-shm"] {
-            let target = format!("{}{suffix}", path.display());
-            let before = std::fs::read(&target).unwrap();
-            let dest = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&target)
-                .unwrap();
-            let e = backup(&path, &dest, &AtomicBool::new(false)).unwrap_err();
-            assert!(e.to_string().contains("live database's own file"), "{e}");
-            assert_eq!(std::fs::read(&target).unwrap(), before, "{target} was touched");
-            // Kept open until the end: closing it would drop SQLite's locks.
-            std::mem::forget(dest);
+            let name = format!("{}{suffix}", path.display());
+            let handed = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
+            assert_eq!(live.owns(&handed), Some(std::path::PathBuf::from(&name)));
+            live.keep_open(handed);
+            assert!(process_locks(live.file().unwrap()), "{name}: the locks were dropped");
         }
-        let rows: i64 = live
-            .conn()
-            .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(rows, 101);
+        std::fs::write(dir.path().join("other"), b"x").unwrap();
+        assert_eq!(live.owns(&File::open(dir.path().join("other")).unwrap()), None);
+        live.close().unwrap();
     }
 }

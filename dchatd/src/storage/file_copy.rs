@@ -308,7 +308,7 @@ mod tests {
     fn falls_back_to_reads_and_writes_across_filesystems() {
         // The source on the disk, the destination in memory (tmpfs): no
         // copy_file_range between two filesystems since Linux 5.19.
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         let data = pattern(2 * WINDOW as usize + 4321);
         std::fs::write(dir.path().join("src"), &data).unwrap();
@@ -383,13 +383,29 @@ mod tests {
         let src = File::open(dir.path().join("src")).unwrap();
         let dest = rw(&dir.path().join("dest"));
         // Without the drop guard the scope would wait for the hashing
-        // thread forever, and this test with it.
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            copy_and_hash(&src, &dest, data.len() as u64, &AtomicBool::new(false), &mut |done| {
-                assert!(done < WINDOW, "progress report panics");
-            })
-        }));
-        assert!(caught.is_err());
+        // thread forever: the copy runs on a thread of its own, and the
+        // test fails if it has not ended within a minute.
+        let len = data.len() as u64;
+        let (ended, end) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                copy_and_hash(&src, &dest, len, &AtomicBool::new(false), &mut |done| {
+                    assert!(done < WINDOW, "progress report panics");
+                })
+            }));
+            let _ = ended.send(caught.is_err());
+        });
+        let panicked = end.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(panicked, Ok(true), "the copy did not end");
+    }
+
+    #[test]
+    fn what_was_copied_is_hashed_before_the_abandoned_copy_ends_the_hash() {
+        let mark = Watermark::default();
+        mark.advance(4096);
+        mark.abandon();
+        assert_eq!(mark.beyond(0), Some(4096));
+        assert_eq!(mark.beyond(4096), None);
     }
 
     /// Copies `bytes` of a 5000-byte file, cancelled from the start or not.

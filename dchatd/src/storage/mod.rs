@@ -89,6 +89,10 @@ pub struct Database {
     /// fields drop in declaration order), and every borrower keeps its
     /// clone until its own connection on the file is closed.
     file: Option<Arc<File>>,
+    /// Descriptors on the database's own files that clients handed over
+    /// (a backup's destination, by mistake or malice): kept open until
+    /// after the connection is closed, for the same reason.
+    kept: Vec<File>,
 }
 
 impl Database {
@@ -141,6 +145,7 @@ impl Database {
             conn,
             path: path.to_owned(),
             file: Some(Arc::new(file)),
+            kept: Vec::new(),
         })
     }
 
@@ -154,6 +159,7 @@ impl Database {
             conn,
             path: PathBuf::from(":memory:"),
             file: None,
+            kept: Vec::new(),
         })
     }
 
@@ -178,13 +184,40 @@ impl Database {
         self.file.as_ref()
     }
 
+    /// The name of this database's own file that `file` is a descriptor
+    /// on (the database, its WAL or its shared-memory file), if any.
+    pub fn owns(&self, file: &File) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let given = file.metadata().ok()?;
+        ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            let own = std::fs::metadata(&name).ok()?;
+            ((own.dev(), own.ino()) == (given.dev(), given.ino())).then(|| PathBuf::from(name))
+        })
+    }
+
+    /// Keeps `file`, a descriptor on one of this database's own files
+    /// ([`Database::owns`]), open until after the connection is closed:
+    /// closing it now would drop SQLite's locks (see the `file` field).
+    pub fn keep_open(&mut self, file: File) {
+        self.kept.push(file);
+    }
+
     /// Folds the WAL back into the main file and truncates it, so the file
     /// alone is a complete copy, then closes the connection.
     pub fn close(self) -> Result<(), StorageError> {
-        let Database { conn, path, file } = self;
+        let Database { conn, path, file, kept } = self;
         let closed = checkpoint_and_close(conn, path);
-        // Only now that SQLite has let go of the file (see the field).
-        drop(file);
+        if closed.is_ok() {
+            // Only now that SQLite has let go of the file (see the field).
+            drop(file);
+            drop(kept);
+        } else {
+            // The connection may still be open: its locks must stay.
+            std::mem::forget(file);
+            std::mem::forget(kept);
+        }
         closed
     }
 }

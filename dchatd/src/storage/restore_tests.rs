@@ -27,7 +27,7 @@ fn live(dir: &Path) -> (PathBuf, Database) {
 
 /// A snapshot of the database at `path` in a temp file beside it.
 fn snapshot(path: &Path) -> TempFile {
-    let source = begin_snapshot(path).unwrap();
+    let source = begin_snapshot(path, None).unwrap();
     let (file, _) = TempFile::create(path, "backup").unwrap();
     let snap = source.copy_to(file, &AtomicBool::new(false), |_, _| {}).unwrap();
     snap.file
@@ -45,7 +45,7 @@ fn snapshot_is_fixed_when_it_begins_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (path, db) = live(dir.path());
     db.insert_account(&account("alice")).unwrap();
-    let source = begin_snapshot(&path).unwrap();
+    let source = begin_snapshot(&path, None).unwrap();
     // Written after the snapshot began: not in it, and no restart either.
     db.insert_account(&account("bob")).unwrap();
     let (file, _) = TempFile::create(&path, "backup").unwrap();
@@ -71,7 +71,7 @@ fn snapshot_is_fixed_when_it_begins_and_verifies() {
 fn cancelled_snapshot_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _db) = live(dir.path());
-    let source = begin_snapshot(&path).unwrap();
+    let source = begin_snapshot(&path, None).unwrap();
     let (file, _) = TempFile::create(&path, "backup").unwrap();
     let temp = file.path().to_owned();
     let err = source.copy_to(file, &AtomicBool::new(true), |_, _| {}).unwrap_err();

@@ -125,6 +125,9 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
             Err(e) => {
                 tracing::warn!(error = %e, "backup refused");
                 let failed = Reply::error(db_errors::BACKUP_FAILED, json!({ "reason": e.to_string() }));
+                if let fd_passing::FdError::NotOne(files) = e {
+                    files.into_iter().for_each(|f| node.keep_if_own(f));
+                }
                 let _ = send(writer, limits, &failed).await;
                 return Flow::Close;
             }
