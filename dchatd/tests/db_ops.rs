@@ -551,7 +551,6 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
         let name = format!("{}{suffix}", live.display());
         let handed = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
         assert!(locked_by_another_process(&handed), "{name}: SQLite's lock");
-        let before = std::fs::read(&name).unwrap();
         let mut conn = start_call(r#"{"file_descriptor":true}"#);
         conn.send_with_fds(b"F", &[handed.as_raw_fd()]).unwrap();
         let refused = backup_messages(&mut conn).unwrap_err();
@@ -560,10 +559,18 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
             locked_by_another_process(&handed),
             "{name}: the daemon dropped its locks"
         );
-        if suffix.is_empty() {
-            assert_eq!(std::fs::read(&name).unwrap(), before, "the database was not touched");
-        }
+        // Among descriptors refused for their number, too.
+        let mut conn = start_call(r#"{"file_descriptor":true}"#);
+        conn.send_with_fds(b"F", &[pipe_read.as_raw_fd(), handed.as_raw_fd()])
+            .unwrap();
+        let refused = backup_messages(&mut conn).unwrap_err();
+        assert!(refused.contains("2 descriptors"), "{refused}");
+        assert!(
+            locked_by_another_process(&handed),
+            "{name}: the daemon dropped its locks"
+        );
     }
+    assert_eq!(integrity(&live), "ok");
     assert_eq!(
         sha256_hex(&std::fs::read(&written).unwrap()),
         summary["sha256"].as_str().unwrap()

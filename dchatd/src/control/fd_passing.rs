@@ -58,7 +58,10 @@ pub async fn receive_file(reader: &mut BufReader<OwnedReadHalf>, timeout: Durati
 fn recv_one(socket: RawFd) -> std::io::Result<Result<File, FdError>> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 4]);
+    // Room for as many descriptors as one message can carry (SCM_MAX_FD):
+    // the kernel installs what fits and the rest would be neither adopted
+    // nor closed.
+    let mut space = nix::cmsg_space!([RawFd; 253]);
     let msg =
         recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
     let mut fds: Vec<OwnedFd> = Vec::new();

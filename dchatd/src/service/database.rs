@@ -96,10 +96,11 @@ fn keep_if_own(db: &SharedDb, file: File) -> Result<File, PathBuf> {
 
 /// The daemon's descriptor on the database file, for a connection of
 /// another's to keep until it is closed (see [`backup::open_source`]).
-fn lend_file(db: &SharedDb) -> Result<Option<Arc<File>>, ServiceError> {
-    let guard = db.lock();
-    let open = guard.as_ref().ok_or(ServiceError::ShuttingDown)?;
-    Ok(open.file().cloned())
+/// None while the database is taken out (shutdown, or a restore that
+/// could not reopen it): then there are no locks to keep, and a backup or
+/// check still runs on the file. Blocks on the database lock.
+fn lend_file(db: &SharedDb) -> Option<Arc<File>> {
+    db.lock().as_ref().and_then(|open| open.file().cloned())
 }
 
 /// Coordination of the database operations of one node.
@@ -193,12 +194,13 @@ impl BackupJob {
             file,
             db,
         } = self;
-        let dest = refuse_own_file(&db, dest)?;
-        let written =
-            tokio::task::spawn_blocking(move || backup_write::backup_into(source, file, &dest, &cancel, progress))
-                .await
-                .map_err(|e| DbOpError::BackupFailed(format!("backup task failed: {e}")))?
-                .map_err(|e| DbOpError::BackupFailed(e.to_string()))?;
+        let written = tokio::task::spawn_blocking(move || -> Result<_, DbOpError> {
+            let dest = refuse_own_file(&db, dest)?;
+            backup_write::backup_into(source, file, &dest, &cancel, progress)
+                .map_err(|e| DbOpError::BackupFailed(e.to_string()))
+        })
+        .await
+        .map_err(|e| DbOpError::BackupFailed(format!("backup task failed: {e}")))??;
         Ok((written, _gate))
     }
 }
@@ -211,12 +213,18 @@ pub struct RestoreJob {
 }
 
 impl Node {
-    /// Closes `file`, a descriptor a client handed over, unless it is one
-    /// on the live database's own files, which the database keeps open.
-    pub fn keep_if_own(&self, file: File) {
-        if let Err(name) = keep_if_own(&self.db, file) {
-            tracing::warn!(file = %name.display(), "a client handed over the live database's own file");
-        }
+    /// Closes `files`, descriptors a client handed over, except those on
+    /// the live database's own files, which the database keeps open.
+    pub async fn keep_if_own(&self, files: Vec<File>) {
+        let db = self.db.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for file in files {
+                if let Err(name) = keep_if_own(&db, file) {
+                    tracing::warn!(file = %name.display(), "a client handed over the live database's own file");
+                }
+            }
+        })
+        .await;
     }
 
     pub(crate) fn db_ops(&self) -> &DbOps {
@@ -264,8 +272,9 @@ impl Node {
             .try_read_owned()
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
-        let live = lend_file(&self.db)?;
+        let db = self.db.clone();
         let r = tokio::task::spawn_blocking(move || {
+            let live = lend_file(&db);
             let report = check::check(&path);
             // Only after the check's connection is closed.
             drop(live);
@@ -317,9 +326,8 @@ impl Node {
             .map_err(|_| DbOpError::Busy("restore"))?;
         let path = self.database_path();
         let db = self.db.clone();
-        let live = lend_file(&db)?;
         let (source, file) = tokio::task::spawn_blocking(move || -> Result<_, DbOpError> {
-            let source = match (into_descriptor, live) {
+            let source = match (into_descriptor, lend_file(&db)) {
                 (true, Some(live)) => pin_file_alone(&db, live, &path)?,
                 (_, live) => {
                     let source = backup::begin_snapshot(&path, live)?;

@@ -512,4 +512,23 @@ mod tests {
         assert_eq!(live.owns(&File::open(dir.path().join("other")).unwrap()), None);
         live.close().unwrap();
     }
+
+    #[test]
+    fn through_a_symbolic_link_the_files_beside_its_target_are_the_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), 10);
+        let link = dir.path().join("link.sqlite3");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let mut live = Database::open(&link, &StorageOptions::default()).unwrap();
+        live.conn()
+            .execute("INSERT INTO filler (data) VALUES (x'03')", [])
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let name = format!("{}{suffix}", path.display());
+            let handed = File::open(&name).unwrap();
+            assert!(live.owns(&handed).is_some(), "{name}");
+            live.keep_open(handed);
+        }
+        assert!(process_locks(live.file().unwrap()));
+    }
 }

@@ -90,9 +90,9 @@ pub struct Database {
     /// clone until its own connection on the file is closed.
     file: Option<Arc<File>>,
     /// Descriptors on the database's own files that clients handed over
-    /// (a backup's destination, by mistake or malice): kept open until
-    /// after the connection is closed, for the same reason.
-    kept: Vec<File>,
+    /// (a backup's destination, by mistake or malice): never closed, for
+    /// the same reason (see [`Database::keep_open`]).
+    kept: Vec<std::mem::ManuallyDrop<File>>,
 }
 
 impl Database {
@@ -185,38 +185,54 @@ impl Database {
     }
 
     /// The name of this database's own file that `file` is a descriptor
-    /// on (the database, its WAL or its shared-memory file), if any.
+    /// on (the database, its WAL or its shared-memory file), if any. The
+    /// names are SQLite's, which resolves a symbolic link to the database
+    /// and keeps the WAL and shared-memory files beside its target.
     pub fn owns(&self, file: &File) -> Option<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         let given = file.metadata().ok()?;
+        let same = |m: &std::fs::Metadata| (m.dev(), m.ino()) == (given.dev(), given.ino());
+        let main = self
+            .conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map_or(self.path.clone(), PathBuf::from);
+        if self
+            .file
+            .as_deref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| same(&m))
+        {
+            return Some(main);
+        }
         ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
-            let mut name = self.path.as_os_str().to_owned();
+            let mut name = main.as_os_str().to_owned();
             name.push(suffix);
             let own = std::fs::metadata(&name).ok()?;
-            ((own.dev(), own.ino()) == (given.dev(), given.ino())).then(|| PathBuf::from(name))
+            same(&own).then(|| PathBuf::from(name))
         })
     }
 
     /// Keeps `file`, a descriptor on one of this database's own files
-    /// ([`Database::owns`]), open until after the connection is closed:
-    /// closing it now would drop SQLite's locks (see the `file` field).
+    /// ([`Database::owns`]), open for the rest of the process: closing it
+    /// while any connection on the database is open, the daemon's or a
+    /// backup's, would drop SQLite's locks (see the `file` field). Only a
+    /// client that can open the database's files itself can hand one over.
     pub fn keep_open(&mut self, file: File) {
-        self.kept.push(file);
+        self.kept.push(std::mem::ManuallyDrop::new(file));
     }
 
     /// Folds the WAL back into the main file and truncates it, so the file
     /// alone is a complete copy, then closes the connection.
     pub fn close(self) -> Result<(), StorageError> {
-        let Database { conn, path, file, kept } = self;
+        let Database { conn, path, file, .. } = self;
         let closed = checkpoint_and_close(conn, path);
         if closed.is_ok() {
             // Only now that SQLite has let go of the file (see the field).
             drop(file);
-            drop(kept);
         } else {
             // The connection may still be open: its locks must stay.
             std::mem::forget(file);
-            std::mem::forget(kept);
         }
         closed
     }

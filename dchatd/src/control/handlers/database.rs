@@ -126,7 +126,7 @@ async fn backup(node: &Arc<Node>, conn: &mut Conn, params: Value, shutdown: &Can
                 tracing::warn!(error = %e, "backup refused");
                 let failed = Reply::error(db_errors::BACKUP_FAILED, json!({ "reason": e.to_string() }));
                 if let fd_passing::FdError::NotOne(files) = e {
-                    files.into_iter().for_each(|f| node.keep_if_own(f));
+                    node.keep_if_own(files).await;
                 }
                 let _ = send(writer, limits, &failed).await;
                 return Flow::Close;
