@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use db_common::{accounts_in_file, db_path, dev, fails, integrity, json, local_accounts, ok, Writer};
-use dchat_testkit::{ctl, ctl_as, is_root, skip_or_fail};
+use dchat_testkit::{ctl, ctl_as, is_root, record_lock_held, skip_or_fail};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -452,22 +452,6 @@ fn backup_messages(conn: &mut dchat_testkit::RawConn) -> Result<(serde_json::Val
     }
 }
 
-/// Whether another process holds a POSIX lock anywhere in `file` (an
-/// open-file-description lock query takes none itself).
-fn locked_by_another_process(file: &std::fs::File) -> bool {
-    use nix::fcntl::{fcntl, FcntlArg};
-    use nix::libc;
-    let mut probe = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).unwrap();
-    probe.l_type != libc::F_UNLCK as libc::c_short
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
@@ -550,25 +534,19 @@ fn backup_streams_its_bytes_or_writes_into_a_handed_over_descriptor() {
     for suffix in ["", "-shm"] {
         let name = format!("{}{suffix}", live.display());
         let handed = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
-        assert!(locked_by_another_process(&handed), "{name}: SQLite's lock");
+        assert!(record_lock_held(&handed), "{name}: SQLite's lock");
         let mut conn = start_call(r#"{"file_descriptor":true}"#);
         conn.send_with_fds(b"F", &[handed.as_raw_fd()]).unwrap();
         let refused = backup_messages(&mut conn).unwrap_err();
         assert!(refused.contains("the live database's own file"), "{refused}");
-        assert!(
-            locked_by_another_process(&handed),
-            "{name}: the daemon dropped its locks"
-        );
+        assert!(record_lock_held(&handed), "{name}: the daemon dropped its locks");
         // Among descriptors refused for their number, too.
         let mut conn = start_call(r#"{"file_descriptor":true}"#);
         conn.send_with_fds(b"F", &[pipe_read.as_raw_fd(), handed.as_raw_fd()])
             .unwrap();
         let refused = backup_messages(&mut conn).unwrap_err();
         assert!(refused.contains("2 descriptors"), "{refused}");
-        assert!(
-            locked_by_another_process(&handed),
-            "{name}: the daemon dropped its locks"
-        );
+        assert!(record_lock_held(&handed), "{name}: the daemon dropped its locks");
     }
     assert_eq!(integrity(&live), "ok");
     assert_eq!(

@@ -169,6 +169,7 @@ mod tests {
     use super::*;
     use crate::storage::backup::{begin_snapshot, open_source};
     use crate::storage::{Database, StorageOptions};
+    use dchat_testkit::record_lock_held;
     use sha2::{Digest, Sha256};
     use std::path::Path;
     use std::sync::Arc;
@@ -200,6 +201,18 @@ mod tests {
             .unwrap()
     }
 
+    /// A snapshot of the file alone, with the daemon's descriptor `live` lent.
+    fn pinned_alone(path: &Path, live: &Database) -> crate::storage::backup::SnapshotSource {
+        match open_source(path, live.file().cloned())
+            .unwrap()
+            .pin_file_alone()
+            .unwrap()
+        {
+            Ok(source) => source,
+            Err(_) => panic!("the WAL is not all in the database file"),
+        }
+    }
+
     fn backup(db: &Path, dest: &File, cancel: &AtomicBool) -> Result<(Written, Vec<(u64, u64)>), WriteError> {
         backup_with(db, dest, cancel, false, |_| {})
     }
@@ -216,10 +229,7 @@ mod tests {
         // The daemon's connection, which lends its descriptor on the file.
         let live = Database::open(db, &StorageOptions::default()).unwrap();
         let source = if file_alone {
-            match open_source(db, live.file().cloned()).unwrap().pin_file_alone().unwrap() {
-                Ok(source) => source,
-                Err(_) => panic!("the WAL is not all in the database file"),
-            }
+            pinned_alone(db, &live)
         } else {
             begin_snapshot(db, live.file().cloned()).unwrap()
         };
@@ -363,37 +373,15 @@ mod tests {
         assert!(opener.pin_file_alone().unwrap().is_ok());
     }
 
-    /// Whether this process holds a POSIX lock anywhere in `file` (an
-    /// open-file-description lock query conflicts with the process's own
-    /// record locks, and takes none).
-    fn process_locks(file: &File) -> bool {
-        let mut probe = libc::flock {
-            l_type: libc::F_WRLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
-        fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).unwrap();
-        probe.l_type != libc::F_UNLCK as libc::c_short
-    }
-
     #[test]
     fn the_daemons_locks_on_the_database_outlive_the_backup() {
         let dir = tempfile::tempdir().unwrap();
         let path = database(dir.path(), 3000);
         let live = Database::open(&path, &StorageOptions::default()).unwrap();
         let file = live.file().unwrap();
-        assert!(process_locks(file), "SQLite keeps a lock on a database in WAL mode");
+        assert!(record_lock_held(file), "SQLite keeps a lock on a database in WAL mode");
         for _ in 0..2 {
-            let source = match open_source(&path, Some(Arc::clone(file)))
-                .unwrap()
-                .pin_file_alone()
-                .unwrap()
-            {
-                Ok(source) => source,
-                Err(_) => panic!("the WAL is not all in the database file"),
-            };
+            let source = pinned_alone(&path, &live);
             let (scratch, _) = TempFile::create(&path, "backup").unwrap();
             let dest = open_rw(&dir.path().join("out.db"));
             let written = backup_into(source, scratch, &dest, &AtomicBool::new(false), |_, _| {}).unwrap();
@@ -401,7 +389,7 @@ mod tests {
             // A descriptor on the file closed by the backup would have
             // dropped them: another process could then take the database
             // from under the daemon (checkpoint and delete its WAL).
-            assert!(process_locks(file), "the backup dropped SQLite's locks");
+            assert!(record_lock_held(file), "the backup dropped SQLite's locks");
         }
         live.conn()
             .execute("INSERT INTO filler (data) VALUES (x'00')", [])
@@ -413,14 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = database(dir.path(), 200);
         let live = Database::open(&path, &StorageOptions::default()).unwrap();
-        let source = match open_source(&path, live.file().cloned())
-            .unwrap()
-            .pin_file_alone()
-            .unwrap()
-        {
-            Ok(source) => source,
-            Err(_) => panic!("the WAL is not all in the database file"),
-        };
+        let source = pinned_alone(&path, &live);
         let pinned = std::fs::read(&path).unwrap();
         // Another connection commits more than an automatic checkpoint's
         // worth of pages (1000) and asks for checkpoints of every kind it
@@ -476,20 +457,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = database(dir.path(), 100);
         let live = Database::open(&path, &StorageOptions::default()).unwrap();
-        let source = match open_source(&path, live.file().cloned())
-            .unwrap()
-            .pin_file_alone()
-            .unwrap()
-        {
-            Ok(source) => source,
-            Err(_) => panic!("the WAL is not all in the database file"),
-        };
+        let source = pinned_alone(&path, &live);
         // Shutdown while a backup runs: the daemon's connection closes
         // first. The snapshot's connection is still open, and so must be
         // the descriptor (closing it would drop that connection's locks).
         live.close().unwrap();
         let file = source.file_alone().unwrap();
-        assert!(process_locks(file), "closing the database dropped the snapshot's locks");
+        assert!(
+            record_lock_held(file),
+            "closing the database dropped the snapshot's locks"
+        );
         assert!(source.file_unchanged());
     }
 
@@ -506,7 +483,7 @@ mod tests {
             let handed = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
             assert_eq!(live.owns(&handed), Some(std::path::PathBuf::from(&name)));
             live.keep_open(handed);
-            assert!(process_locks(live.file().unwrap()), "{name}: the locks were dropped");
+            assert!(record_lock_held(live.file().unwrap()), "{name}: the locks were dropped");
         }
         std::fs::write(dir.path().join("other"), b"x").unwrap();
         assert_eq!(live.owns(&File::open(dir.path().join("other")).unwrap()), None);
@@ -529,6 +506,6 @@ mod tests {
             assert!(live.owns(&handed).is_some(), "{name}");
             live.keep_open(handed);
         }
-        assert!(process_locks(live.file().unwrap()));
+        assert!(record_lock_held(live.file().unwrap()));
     }
 }
