@@ -65,7 +65,8 @@ pub struct FinalizedTx {
 }
 
 struct Inner {
-    finalized: LedgerState,
+    /// Shared with consensus, which computed it (no copy per block).
+    finalized: Arc<LedgerState>,
     tip: Block,
     mempool: Mempool,
 }
@@ -128,7 +129,7 @@ impl Chain {
             genesis,
             genesis_block,
             inner: Mutex::new(Inner {
-                finalized: state,
+                finalized: Arc::new(state),
                 tip,
                 mempool,
             }),
@@ -201,7 +202,7 @@ impl Chain {
     /// The finalized tip with the state after it.
     pub fn tip_with_state(&self) -> (Block, LedgerState) {
         let inner = self.lock();
-        (inner.tip.clone(), inner.finalized.clone())
+        (inner.tip.clone(), LedgerState::clone(&inner.finalized))
     }
 
     pub fn mempool_len(&self) -> usize {

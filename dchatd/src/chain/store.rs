@@ -2,12 +2,13 @@
 //! serve blocks for sync, finalize a block. Consensus keeps the speculative
 //! states of blocks that are not final yet; this side only sees finality.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ledger::{Block, LedgerState};
 use crate::storage::{FinalizedBlock, TxEntry};
 
-use super::{ids_of, Chain, ChainError, FinalizedTx};
+use super::{ids_of, Chain, ChainError, FinalizedTx, Inner};
 
 impl Chain {
     /// Makes a block durable before consensus votes for it.
@@ -43,21 +44,28 @@ impl Chain {
     /// height order (consensus walks parents to guarantee it).
     /// `state` is the ledger state after the block when the caller already
     /// computed it (consensus does); otherwise the block is applied here.
-    pub fn finalize(&self, block: &Block, proof: Option<&[u8]>, state: Option<&LedgerState>) -> Result<(), ChainError> {
+    pub fn finalize(
+        &self,
+        block: &Block,
+        proof: Option<&[u8]>,
+        state: Option<&Arc<LedgerState>>,
+    ) -> Result<(), ChainError> {
         let mut inner = self.lock();
         if block.height <= inner.tip.height {
             return Ok(());
         }
         let mut state = match state {
-            Some(s) => s.clone(),
-            None => {
-                let mut s = inner.finalized.clone();
-                s.apply_block(block).map_err(|e| ChainError::Replay {
-                    height: block.height,
-                    reason: e.to_string(),
-                })?;
-                s
-            }
+            Some(s) => Arc::clone(s),
+            None => Arc::new(
+                inner
+                    .finalized
+                    .after_block(block)
+                    .map_err(|e| ChainError::Replay {
+                        height: block.height,
+                        reason: e.to_string(),
+                    })?
+                    .0,
+            ),
         };
         {
             let guard = self.db.lock();
@@ -94,8 +102,8 @@ impl Chain {
         inner.tip = block.clone();
         let height = block.height;
         let included = ids_of(block);
-        let finalized = inner.finalized.clone();
-        inner.mempool.rebase(&finalized, &included);
+        let Inner { mempool, finalized, .. } = &mut *inner;
+        mempool.rebase(finalized, &included);
         drop(inner);
         self.height.send_replace(height);
         if let Some(histogram) = self.finality_latency.get() {

@@ -102,7 +102,8 @@ pub struct ChainConfig {
 #[derive(Debug)]
 struct Spec {
     height: u64,
-    state: LedgerState,
+    /// Shared with the chain store once final: no copy of the whole state.
+    state: Arc<LedgerState>,
     applied: Vec<Applied>,
 }
 
@@ -215,7 +216,7 @@ impl Chain {
                 }
                 let spec = Arc::new(Spec {
                     height: block.height,
-                    state,
+                    state: Arc::new(state),
                     applied: Vec::new(),
                 });
                 Tip {
@@ -230,7 +231,7 @@ impl Chain {
                 let hash = block.hash();
                 let spec = Arc::new(Spec {
                     height: 0,
-                    state,
+                    state: Arc::new(state),
                     applied: Vec::new(),
                 });
                 Tip {

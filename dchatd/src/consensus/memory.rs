@@ -155,7 +155,7 @@ impl ChainStore for MemoryStore {
         }
         inner.chain.push((f.block.clone(), f.hash, f.proof.map(<[u8]>::to_vec)));
         inner.by_hash.insert(f.hash, height);
-        inner.state = f.state.clone();
+        inner.state = LedgerState::clone(f.state);
         inner.unfinalized.retain(|_, b| b.height > height);
         // Evict what is now included or can never apply.
         let state = &inner.state;

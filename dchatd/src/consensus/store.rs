@@ -8,6 +8,8 @@
 //! no network). Consensus keeps the speculative ledger states of
 //! unfinalized blocks itself; the store only ever sees finalized state.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::ledger::{Applied, Block, LedgerState, SignedTx};
@@ -38,7 +40,7 @@ pub struct Finalized<'a> {
     /// a certified block).
     pub proof: Option<&'a [u8]>,
     /// The ledger state after the block, already computed by consensus.
-    pub state: &'a LedgerState,
+    pub state: &'a Arc<LedgerState>,
     /// What each transaction of the block did, in order.
     pub applied: &'a [Applied],
 }

@@ -74,6 +74,11 @@ pub struct Applied {
 pub struct Proposal {
     pub block: Block,
     pub rejected: Vec<(SignedTx, Rejection)>,
+    /// The state after the block, as [`LedgerState::after_block`] makes it
+    /// (the proposer need not apply its own block again).
+    pub state: LedgerState,
+    /// What each transaction of the block did.
+    pub applied: Vec<Applied>,
 }
 
 impl LedgerState {
@@ -100,6 +105,15 @@ impl LedgerState {
     /// order, then the claimed state root. Works on a copy and replaces the
     /// state only when everything matched.
     pub fn apply_block(&mut self, block: &Block) -> Result<Vec<Applied>, BlockError> {
+        let (next, applied) = self.after_block(block)?;
+        *self = next;
+        Ok(applied)
+    }
+
+    /// The state after `block`, as [`LedgerState::apply_block`] would make
+    /// it, leaving this one as it is: one copy of the state, where cloning
+    /// first and applying to the clone would make two.
+    pub fn after_block(&self, block: &Block) -> Result<(LedgerState, Vec<Applied>), BlockError> {
         self.check_header(block)?;
         let mut next = self.clone();
         let mut applied = Vec::with_capacity(block.txs.len());
@@ -121,8 +135,7 @@ impl LedgerState {
         next.height = block.height;
         next.last_hash = block.hash();
         next.last_timestamp_ms = block.timestamp_ms;
-        *self = next;
-        Ok(applied)
+        Ok((next, applied))
     }
 
     /// Builds the next block from `candidates` in order, leaving out the
@@ -136,10 +149,14 @@ impl LedgerState {
     ) -> Proposal {
         let mut next = self.clone();
         let mut txs = Vec::new();
+        let mut applied = Vec::new();
         let mut rejected = Vec::new();
         for tx in candidates.into_iter() {
             match next.apply(&tx) {
-                Ok(_) => txs.push(tx),
+                Ok(effect) => {
+                    txs.push(tx);
+                    applied.push(effect);
+                }
                 Err(rejection) => rejected.push((tx, rejection)),
             }
             if txs.len() == MAX_BLOCK_TXS {
@@ -154,7 +171,15 @@ impl LedgerState {
             txs,
             state_root: next.state_root(),
         };
-        Proposal { block, rejected }
+        next.height = block.height;
+        next.last_hash = block.hash();
+        next.last_timestamp_ms = block.timestamp_ms;
+        Proposal {
+            block,
+            rejected,
+            state: next,
+            applied,
+        }
     }
 
     fn check_header(&self, block: &Block) -> Result<(), BlockError> {

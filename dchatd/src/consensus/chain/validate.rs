@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Chain, Effect, Need, PendingPropose, PendingVerify, Spec, Verdict, KEEP_STATES, RELAY_GRACE_MS};
 use crate::consensus::params::MAX_PROPOSAL_TX_BYTES;
@@ -49,26 +49,31 @@ impl Chain {
         let block = proposal.block;
         let hash = block.hash();
         let (height, txs) = (block.height, block.txs.len());
-        self.blocks.insert(hash, block);
-        match self.spec_after(hash, true) {
-            Need::Ready(_) => {
-                debug!(height, txs, hash = %hex::encode(hash), "proposing");
-                fx.push(Effect::AnswerPropose {
-                    resp: p.resp,
-                    digest: hash,
-                    at_ms: timestamp,
-                });
-                None
-            }
-            Need::Retry => {
-                // Not durable, so not proposable; the engine times the view out.
-                None
-            }
-            Need::Missing(_) | Need::Invalid => {
-                error!(height, "our own proposal does not validate; declining");
-                None
-            }
+        if let Err(e) = self.store.store_unfinalized(&block) {
+            // Not durable, so not proposable; the engine times the view out.
+            warn!(height, error = %e, "could not save our own proposal; not proposing it");
+            return None;
         }
+        // Built by the rules `extend` checks, on a parent that passed them:
+        // its state is the one `extend` would compute (the ledger's tests
+        // hold `propose_block` and `after_block` to that), so it is not
+        // applied a second time.
+        self.specs.insert(
+            hash,
+            Arc::new(Spec {
+                height,
+                state: Arc::new(proposal.state),
+                applied: proposal.applied,
+            }),
+        );
+        self.blocks.insert(hash, block);
+        debug!(height, txs, hash = %hex::encode(hash), "proposing");
+        fx.push(Effect::AnswerPropose {
+            resp: p.resp,
+            digest: hash,
+            at_ms: timestamp,
+        });
+        None
     }
 
     /// Returns the request if it must wait.
@@ -207,11 +212,10 @@ impl Chain {
             );
             return None;
         }
-        let mut state = parent.state.clone();
-        match state.apply_block(block) {
-            Ok(applied) => Some(Spec {
+        match parent.state.after_block(block) {
+            Ok((state, applied)) => Some(Spec {
                 height: block.height,
-                state,
+                state: Arc::new(state),
                 applied,
             }),
             Err(e) => {

@@ -227,3 +227,28 @@ fn genesis_json_round_trips_and_bad_genesis_is_refused() {
     g.balances[0].amount = u64::MAX;
     assert_eq!(g.validate(), Err(GenesisError::SupplyOverflow));
 }
+
+#[test]
+fn a_proposal_carries_the_state_its_block_leads_to() {
+    // Consensus keeps the proposer's state instead of applying its own
+    // block again: it must be exactly what applying the block makes,
+    // including what a rejected candidate must not leave behind.
+    let s = fresh();
+    let txs = vec![
+        register_tx(&ident(1), "alice", 0),
+        register_tx(&ident(2), "alice", 0),
+        register_tx(&ident(3), "carol", 0),
+    ];
+    let proposal = s.propose_block(txs, 2_000, proposer());
+    assert_eq!(proposal.rejected.len(), 1);
+    let (state, applied) = s.after_block(&proposal.block).unwrap();
+    assert_eq!(proposal.state, state);
+    assert_eq!(proposal.applied, applied);
+    assert_eq!(
+        (state.height(), state.last_hash(), state.last_timestamp_ms()),
+        (1, proposal.block.hash(), 2_000)
+    );
+    let mut applied_in_place = s.clone();
+    assert_eq!(applied_in_place.apply_block(&proposal.block).unwrap(), applied);
+    assert_eq!(applied_in_place, state);
+}
