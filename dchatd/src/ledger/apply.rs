@@ -132,9 +132,7 @@ impl LedgerState {
                 computed,
             });
         }
-        next.height = block.height;
-        next.last_hash = block.hash();
-        next.last_timestamp_ms = block.timestamp_ms;
+        next.move_to(block);
         Ok((next, applied))
     }
 
@@ -171,15 +169,20 @@ impl LedgerState {
             txs,
             state_root: next.state_root(),
         };
-        next.height = block.height;
-        next.last_hash = block.hash();
-        next.last_timestamp_ms = block.timestamp_ms;
+        next.move_to(&block);
         Proposal {
             block,
             rejected,
             state: next,
             applied,
         }
+    }
+
+    /// Records `block` as the last applied (its transactions already are).
+    fn move_to(&mut self, block: &Block) {
+        self.height = block.height;
+        self.last_hash = block.hash();
+        self.last_timestamp_ms = block.timestamp_ms;
     }
 
     fn check_header(&self, block: &Block) -> Result<(), BlockError> {

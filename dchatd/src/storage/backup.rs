@@ -13,7 +13,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -203,6 +202,7 @@ struct FileStamp {
 
 impl FileStamp {
     fn of(file: &File) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
         let m = file.metadata()?;
         Ok(FileStamp {
             len: m.len(),
@@ -280,7 +280,7 @@ impl SnapshotOpener {
         };
         let lent = live.metadata().map_err(file_err)?;
         let named = std::fs::metadata(&self.path).map_err(file_err)?;
-        if (lent.dev(), lent.ino()) != (named.dev(), named.ino()) {
+        if !super::same_file(&lent, &named) {
             tracing::warn!(path = %self.path.display(), "the descriptor lent for the backup is not the database file's");
             return Ok(Err(self));
         }
@@ -334,11 +334,6 @@ impl SnapshotOpener {
 }
 
 impl SnapshotSource {
-    /// The live database's file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn bytes(&self) -> u64 {
         self.page_size.saturating_mul(self.pages)
     }

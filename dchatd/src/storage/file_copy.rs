@@ -93,20 +93,14 @@ pub fn copy_and_hash(
     progress: &mut dyn FnMut(u64),
 ) -> Result<String, CopyError> {
     let mark = Watermark::default();
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| hash_following(dest, bytes, &mark, cancel));
+    beside_the_hash(dest, bytes, &mark, cancel, || {
         let ended = AbandonOnDrop(&mark);
         let copied = copy(src, dest, bytes, cancel, &mut |done| {
             mark.advance(done);
             progress(done);
         });
         drop(ended);
-        let synced = copied.and_then(|()| dest.sync_all().map_err(CopyError::Write));
-        let hashed = hasher
-            .join()
-            .unwrap_or_else(|_| Err(CopyError::Read(std::io::Error::other("the hashing thread panicked"))));
-        synced?;
-        hashed
+        copied.and_then(|()| dest.sync_all().map_err(CopyError::Write))
     })
 }
 
@@ -115,13 +109,25 @@ pub fn copy_and_hash(
 pub fn sync_and_hash(dest: &File, bytes: u64, cancel: &AtomicBool) -> Result<String, CopyError> {
     let mark = Watermark::default();
     mark.advance(bytes);
+    beside_the_hash(dest, bytes, &mark, cancel, || dest.sync_all().map_err(CopyError::Write))
+}
+
+/// Runs `work` while a second thread hashes the first `bytes` of `dest`
+/// as `mark` allows; the hash, once both are done and `work` succeeded.
+fn beside_the_hash(
+    dest: &File,
+    bytes: u64,
+    mark: &Watermark,
+    cancel: &AtomicBool,
+    work: impl FnOnce() -> Result<(), CopyError>,
+) -> Result<String, CopyError> {
     std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| hash_following(dest, bytes, &mark, cancel));
-        let synced = dest.sync_all().map_err(CopyError::Write);
+        let hasher = scope.spawn(|| hash_following(dest, bytes, mark, cancel));
+        let worked = work();
         let hashed = hasher
             .join()
             .unwrap_or_else(|_| Err(CopyError::Read(std::io::Error::other("the hashing thread panicked"))));
-        synced?;
+        worked?;
         hashed
     })
 }

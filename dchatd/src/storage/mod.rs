@@ -189,9 +189,7 @@ impl Database {
     /// names are SQLite's, which resolves a symbolic link to the database
     /// and keeps the WAL and shared-memory files beside its target.
     pub fn owns(&self, file: &File) -> Option<PathBuf> {
-        use std::os::unix::fs::MetadataExt;
         let given = file.metadata().ok()?;
-        let same = |m: &std::fs::Metadata| (m.dev(), m.ino()) == (given.dev(), given.ino());
         let main = self
             .conn
             .path()
@@ -201,15 +199,15 @@ impl Database {
             .file
             .as_deref()
             .and_then(|f| f.metadata().ok())
-            .is_some_and(|m| same(&m))
+            .is_some_and(|m| same_file(&m, &given))
         {
             return Some(main);
         }
-        ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
+        ["-wal", "-shm"].into_iter().find_map(|suffix| {
             let mut name = main.as_os_str().to_owned();
             name.push(suffix);
             let own = std::fs::metadata(&name).ok()?;
-            same(&own).then(|| PathBuf::from(name))
+            same_file(&own, &given).then(|| PathBuf::from(name))
         })
     }
 
@@ -253,6 +251,12 @@ fn checkpoint_and_close(conn: Connection, path: PathBuf) -> Result<(), StorageEr
     }
     conn.close()
         .map_err(|(_conn, source)| StorageError::Close { path, source })
+}
+
+/// Whether two metadata describe the same file (device and inode).
+pub(crate) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
 }
 
 /// Creates a missing database file with mode 0600 before SQLite sees it:

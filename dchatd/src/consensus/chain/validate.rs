@@ -47,7 +47,8 @@ impl Chain {
         let candidates = self.store.mempool(MAX_BLOCK_TXS, MAX_PROPOSAL_TX_BYTES);
         let proposal = parent.state.propose_block(candidates, timestamp, self.cfg.me);
         let block = proposal.block;
-        let hash = block.hash();
+        // Hashed once, by the ledger, when it moved the state to the block.
+        let hash = proposal.state.last_hash();
         let (height, txs) = (block.height, block.txs.len());
         if let Err(e) = self.store.store_unfinalized(&block) {
             // Not durable, so not proposable; the engine times the view out.
