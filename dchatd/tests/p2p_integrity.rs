@@ -1,9 +1,11 @@
 //! A crafted peer against a real daemon: it joins the network with our own
 //! network layer, then sends what an attacker would — a post with a
 //! tampered signature, a validly signed post by a non-member, the same
-//! direct message twice, an envelope moved to another mailbox, garbage
-//! requests and garbage gossip. Every one is dropped (and counted by
-//! reason); the daemon stays healthy and shows nothing it should not.
+//! direct message twice, an envelope moved to another mailbox, a forged
+//! transaction gossiped, garbage requests and garbage gossip. Every one is
+//! dropped (and counted by reason); the daemon stays healthy and shows
+//! nothing it should not. The one authentic transaction it gossips is
+//! pooled and becomes final.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -13,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use dchat_keyfile::Identity;
 use dchat_testkit::{ctl, Daemon};
+use dchatd::ledger::{SignedTx, TxKind};
 use dchatd::messaging::{self, ChannelPost, Content, DirectMessage};
 use dchatd::network::{self, NetError, NetworkParams};
+use dchatd::p2p::chain_sync::TX_TOPIC;
 use dchatd::p2p::channels::topic;
-use dchatd::p2p::wire::{Request, Response};
+use dchatd::p2p::wire::{encode_tx_gossip, Request, Response};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +107,19 @@ fn a_crafted_peer_gets_everything_dropped_and_the_node_stays_healthy() {
         keys(&state, &socket, "dave"),
     );
     let node_peer: PeerId = json(&socket, &["status"])["peer_id"].as_str().unwrap().parse().unwrap();
+    let chain_id = json(&socket, &["chain", "status"])["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let register = |name: &str| {
+        let who = Identity::generate().unwrap();
+        let kind = TxKind::RegisterAccount {
+            name: name.into(),
+            identity_key: who.identity_public(),
+            messaging_key: who.messaging_public(),
+        };
+        SignedTx::create(&who, &chain_id, 0, kind)
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -123,14 +140,15 @@ fn a_crafted_peer_gets_everything_dropped_and_the_node_stays_healthy() {
         tokio::spawn(async move { while net.events.recv().await.is_some() {} });
         let team = topic("team");
         handle.subscribe(&team).await.unwrap();
+        handle.subscribe(TX_TOPIC).await.unwrap();
 
         // Publishes once the daemon (a member's node) has joined the topic.
-        let publish = |data: Vec<u8>| {
-            let (handle, team) = (handle.clone(), team.clone());
+        let publish_on = |topic: String, data: Vec<u8>| {
+            let handle = handle.clone();
             async move {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 loop {
-                    match handle.publish(&team, data.clone()).await {
+                    match handle.publish(&topic, data.clone()).await {
                         Ok(()) => return,
                         Err(NetError::NoPeers(_)) if Instant::now() < deadline => {
                             tokio::time::sleep(Duration::from_millis(100)).await
@@ -140,6 +158,7 @@ fn a_crafted_peer_gets_everything_dropped_and_the_node_stays_healthy() {
                 }
             }
         };
+        let publish = |data: Vec<u8>| publish_on(team.clone(), data);
 
         // 1. A post by alice (a member) with one signature byte flipped.
         let mut tampered = ChannelPost::create(&alice, [1; 16], "team", "alice", now_ms(), "forged words").unwrap();
@@ -155,6 +174,18 @@ fn a_crafted_peer_gets_everything_dropped_and_the_node_stays_healthy() {
         // 3. Garbage on the topic.
         publish(b"\x00\xffnot a post at all".to_vec()).await;
         wait_dropped(metrics, "malformed", 1.0);
+
+        // 3b. Transactions gossiped: a forged registration is dropped, an
+        // authentic one is pooled by the (validator) daemon.
+        let mut forged = register("mallory");
+        forged.signature[5] ^= 1;
+        publish_on(TX_TOPIC.into(), encode_tx_gossip(now_ms(), &[forged.encode()])).await;
+        wait_dropped(metrics, "bad_signature", 2.0);
+        publish_on(
+            TX_TOPIC.into(),
+            encode_tx_gossip(now_ms(), &[register("erin").encode()]),
+        )
+        .await;
 
         // 4. The same sealed DM from alice to bob, delivered twice.
         let msg = DirectMessage {
@@ -236,6 +267,15 @@ fn a_crafted_peer_gets_everything_dropped_and_the_node_stays_healthy() {
     assert_eq!(texts, ["sealed once, sent twice"]);
     let posts = json(&socket, &["channel", "messages", "team"]);
     assert_eq!(posts.as_array().unwrap().len(), 0, "{posts}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctl(&socket, &["account", "show", "erin"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "the gossiped registration never became final"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!ctl(&socket, &["account", "show", "mallory"]).status.success());
     assert!(dropped(metrics, "misaddressed") + dropped(metrics, "bad_signature") >= 2.0);
     // Still healthy and serving.
     let health = ctl(&socket, &["health"]);

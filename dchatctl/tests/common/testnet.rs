@@ -34,6 +34,13 @@ impl Net {
     /// As [`Net::up`], with `prepare` run on the testnet's directory
     /// between `testnet init` and `testnet up` (to edit a node's config).
     pub fn up_with(init_args: &[&str], prepare: impl FnOnce(&Path)) -> Net {
+        let net = Net::init_with(init_args, prepare);
+        ok(&["testnet", "up", &net.d()]);
+        net
+    }
+
+    /// `testnet init` and `prepare`, with no node started.
+    pub fn init_with(init_args: &[&str], prepare: impl FnOnce(&Path)) -> Net {
         let tmp = tempfile::tempdir().unwrap();
         let net = Net {
             dir: tmp.path().join("net"),
@@ -44,7 +51,6 @@ impl Net {
         args.extend_from_slice(init_args);
         ok(&args);
         prepare(&net.dir);
-        ok(&["testnet", "up", &d]);
         net
     }
 

@@ -39,6 +39,10 @@ impl Mempool {
         self.txs.len()
     }
 
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        self.ids.contains(id)
+    }
+
     /// The nonce `key`'s next transaction needs, counting the ones it has
     /// waiting here.
     pub fn next_nonce(&self, key: &[u8; 32]) -> u64 {

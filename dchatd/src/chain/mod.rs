@@ -209,6 +209,12 @@ impl Chain {
         self.lock().mempool.len()
     }
 
+    /// Which of `ids` still wait in the pool (not final, still applicable).
+    pub fn pooled(&self, ids: impl IntoIterator<Item = [u8; 32]>) -> Vec<bool> {
+        let inner = self.lock();
+        ids.into_iter().map(|id| inner.mempool.contains(&id)).collect()
+    }
+
     /// Reads the finalized ledger state.
     pub fn read<T>(&self, f: impl FnOnce(&LedgerState) -> T) -> T {
         f(&self.lock().finalized)

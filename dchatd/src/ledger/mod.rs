@@ -34,6 +34,7 @@ pub use block::{
 pub use codec::sha256;
 pub use error::{BlockError, DecodeError, GenesisError, Rejection};
 pub use names::{canonical as canonical_name, validate_name, MAX_NAME_LEN};
+pub use rules::check_authentic;
 pub use state::{Account, Anchor, Channel, LedgerState, STATE_MAGIC};
 pub use tx::{
     SignedTx, StakeRole, Tx, TxKind, MAX_CHAIN_ID_LEN, MAX_DESCRIPTION_LEN, MAX_TX_BYTES, SIGN_DOMAIN, TX_MAGIC,

@@ -16,8 +16,7 @@ impl LedgerState {
     /// the block at `height() + 1`.
     pub(super) fn plan(&self, stx: &SignedTx) -> Result<Plan, Rejection> {
         let tx = &stx.tx;
-        check_shape(stx)?;
-        self.verify_signature(stx)?;
+        check_authentic(&self.chain_id, stx)?;
         let signer = match (&tx.kind, self.names_by_key.get(&tx.signer)) {
             (TxKind::RegisterAccount { .. }, _) => None,
             (_, Some(name)) => Some(name.clone()),
@@ -165,22 +164,26 @@ impl LedgerState {
             .get(&canonical(name))
             .ok_or_else(|| Rejection::NoSuchChannel(name.to_string()))
     }
+}
 
-    fn verify_signature(&self, stx: &SignedTx) -> Result<(), Rejection> {
-        let message = stx.tx.signing_message(&self.chain_id);
-        let seen = verified::key(&message, &stx.signature);
-        if verified::contains(&seen) {
-            return Ok(());
-        }
-        let key = VerifyingKey::from_bytes(&stx.tx.signer).map_err(|_| Rejection::BadSignature)?;
-        let signature = Signature::from_bytes(&stx.signature);
-        // Strict verification refuses weak keys and non-canonical signatures,
-        // so every node agrees on exactly which signatures are valid.
-        key.verify_strict(&message, &signature)
-            .map_err(|_| Rejection::BadSignature)?;
-        verified::insert(seen);
-        Ok(())
+/// The checks that need no state: the transaction is well formed and
+/// signed by its signer for chain `chain_id`. What a node that only passes
+/// a transaction on can check; [`LedgerState::apply`] checks it again.
+pub fn check_authentic(chain_id: &str, stx: &SignedTx) -> Result<(), Rejection> {
+    check_shape(stx)?;
+    let message = stx.tx.signing_message(chain_id);
+    let seen = verified::key(&message, &stx.signature);
+    if verified::contains(&seen) {
+        return Ok(());
     }
+    let key = VerifyingKey::from_bytes(&stx.tx.signer).map_err(|_| Rejection::BadSignature)?;
+    let signature = Signature::from_bytes(&stx.signature);
+    // Strict verification refuses weak keys and non-canonical signatures,
+    // so every node agrees on exactly which signatures are valid.
+    key.verify_strict(&message, &signature)
+        .map_err(|_| Rejection::BadSignature)?;
+    verified::insert(seen);
+    Ok(())
 }
 
 /// Stateless checks: sizes, names, amounts, and fields that must agree.

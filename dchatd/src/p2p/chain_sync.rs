@@ -1,21 +1,31 @@
 //! The chain for nodes that run no consensus: final blocks fetched from
 //! peers, each applied only after its finalization certificate checks out
 //! against the genesis validators; and transactions submitted here passed
-//! on to the validators.
+//! on to the validators: straight to those among the node's peers, else on
+//! the transaction gossip topic, which every node with a chain checks and
+//! carries on until it reaches validators.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{Request, Response, MAX_BLOCKS, MAX_ITEMS};
+use super::wire::{self, Request, Response, MAX_BLOCKS, MAX_ITEMS};
 use super::Shared;
 use crate::chain::Chain;
-use crate::ledger::{Block, SignedTx};
+use crate::ledger::{check_authentic, Block, Rejection, SignedTx};
 use crate::metrics::DropReason;
+use crate::network::{Verdict, MAX_GOSSIP};
 use crate::service::Node;
+
+/// The gossip topic of transactions on their way to validators. Every node
+/// with a chain subscribes, so a transaction travels any path of peers.
+pub const TX_TOPIC: &str = "dchat/tx/1";
+/// How long a transaction no validator could be given is retried: its
+/// submitter stopped waiting long before (`Chain::finality_timeout`).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// Answers `Blocks`: final blocks from `from`, each with its certificate.
 pub fn serve_blocks(node: &Arc<Node>, from: u64, max: u16) -> Response {
@@ -69,28 +79,61 @@ pub async fn accept_transactions(node: &Arc<Node>, txs: Vec<Vec<u8>>) -> Respons
     }
 }
 
-/// Passes locally submitted transactions to every connected validator,
-/// retrying while none is connected (a transaction not final within the
-/// chain's timeout is reported to its submitter by `submit_and_wait`).
+/// A locally submitted transaction on its way to the validators.
+struct Outgoing {
+    tx: SignedTx,
+    id: [u8; 32],
+    submitted: Instant,
+    /// When it was last handed to a validator or to gossip.
+    sent: Option<Instant>,
+}
+
+/// Passes locally submitted transactions on: to every connected validator
+/// when there is one, else as gossip on [`TX_TOPIC`] for peers to carry to
+/// validators further away. What cannot go anywhere yet is retried. A node
+/// without consensus also sends again what is still not final a while
+/// later (a validator may have restarted with an empty pool, a gossip
+/// message may have found no path); a validator proposes its own pool.
+/// A transaction not final within the chain's timeout is reported to its
+/// submitter by `submit_and_wait`.
 pub async fn relay_transactions(
+    chain: Arc<Chain>,
     shared: Arc<Shared>,
     mut txs: mpsc::UnboundedReceiver<SignedTx>,
     stop: CancellationToken,
 ) {
-    let mut pending: Vec<(SignedTx, tokio::time::Instant)> = Vec::new();
-    let mut retry = tokio::time::interval(Duration::from_millis(250));
+    shared.ensure_subscribed(TX_TOPIC).await;
+    let resend_after = (chain.block_interval() * 4).clamp(Duration::from_secs(2), Duration::from_secs(15));
+    let mut pending: Vec<Outgoing> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             tx = txs.recv() => match tx {
-                Some(tx) => pending.push((tx, tokio::time::Instant::now())),
+                Some(tx) => pending.push(Outgoing::new(tx)),
                 None => return,
             },
-            _ = retry.tick() => {}
+            _ = tick.tick() => {}
         }
-        if pending.is_empty() {
+        // What arrived meanwhile goes in the same batches.
+        while let Ok(tx) = txs.try_recv() {
+            pending.push(Outgoing::new(tx));
+        }
+        // Done with: final (or no longer applicable), sent by a validator
+        // (which proposes its own pool), or waited on for too long.
+        let resends = !chain.consensus_running();
+        let pooled = chain.pooled(pending.iter().map(|o| o.id));
+        let mut still = pooled.into_iter();
+        pending.retain(|o| {
+            still.next().unwrap_or(false) && o.submitted.elapsed() < GIVE_UP_AFTER && (resends || o.sent.is_none())
+        });
+        let due: Vec<usize> = (0..pending.len())
+            .filter(|&i| pending[i].sent.is_none_or(|at| at.elapsed() >= resend_after))
+            .collect();
+        if due.is_empty() {
             continue;
         }
+        let encoded: Vec<Vec<u8>> = due.iter().map(|&i| pending[i].tx.encode()).collect();
         let me = shared.net.local_peer_id();
         let validators: Vec<PeerId> = shared
             .peers()
@@ -99,46 +142,147 @@ pub async fn relay_transactions(
             .filter_map(|p| p.peer_id.parse().ok())
             .filter(|p| *p != me && shared.is_validator(p))
             .collect();
-        if validators.is_empty() {
-            // Give up on what waited long: its submitter has timed out.
-            pending.retain(|(_, at)| at.elapsed() < Duration::from_secs(120));
-            continue;
-        }
-        // What arrived meanwhile goes in the same batches.
-        while let Ok(tx) = txs.try_recv() {
-            pending.push((tx, tokio::time::Instant::now()));
-        }
-        let encoded: Vec<Vec<u8>> = pending.drain(..).map(|(tx, _)| tx.encode()).collect();
-        for batch in relay_batches(encoded) {
-            let request = Request::SubmitTxs(batch);
-            let asks = validators.iter().map(|peer| {
-                let (shared, request) = (&shared, &request);
-                async move { (*peer, shared.ask(*peer, request).await) }
-            });
-            for (peer, answer) in futures::future::join_all(asks).await {
-                match answer {
-                    Ok(Response::Ok) => {}
-                    Ok(Response::Refused(why)) => tracing::debug!(peer = %peer, why, "validator refused a transaction"),
-                    Ok(_) => tracing::debug!(peer = %peer, "unexpected answer to SubmitTxs"),
-                    Err(e) => tracing::debug!(peer = %peer, error = %e, "transaction relay failed"),
-                }
+        let sent = if validators.is_empty() {
+            gossip_transactions(&shared, encoded).await
+        } else {
+            for batch in batches(encoded, crate::network::MAX_REQUEST - 4096) {
+                submit_to_validators(&shared, &validators, Request::SubmitTxs(batch)).await;
+            }
+            true
+        };
+        if sent {
+            let now = Instant::now();
+            for i in due {
+                pending[i].sent = Some(now);
             }
         }
     }
 }
 
-/// Splits encoded transactions into `SubmitTxs` requests that stay within
-/// the item and size limits of a request.
-fn relay_batches(txs: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
-    // Room for the framing around the transactions.
-    const BUDGET: usize = crate::network::MAX_REQUEST - 4096;
+impl Outgoing {
+    fn new(tx: SignedTx) -> Outgoing {
+        Outgoing {
+            id: tx.id(),
+            tx,
+            submitted: Instant::now(),
+            sent: None,
+        }
+    }
+}
+
+async fn submit_to_validators(shared: &Shared, validators: &[PeerId], request: Request) {
+    let asks = validators.iter().map(|peer| {
+        let request = &request;
+        async move { (*peer, shared.ask(*peer, request).await) }
+    });
+    for (peer, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(Response::Ok) => {}
+            Ok(Response::Refused(why)) => tracing::debug!(peer = %peer, why, "validator refused a transaction"),
+            Ok(_) => tracing::debug!(peer = %peer, "unexpected answer to SubmitTxs"),
+            Err(e) => tracing::debug!(peer = %peer, error = %e, "transaction relay failed"),
+        }
+    }
+}
+
+/// Publishes transactions on [`TX_TOPIC`]; false when some could not go
+/// out (no peer subscribes yet), to be tried again. A transaction gossiped
+/// twice is harmless: pools take it once.
+async fn gossip_transactions(shared: &Shared, encoded: Vec<Vec<u8>>) -> bool {
+    for batch in batches(encoded, MAX_GOSSIP - 4096) {
+        let message = wire::encode_tx_gossip(super::now_ms(), &batch);
+        if let Err(e) = shared.net.publish(TX_TOPIC, message).await {
+            tracing::debug!(error = %e, "no validator among the peers and no peer to gossip transactions to");
+            return false;
+        }
+    }
+    true
+}
+
+/// What a gossiped batch of transactions was found to be.
+#[derive(Debug, PartialEq, Eq)]
+enum Screened {
+    /// Every transaction authentic, at least one not seen final or pooled
+    /// here: worth passing on.
+    News,
+    /// Authentic, but nothing new (already pooled, already final, or no
+    /// longer applicable).
+    Stale,
+    /// Something in it is not a transaction or not signed by its signer:
+    /// its sender is at fault.
+    Bad(DropReason),
+}
+
+/// A batch of transactions gossiped on [`TX_TOPIC`]: passed on only when
+/// every transaction in it is well formed and signed for this chain; a
+/// validator also pools them (the pool's checks decide what is news).
+pub async fn on_transactions(node: &Arc<Node>, shared: &Shared, data: &[u8]) -> Verdict {
+    let Some(chain) = node.chain().cloned() else {
+        return Verdict::Ignore;
+    };
+    let Ok(txs) = wire::decode_tx_gossip(data) else {
+        shared.dropped(DropReason::Malformed);
+        return Verdict::Reject;
+    };
+    // Signature checks cost CPU: off the router.
+    let screened = tokio::task::spawn_blocking(move || screen(&chain, txs)).await;
+    match screened {
+        Ok(Screened::News) => Verdict::Accept,
+        Ok(Screened::Stale) => {
+            shared.dropped(DropReason::Duplicate);
+            Verdict::Ignore
+        }
+        Ok(Screened::Bad(reason)) => {
+            shared.dropped(reason);
+            Verdict::Reject
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "transaction check failed");
+            Verdict::Ignore
+        }
+    }
+}
+
+fn screen(chain: &Chain, encoded: Vec<Vec<u8>>) -> Screened {
+    let chain_id = chain.genesis().chain_id.as_str();
+    let mut txs = Vec::with_capacity(encoded.len());
+    for bytes in &encoded {
+        let Ok(tx) = SignedTx::decode(bytes) else {
+            return Screened::Bad(DropReason::Malformed);
+        };
+        match check_authentic(chain_id, &tx) {
+            Ok(()) => txs.push(tx),
+            Err(Rejection::BadSignature) => return Screened::Bad(DropReason::BadSignature),
+            Err(_) => return Screened::Bad(DropReason::Malformed),
+        }
+    }
+    let mut news = false;
+    if chain.consensus_running() {
+        for tx in txs {
+            news |= chain.submit_from_peer(tx).is_ok();
+        }
+    } else {
+        // A node that only passes transactions on has no pool to ask: what
+        // a final block already used the nonce of is not news.
+        news = chain.read(|state| txs.iter().any(|tx| tx.tx.nonce >= state.next_nonce(&tx.tx.signer)));
+    }
+    if news {
+        Screened::News
+    } else {
+        Screened::Stale
+    }
+}
+
+/// Splits encoded transactions into lists of at most [`MAX_ITEMS`] and
+/// `budget` bytes (counting each one's length prefix), in order.
+fn batches(txs: Vec<Vec<u8>>, budget: usize) -> Vec<Vec<Vec<u8>>> {
     let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut bytes = 0;
     for tx in txs {
         let size = tx.len() + 4;
         let full = batches
             .last()
-            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > BUDGET);
+            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > budget);
         if full {
             batches.push(Vec::new());
             bytes = 0;
@@ -235,21 +379,107 @@ fn apply(
 mod tests {
     use super::*;
 
+    use dchat_keyfile::Identity;
+
+    use crate::ledger::{Genesis, TxKind};
+    use crate::service::SharedDb;
+    use crate::storage::Database;
+
     #[test]
-    fn relay_batches_keep_order_and_respect_both_limits() {
+    fn batches_keep_order_and_respect_both_limits() {
+        let request_budget = crate::network::MAX_REQUEST - 4096;
         let small: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        let batches = relay_batches(small.clone());
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
-        assert_eq!(batches.concat(), small);
+        let split = batches(small.clone(), request_budget);
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+        assert_eq!(split.concat(), small);
 
         let big = vec![vec![7u8; 60 * 1024]; 9];
-        let batches = relay_batches(big);
-        assert!(batches.len() > 1);
-        for b in &batches {
+        let split = batches(big.clone(), request_budget);
+        assert!(split.len() > 1);
+        for b in &split {
             let encoded = Request::SubmitTxs(b.clone()).encode();
             assert!(encoded.len() <= crate::network::MAX_REQUEST, "{}", encoded.len());
         }
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 9);
-        assert!(relay_batches(Vec::new()).is_empty());
+        assert_eq!(split.iter().map(Vec::len).sum::<usize>(), 9);
+        // Gossip messages are smaller than requests: one 60 KiB transaction
+        // in each, every one within gossipsub's limit.
+        let split = batches(big, MAX_GOSSIP - 4096);
+        assert!(split.len() >= 4, "{}", split.len());
+        for b in &split {
+            assert!(wire::encode_tx_gossip(u64::MAX, b).len() <= MAX_GOSSIP);
+        }
+        assert!(batches(Vec::new(), request_budget).is_empty());
+    }
+
+    fn chain(dir: &std::path::Path) -> Arc<Chain> {
+        let validator = Identity::from_secrets(&[1; 32], &[2; 32]);
+        let genesis = Genesis::single_validator("test-chain", validator.signing_key().verifying_key().to_bytes(), 100);
+        let db = SharedDb::new(Database::open(&dir.join("db.sqlite3"), &Default::default()).unwrap());
+        Chain::open(genesis, db).unwrap()
+    }
+
+    fn register(name: &str, seed: u8, chain_id: &str) -> SignedTx {
+        let who = Identity::from_secrets(&[seed; 32], &[seed.wrapping_add(1); 32]);
+        let kind = TxKind::RegisterAccount {
+            name: name.into(),
+            identity_key: who.signing_key().verifying_key().to_bytes(),
+            messaging_key: [seed; 32],
+        };
+        SignedTx::create(&who, chain_id, 0, kind)
+    }
+
+    #[test]
+    fn gossiped_transactions_pass_on_only_when_authentic_and_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = chain(dir.path());
+        let alice = register("alice", 7, "test-chain").encode();
+        let mut forged = register("mallory", 9, "test-chain");
+        forged.signature[3] ^= 1;
+        let other_chain = register("carol", 11, "another-chain").encode();
+
+        // A node that only passes transactions on.
+        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::News);
+        assert_eq!(
+            screen(&chain, vec![alice.clone(), forged.encode()]),
+            Screened::Bad(DropReason::BadSignature),
+            "one forgery spoils the batch"
+        );
+        assert_eq!(
+            screen(&chain, vec![other_chain]),
+            Screened::Bad(DropReason::BadSignature)
+        );
+        assert_eq!(
+            screen(&chain, vec![vec![1, 2, 3]]),
+            Screened::Bad(DropReason::Malformed)
+        );
+        assert_eq!(
+            chain.mempool_len(),
+            0,
+            "a node without consensus pools nothing it passes on"
+        );
+
+        // A validator pools what is new, and only that is news.
+        chain.set_consensus_running(true);
+        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::News);
+        assert_eq!(chain.mempool_len(), 1);
+        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::Stale);
+
+        // Once final, the transaction is stale for a node without a pool too.
+        let (tip, state) = chain.tip_with_state();
+        let proposer = Identity::from_secrets(&[1; 32], &[2; 32])
+            .signing_key()
+            .verifying_key()
+            .to_bytes();
+        let block = state
+            .propose_block(chain.mempool_candidates(10, 1 << 20), tip.timestamp_ms + 100, proposer)
+            .block;
+        chain.store_unfinalized(&block).unwrap();
+        chain.finalize(&block, Some(b"proof"), None).unwrap();
+        chain.set_consensus_running(false);
+        assert_eq!(screen(&chain, vec![alice]), Screened::Stale);
+        assert_eq!(
+            screen(&chain, vec![register("bob", 13, "test-chain").encode()]),
+            Screened::News
+        );
     }
 }

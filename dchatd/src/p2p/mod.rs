@@ -3,11 +3,13 @@
 //!
 //! ```text
 //!             ┌──────────── router (one task) ◀── NetEvent ── network
-//!             │   gossip:  presence · channel posts   (verify → accept/reject)
+//!             │   gossip:  presence · transactions · channel posts
+//!             │            (verify → accept/reject)
 //!             │   request: Blocks · SubmitTx(s) · Deliver · Mailbox* · ChannelHistory
 //!             ▼
 //!  chain_sync  follower: fetch final blocks + certificates, verify, apply;
-//!              relay locally submitted transactions to validators
+//!              relay locally submitted transactions to validators (direct,
+//!              else gossip that every node checks and passes on)
 //!  dm          outbox → direct to the recipient's node, else a relay
 //!              mailbox; inbound envelopes opened, checked, stored, acked
 //!  relay       mailboxes for others: store (quota, TTL), fetch, receipt
@@ -303,7 +305,12 @@ pub fn start(
         chain.set_tx_relay(tx_relay);
         spawn(
             "tx-relay",
-            Box::pin(chain_sync::relay_transactions(Arc::clone(&shared), txs, stop.clone())),
+            Box::pin(chain_sync::relay_transactions(
+                Arc::clone(&chain),
+                Arc::clone(&shared),
+                txs,
+                stop.clone(),
+            )),
         );
         spawn(
             "chain-follow",
@@ -350,6 +357,8 @@ async fn router(
             } => {
                 let verdict = if topic == presence::TOPIC {
                     on_presence(&shared, &data)
+                } else if topic == chain_sync::TX_TOPIC {
+                    chain_sync::on_transactions(&node, &shared, &data).await
                 } else if let Some(channel) = channels::channel_of_topic(&topic) {
                     channels::on_post(&node, &shared, channel, &data).await
                 } else {

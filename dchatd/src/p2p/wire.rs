@@ -9,6 +9,7 @@ use crate::messaging::{MAX_ENVELOPE_BYTES, MAX_NAME_BYTES, MAX_POST_BYTES};
 
 const REQUEST_MAGIC: &[u8] = b"dchat-req/1";
 const RESPONSE_MAGIC: &[u8] = b"dchat-resp/1";
+const TX_GOSSIP_MAGIC: &[u8] = b"dchat-txs/1";
 /// Largest block plus certificate we pass on (the consensus cap).
 const MAX_BLOCK_BYTES: usize = 2 * 1024 * 1024;
 const MAX_TX_BYTES: usize = 64 * 1024;
@@ -145,6 +146,34 @@ fn item_count(r: &mut Reader<'_>, field: &'static str) -> Result<u32, DecodeErro
     Ok(n)
 }
 
+/// A batch of signed transactions as gossiped on the transaction topic:
+/// when it was sent (so that sending the same transactions again is a new
+/// gossip message, not a duplicate), then up to [`MAX_ITEMS`] transactions,
+/// each in the ledger's own encoding.
+pub fn encode_tx_gossip(sent_ms: u64, txs: &[Vec<u8>]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(TX_GOSSIP_MAGIC);
+    w.u64(sent_ms);
+    w.u32(u32::try_from(txs.len()).unwrap_or(u32::MAX));
+    for tx in txs {
+        w.bytes(tx);
+    }
+    w.into_bytes()
+}
+
+pub fn decode_tx_gossip(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.magic(TX_GOSSIP_MAGIC)?;
+    let _sent_ms = r.u64()?;
+    let n = item_count(&mut r, "txs")?;
+    let mut txs = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        txs.push(r.bytes("tx", MAX_TX_BYTES)?.to_vec());
+    }
+    r.finish()?;
+    Ok(txs)
+}
+
 impl Response {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -255,6 +284,21 @@ mod tests {
         for r in responses {
             assert_eq!(Response::decode(&r.encode()).unwrap(), r);
         }
+        let txs = vec![vec![1, 2], vec![], vec![3; 300]];
+        assert_eq!(decode_tx_gossip(&encode_tx_gossip(5, &txs)).unwrap(), txs);
+    }
+
+    #[test]
+    fn tx_gossip_refuses_other_payloads_trailing_bytes_and_too_many_items() {
+        let mut bytes = encode_tx_gossip(5, &[vec![1]]);
+        bytes.push(0);
+        assert!(decode_tx_gossip(&bytes).is_err());
+        assert!(decode_tx_gossip(&Request::SubmitTxs(vec![vec![1]]).encode()).is_err());
+        let too_many = vec![Vec::new(); MAX_ITEMS as usize + 1];
+        assert!(matches!(
+            decode_tx_gossip(&encode_tx_gossip(5, &too_many)),
+            Err(DecodeError::TooLong { field: "txs", .. })
+        ));
     }
 
     #[test]
@@ -283,6 +327,10 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Request::decode(&bytes);
             let _ = Response::decode(&bytes);
+            let _ = decode_tx_gossip(&bytes);
+            let mut gossip = TX_GOSSIP_MAGIC.to_vec();
+            gossip.extend_from_slice(&bytes);
+            let _ = decode_tx_gossip(&gossip);
             let mut prefixed = REQUEST_MAGIC.to_vec();
             prefixed.extend_from_slice(&bytes);
             let _ = Request::decode(&prefixed);
