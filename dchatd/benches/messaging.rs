@@ -3,7 +3,9 @@
 //! - seal: sign + Noise_X encrypt into an envelope;
 //! - open: Noise decrypt + verify;
 //! - sender storage: the message row and its outbox row in one transaction
-//!   (`insert_outgoing`), as a send does before it acknowledges;
+//!   (`insert_outgoing`), as a lone send does before it acknowledges; and
+//!   the same in group commits of 64 (`write_dms`), as sends and arrivals
+//!   under load share commits;
 //! - relay storage: `relay_store` (quota check + insert) then `relay_delete`
 //!   of the same envelope, as a relay does for a fetched-and-receipted one.
 //!
@@ -22,11 +24,13 @@ use std::time::{Duration, Instant};
 use dchat_keyfile::Identity;
 use dchatd::messaging::{mailbox_id, open, seal, Content, DirectMessage, Envelope};
 use dchatd::storage::{
-    Database, DeliveryState, Direction, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
+    Database, DeliveryState, Direction, DmWrite, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
     Synchronous,
 };
 
 const TEXT_BYTES: usize = 1024;
+/// Writes per group commit in the grouped measurement.
+const GROUP: usize = 64;
 const NOW_MS: u64 = 1_800_000_000_000;
 
 fn main() {
@@ -80,6 +84,27 @@ fn main() {
             n,
             start.elapsed(),
         );
+
+        let grouped =
+            Database::open(&dir.path().join("grouped.db"), &StorageOptions { synchronous: sync }).expect("db");
+        let writes: Vec<DmWrite> = messages
+            .iter()
+            .zip(&envelopes)
+            .map(|(m, env)| {
+                let (row, entry) = outgoing_rows(m, env);
+                DmWrite::Outgoing(Some(row), entry)
+            })
+            .collect();
+        let start = Instant::now();
+        for batch in writes.chunks(GROUP) {
+            assert!(grouped.write_dms(batch).expect("insert").iter().all(|new| *new));
+        }
+        report(
+            &format!("store outgoing, group commits of {GROUP}, sync={label}"),
+            n,
+            start.elapsed(),
+        );
+        grouped.close().expect("close");
 
         let quota = MailboxQuota::default();
         let start = Instant::now();

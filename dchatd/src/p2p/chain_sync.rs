@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Request, Response, MAX_BLOCKS, MAX_ITEMS};
+use super::wire::{self, Request, Response, MAX_BLOCKS};
 use super::Shared;
 use crate::chain::Chain;
 use crate::ledger::{check_authentic, Block, Rejection, SignedTx};
@@ -274,25 +274,9 @@ fn screen(chain: &Chain, encoded: Vec<Vec<u8>>) -> Screened {
 }
 
 /// Splits encoded transactions into lists of at most [`MAX_ITEMS`] and
-/// `budget` bytes (counting each one's length prefix), in order.
+/// `budget` bytes, in order.
 fn batches(txs: Vec<Vec<u8>>, budget: usize) -> Vec<Vec<Vec<u8>>> {
-    let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut bytes = 0;
-    for tx in txs {
-        let size = tx.len() + 4;
-        let full = batches
-            .last()
-            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > budget);
-        if full {
-            batches.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += size;
-        if let Some(last) = batches.last_mut() {
-            last.push(tx);
-        }
-    }
-    batches
+    wire::batches(txs, Vec::len, budget)
 }
 
 /// Keeps a node without consensus on the final chain: asks a connected

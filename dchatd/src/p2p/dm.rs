@@ -3,13 +3,16 @@
 //! Sending: the control handler seals the message and commits it with an
 //! outbox row ([`queue`]); it returns then. The outbox worker delivers:
 //! to a local account at once, to the recipient's node when a fresh
-//! presence names a connected one, else to up to two relays' mailboxes
-//! (state `relayed`). Retries back off; nothing waits for the chain.
+//! presence names a connected one (in batches, in order), else to up to
+//! two relays' mailboxes (state `relayed`). Retries back off; nothing
+//! waits for the chain.
 //!
 //! Receiving ([`receive`]): open the envelope with the local account whose
 //! mailbox it names, check the signed sender against the keys the chain has
 //! registered for that account, store it once, and queue a signed
 //! `Delivered` acknowledgement back (state `delivered` at the sender).
+//! Writes go through a group commit and acknowledgements are coalesced
+//! ([`super::dm_batch`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +22,12 @@ use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
 use super::presence::{self, Presence};
-use super::wire::{Request, Response};
+use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
 use crate::messaging::{self, Content, DirectMessage, Envelope, FetchRequest, MessagingError, Receipt};
 use crate::metrics::DropReason;
 use crate::service::{Node, ServiceError};
-use crate::storage::{DeliveryState, Direction, MessageRow, OutboxEntry, RetryPolicy};
+use crate::storage::{Delivery, DeliveryState, Direction, DmWrite, MessageRow, OutboxEntry, RetryPolicy};
 
 /// How long an undelivered envelope is kept and retried.
 pub const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -52,17 +55,16 @@ pub(crate) async fn queue(
     content: Content,
 ) -> Result<MessageRow, ServiceError> {
     let (from_name, to_name) = (from_name.to_string(), to.name.clone());
-    // Sequence number to commit under the conversation's lock (see
-    // `Shared::send_lock`); other conversations proceed meanwhile.
-    let _sending = match node.p2p() {
-        Some(shared) => Some(shared.send_lock(&from_name, &to_name).lock().await),
-        None => None,
+    // A text takes the conversation's next sequence number, with its send
+    // time beside it; an acknowledgement is not part of the conversation.
+    let (seq, now) = match (&content, node.p2p()) {
+        (Content::Delivered(_), _) => (0, now_ms()),
+        (Content::Text(_), Some(shared)) => shared.next_seq(node, &from_name, &to_name).await?,
+        (Content::Text(_), None) => {
+            let (a, p) = (from_name.clone(), to_name.clone());
+            (node.with_db(move |db, _| Ok(db.next_seq(&a, &p)?)).await?, now_ms())
+        }
     };
-    let seq = {
-        let (a, p) = (from_name.clone(), to_name.clone());
-        node.with_db(move |db, _| Ok(db.next_seq(&a, &p)?)).await?
-    };
-    let now = now_ms();
     let id = messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
     let msg = DirectMessage {
         id,
@@ -104,15 +106,7 @@ pub(crate) async fn queue(
         }),
         Content::Delivered(_) => None,
     };
-    let stored = row.clone();
-    node.with_db(move |db, _| {
-        match &stored {
-            Some(row) => db.insert_outgoing(row, &entry)?,
-            None => db.enqueue_outbox(&entry)?,
-        };
-        Ok(())
-    })
-    .await?;
+    write(node, DmWrite::Outgoing(row.clone(), entry)).await?;
     if let Some(shared) = node.p2p() {
         shared.outbox_kick.notify_one();
         if let Some(row) = &row {
@@ -135,6 +129,18 @@ pub(crate) async fn queue(
         received_at_ms: now,
         state: DeliveryState::Sent,
     }))
+}
+
+/// Stores one write of the DM path: through the group commit when the
+/// network runs, else on its own.
+async fn write(node: &Arc<Node>, write: DmWrite) -> Result<bool, ServiceError> {
+    match node.p2p() {
+        Some(shared) => shared.dm_writer.write(write).await,
+        None => {
+            let news = node.with_db(move |db, _| Ok(db.write_dms(&[write])?)).await?;
+            Ok(news.first().copied().unwrap_or(false))
+        }
+    }
 }
 
 /// What became of an inbound envelope.
@@ -207,14 +213,12 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
                 received_at_ms: now,
                 state: DeliveryState::Delivered,
             };
-            let new = match node.with_db(move |db, _| Ok(db.insert_message(&row)?)).await {
+            let new = match write(node, DmWrite::Incoming(row)).await {
                 Ok(new) => new,
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
             };
             // Acknowledge even a duplicate: the first ack may have been lost.
-            if let Err(e) = queue(node, &account, &identity, &sender, Content::Delivered(vec![msg.id])).await {
-                tracing::warn!(error = %e, "cannot queue a delivery acknowledgement");
-            }
+            shared.acks.push(&account, &identity, &sender, msg.id);
             if new {
                 shared.metrics.messages_delivered.inc();
                 shared.notify(Change::Dm { account, id: msg.id });
@@ -248,18 +252,34 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
 
 /// Answers `Deliver`: an envelope for an account hosted here.
 pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
-    match receive(node, shared, bytes).await {
-        Received::New | Received::Duplicate => Response::Ok,
-        Received::NotHere => Response::Refused("no such account here".into()),
-        Received::Later(why) => Response::Refused(why),
+    match refusal(peer, receive(node, shared, bytes).await) {
+        None => Response::Ok,
+        Some(why) => Response::Refused(why),
+    }
+}
+
+/// Answers `DeliverBatch`: each envelope checked and stored as `Deliver`
+/// would, all of them together, so that they share one commit.
+pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
+    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes))).await;
+    Response::Each(received.into_iter().map(|r| refusal(peer, r)).collect())
+}
+
+/// Why an envelope was not taken; None when it was (new or seen before).
+fn refusal(peer: PeerId, received: Received) -> Option<String> {
+    match received {
+        Received::New | Received::Duplicate => None,
+        Received::NotHere => Some("no such account here".into()),
+        Received::Later(why) => Some(why),
         Received::Dropped(why) => {
             tracing::debug!(peer = %peer, why, "inbound envelope dropped");
-            Response::Refused(why)
+            Some(why)
         }
     }
 }
 
-/// Delivers what the outbox holds, as described in the module docs.
+/// Delivers what the outbox holds, as described in the module docs; what
+/// a round moved is committed together.
 pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -286,55 +306,107 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
         if due.is_empty() {
             continue;
         }
-        let relays = shared.relays().await;
-        for entry in due {
-            let outcome = deliver_one(&node, &shared, &entry, &relays).await;
-            if let Some(state) = outcome {
-                let (env_id, account, id) = (entry.envelope_id, entry.account.clone(), entry.message_id);
-                let done = node
-                    .with_db(move |db, _| {
-                        db.outbox_done(&env_id)?;
-                        Ok(db.set_message_state(&account, &id, state)?)
-                    })
-                    .await;
-                if let Ok(true) = done {
-                    shared.notify(Change::Dm {
-                        account: entry.account.clone(),
-                        id: entry.message_id,
-                    });
+        let done = deliver_round(&node, &shared, due).await;
+        if done.is_empty() {
+            continue;
+        }
+        let changed: Vec<(String, [u8; 16])> = done.iter().map(|d| (d.account.clone(), d.message_id)).collect();
+        match node.with_db(move |db, _| Ok(db.finish_deliveries(&done)?)).await {
+            Ok(moved) => {
+                for ((account, id), moved) in changed.into_iter().zip(moved) {
+                    if moved {
+                        shared.notify(Change::Dm { account, id });
+                    }
                 }
             }
+            // Leased, not lost: they are sent again after their backoff.
+            Err(e) => tracing::warn!(error = %e, "cannot record deliveries"),
         }
     }
 }
 
-/// One delivery attempt; the state the message reached, or None to retry.
-async fn deliver_one(
-    node: &Arc<Node>,
-    shared: &Arc<Shared>,
-    entry: &OutboxEntry,
-    relays: &[PeerId],
-) -> Option<DeliveryState> {
-    // Both ends on this node.
-    if node.local_for_mailbox(&entry.mailbox).await.is_some() {
-        return match receive(node, shared, &entry.envelope).await {
-            Received::New | Received::Duplicate => Some(DeliveryState::Sent),
-            Received::NotHere | Received::Later(_) => None,
-            Received::Dropped(why) => {
-                tracing::warn!(why, "own envelope refused locally; dropping it");
-                Some(DeliveryState::Sent)
+/// One delivery round: envelopes for accounts of this node are taken at
+/// once; those whose recipient's node is connected go to it in
+/// `DeliverBatch`es, in outbox order; the rest, and whatever a node
+/// refuses, to relays. Returns what reached someone, and the state it
+/// reached; the others are retried after their backoff.
+async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEntry>) -> Vec<Delivery> {
+    let mut done = Vec::new();
+    let mut by_host: Vec<(PeerId, Vec<OutboxEntry>)> = Vec::new();
+    let mut to_relays = Vec::new();
+    for entry in due {
+        if node.local_for_mailbox(&entry.mailbox).await.is_some() {
+            if let Some(state) = deliver_locally(node, shared, &entry).await {
+                done.push(delivery(&entry, state));
             }
-        };
-    }
-    let request = Request::Deliver(entry.envelope.clone());
-    if let Some(host) = shared.host_of(&entry.mailbox) {
-        match shared.ask(host, &request).await {
-            Ok(Response::Ok) => return Some(DeliveryState::Sent),
-            Ok(Response::Refused(why)) => tracing::debug!(peer = %host, why, "direct delivery refused"),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(peer = %host, error = %e, "direct delivery failed"),
+            continue;
+        }
+        match shared.host_of(&entry.mailbox) {
+            Some(host) => match by_host.iter_mut().find(|(h, _)| *h == host) {
+                Some((_, list)) => list.push(entry),
+                None => by_host.push((host, vec![entry])),
+            },
+            None => to_relays.push(entry),
         }
     }
+    for (host, entries) in by_host {
+        let budget = crate::network::MAX_REQUEST - 4096;
+        for batch in wire::batches(entries, |e| e.envelope.len(), budget) {
+            let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
+            match shared.ask(host, &request).await {
+                Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {
+                    for (entry, outcome) in batch.into_iter().zip(outcomes) {
+                        match outcome {
+                            None => done.push(delivery(&entry, DeliveryState::Sent)),
+                            Some(why) => {
+                                tracing::debug!(peer = %host, why, "direct delivery refused");
+                                to_relays.push(entry);
+                            }
+                        }
+                    }
+                }
+                other => {
+                    tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
+                    to_relays.extend(batch);
+                }
+            }
+        }
+    }
+    if !to_relays.is_empty() {
+        let relays = shared.relays().await;
+        for entry in to_relays {
+            if store_with_relays(shared, &entry, &relays).await {
+                done.push(delivery(&entry, DeliveryState::Relayed));
+            }
+        }
+    }
+    done
+}
+
+fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {
+    Delivery {
+        envelope_id: entry.envelope_id,
+        account: entry.account.clone(),
+        message_id: entry.message_id,
+        state,
+    }
+}
+
+/// Both ends on this node: the state reached, or None to retry.
+async fn deliver_locally(node: &Arc<Node>, shared: &Arc<Shared>, entry: &OutboxEntry) -> Option<DeliveryState> {
+    match receive(node, shared, &entry.envelope).await {
+        Received::New | Received::Duplicate => Some(DeliveryState::Sent),
+        Received::NotHere | Received::Later(_) => None,
+        Received::Dropped(why) => {
+            tracing::warn!(why, "own envelope refused locally; dropping it");
+            Some(DeliveryState::Sent)
+        }
+    }
+}
+
+/// Leaves an envelope with up to [`RELAY_COPIES`] relays; true when at
+/// least one took it.
+async fn store_with_relays(shared: &Shared, entry: &OutboxEntry, relays: &[PeerId]) -> bool {
     let request = Request::MailboxStore(entry.envelope.clone());
     let mut stored = 0;
     for relay in relays {
@@ -348,7 +420,7 @@ async fn deliver_one(
             break;
         }
     }
-    (stored > 0).then_some(DeliveryState::Relayed)
+    stored > 0
 }
 
 /// Announces where the local accounts are reachable.

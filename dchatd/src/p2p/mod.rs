@@ -5,7 +5,7 @@
 //!             ┌──────────── router (one task) ◀── NetEvent ── network
 //!             │   gossip:  presence · transactions · channel posts
 //!             │            (verify → accept/reject)
-//!             │   request: Blocks · SubmitTx(s) · Deliver · Mailbox* · ChannelHistory
+//!             │   request: Blocks · SubmitTx(s) · Deliver(Batch) · Mailbox* · ChannelHistory
 //!             ▼
 //!  chain_sync  follower: fetch final blocks + certificates, verify, apply;
 //!              relay locally submitted transactions to validators (direct,
@@ -24,6 +24,7 @@
 pub mod chain_sync;
 pub mod channels;
 pub mod dm;
+pub mod dm_batch;
 pub mod presence;
 pub mod relay;
 pub mod wire;
@@ -43,11 +44,12 @@ use crate::consensus::FinalityVerifier;
 use crate::messaging::mailbox_id;
 use crate::metrics::DropReason;
 use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo, Verdict};
-use crate::service::Node;
+use crate::service::{Node, ServiceError};
 use presence::PresenceTable;
 use wire::{Request, Response};
 
-/// Locks that serialise the sequence numbers of DM conversations. Two
+/// Locks that serialise loading a DM conversation's next sequence number
+/// from the database (once per conversation and process). Two
 /// conversations that hash to the same stripe wait for each other, which
 /// costs concurrency, never correctness.
 const SEND_LOCK_STRIPES: usize = 64;
@@ -87,10 +89,17 @@ pub struct Shared {
     locals: Mutex<Locals>,
     /// Wakes the outbox worker (a DM was queued, a peer connected).
     pub outbox_kick: Notify,
-    /// Held from picking a DM's sequence number to committing it, so that
-    /// concurrent sends of one conversation never share a number; striped
-    /// by conversation (see [`Shared::send_lock`]).
+    /// Held while a conversation's next sequence number is loaded from
+    /// the database; striped by conversation (see [`Shared::send_lock`]).
     send_locks: [tokio::sync::Mutex<()>; SEND_LOCK_STRIPES],
+    /// The next sequence number of each conversation (sender, recipient)
+    /// this process has sent in, taken in memory so that sends of one
+    /// conversation need not wait for each other's commits.
+    seqs: Mutex<HashMap<(String, String), u64>>,
+    /// The group commit of DM writes.
+    pub(crate) dm_writer: dm_batch::DmWriter,
+    /// Received DMs waiting for their coalesced acknowledgement.
+    pub(crate) acks: Arc<dm_batch::AckQueue>,
     /// Wakes the mailbox fetcher (a relay connected).
     pub fetch_kick: Notify,
     pub changes: broadcast::Sender<Change>,
@@ -113,6 +122,29 @@ impl Shared {
         (from, to).hash(&mut hasher);
         let stripe = usize::try_from(hasher.finish() % SEND_LOCK_STRIPES as u64).unwrap_or(0);
         &self.send_locks[stripe]
+    }
+
+    /// The next sequence number of `from`'s messages to `to`, and the send
+    /// time to sign with it: taken together under one lock, so that reading
+    /// order (send time, then sequence) agrees with the sequence. Numbers a
+    /// failed send took are skipped, never reused; the first use per
+    /// conversation continues from the database.
+    pub(crate) async fn next_seq(&self, node: &Arc<Node>, from: &str, to: &str) -> Result<(u64, u64), ServiceError> {
+        let key = (from.to_string(), to.to_string());
+        loop {
+            if let Some(next) = lock(&self.seqs).get_mut(&key) {
+                let seq = *next;
+                *next += 1;
+                return Ok((seq, now_ms()));
+            }
+            let _loading = self.send_lock(from, to).lock().await;
+            if lock(&self.seqs).contains_key(&key) {
+                continue;
+            }
+            let (a, p) = key.clone();
+            let next = node.with_db(move |db, _| Ok(db.next_seq(&a, &p)?)).await?;
+            lock(&self.seqs).entry(key.clone()).or_insert(next);
+        }
     }
 
     pub fn host_of(&self, mailbox: &[u8; 32]) -> Option<PeerId> {
@@ -241,6 +273,7 @@ pub fn start(
             None
         }
     });
+    let (dm_writer, dm_writes) = dm_batch::DmWriter::new();
     let shared = Arc::new(Shared {
         net: handle,
         stats,
@@ -249,6 +282,9 @@ pub fn start(
         locals: Mutex::new(Locals::default()),
         outbox_kick: Notify::new(),
         send_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+        seqs: Mutex::new(HashMap::new()),
+        dm_writer,
+        acks: Arc::new(dm_batch::AckQueue::default()),
         fetch_kick: Notify::new(),
         changes,
         validators,
@@ -278,6 +314,18 @@ pub fn start(
         Box::pin(dm::announce_presence(
             Arc::clone(node),
             Arc::clone(&shared),
+            stop.clone(),
+        )),
+    );
+    spawn(
+        "dm-writer",
+        Box::pin(dm_batch::run_writer(Arc::clone(node), dm_writes, stop.clone())),
+    );
+    spawn(
+        "acks",
+        Box::pin(dm_batch::send_acks(
+            Arc::clone(node),
+            Arc::clone(&shared.acks),
             stop.clone(),
         )),
     );
@@ -415,6 +463,7 @@ async fn answer(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, request: R
         Request::SubmitTx(bytes) => chain_sync::accept_transactions(node, vec![bytes]).await,
         Request::SubmitTxs(txs) => chain_sync::accept_transactions(node, txs).await,
         Request::Deliver(bytes) => dm::accept_delivery(node, shared, peer, &bytes).await,
+        Request::DeliverBatch(envelopes) => dm::accept_batch(node, shared, peer, &envelopes).await,
         Request::MailboxStore(bytes) => relay::store(node, shared, &bytes).await,
         Request::MailboxFetch(bytes) => relay::fetch(node, shared, &bytes).await,
         Request::MailboxReceipt(bytes) => relay::receipt(node, shared, &bytes).await,

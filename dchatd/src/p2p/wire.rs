@@ -28,6 +28,9 @@ pub enum Request {
     SubmitTxs(Vec<Vec<u8>>),
     /// A sealed envelope for an account this node hosts.
     Deliver(Vec<u8>),
+    /// Up to [`MAX_ITEMS`] sealed envelopes for accounts this node hosts,
+    /// in the order they were sent; answered by [`Response::Each`].
+    DeliverBatch(Vec<Vec<u8>>),
     /// A sealed envelope for a relay to keep until its recipient fetches it.
     MailboxStore(Vec<u8>),
     /// A signed fetch request (`messaging::FetchRequest`).
@@ -46,6 +49,9 @@ pub enum Response {
     Blocks(Vec<(Vec<u8>, Vec<u8>)>),
     Envelopes(Vec<Vec<u8>>),
     Posts(Vec<Vec<u8>>),
+    /// One outcome per item of a batch, in order: None when it was taken,
+    /// else why it was refused.
+    Each(Vec<Option<String>>),
 }
 
 impl Request {
@@ -95,6 +101,13 @@ impl Request {
                     w.bytes(tx);
                 }
             }
+            Request::DeliverBatch(envelopes) => {
+                w.u8(9);
+                w.u32(u32::try_from(envelopes.len()).unwrap_or(u32::MAX));
+                for envelope in envelopes {
+                    w.bytes(envelope);
+                }
+            }
         }
         w.into_bytes()
     }
@@ -126,11 +139,42 @@ impl Request {
                 }
                 Request::SubmitTxs(txs)
             }
+            9 => {
+                let n = item_count(&mut r, "envelopes")?;
+                let mut envelopes = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    envelopes.push(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec());
+                }
+                Request::DeliverBatch(envelopes)
+            }
             tag => return Err(DecodeError::UnknownTag { what: "request", tag }),
         };
         r.finish()?;
         Ok(req)
     }
+}
+
+/// Splits `items` into lists of at most [`MAX_ITEMS`] and `budget` bytes
+/// (counting `len` of each plus its 4-byte length prefix), in order. An
+/// item bigger than the budget goes alone.
+pub fn batches<T>(items: Vec<T>, len: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = len(&item) + 4;
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > budget);
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(last) = batches.last_mut() {
+            last.push(item);
+        }
+    }
+    batches
 }
 
 /// A list's length, refused above [`MAX_ITEMS`].
@@ -206,6 +250,19 @@ impl Response {
                 w.u8(5);
                 list(&mut w, items);
             }
+            Response::Each(outcomes) => {
+                w.u8(6);
+                w.u32(u32::try_from(outcomes.len()).unwrap_or(u32::MAX));
+                for outcome in outcomes {
+                    match outcome {
+                        None => w.u8(0),
+                        Some(why) => {
+                            w.u8(1);
+                            w.str(why);
+                        }
+                    }
+                }
+            }
         }
         w.into_bytes()
     }
@@ -243,6 +300,18 @@ impl Response {
                 }
                 Response::Posts(items)
             }
+            6 => {
+                let n = count(&mut r)?;
+                let mut outcomes = Vec::new();
+                for _ in 0..n {
+                    outcomes.push(match r.u8()? {
+                        0 => None,
+                        1 => Some(r.string("reason", 1024)?),
+                        tag => return Err(DecodeError::UnknownTag { what: "outcome", tag }),
+                    });
+                }
+                Response::Each(outcomes)
+            }
             tag => return Err(DecodeError::UnknownTag { what: "response", tag }),
         };
         r.finish()?;
@@ -261,6 +330,7 @@ mod tests {
             Request::Blocks { from: 7, max: 3 },
             Request::SubmitTx(vec![1, 2]),
             Request::SubmitTxs(vec![vec![1, 2], vec![], vec![3; 300]]),
+            Request::DeliverBatch(vec![vec![4; 50], vec![]]),
             Request::Deliver(vec![3]),
             Request::MailboxStore(vec![4; 100]),
             Request::MailboxFetch(vec![5]),
@@ -280,6 +350,7 @@ mod tests {
             Response::Blocks(vec![(vec![1], vec![2]), (vec![3], vec![])]),
             Response::Envelopes(vec![vec![1], vec![]]),
             Response::Posts(vec![vec![9; 10]]),
+            Response::Each(vec![None, Some("no such account here".into()), None]),
         ];
         for r in responses {
             assert_eq!(Response::decode(&r.encode()).unwrap(), r);

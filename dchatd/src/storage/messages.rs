@@ -171,6 +171,21 @@ pub(super) fn insert(conn: &rusqlite::Connection, row: &MessageRow) -> Result<bo
     Ok(n == 1)
 }
 
+/// Moves a message forward to `state` (see [`Database::set_message_state`]).
+pub(super) fn advance(
+    conn: &rusqlite::Connection,
+    account: &str,
+    id: &[u8; 16],
+    state: DeliveryState,
+) -> Result<bool, StorageError> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE messages SET state = ?3 WHERE account = ?1 AND id = ?2 AND {RANK_SQL} < ?4"
+        ))?
+        .execute(params![account, &id[..], state.as_str(), state.rank()])?;
+    Ok(n == 1)
+}
+
 impl Database {
     /// Stores a message unless this account has one with the same id (a
     /// retry or a replay); true when it was new. Only the id decides: a
@@ -206,13 +221,7 @@ impl Database {
     /// message or it is already there or further along: states never go
     /// back (a late "relayed" must not undo "delivered").
     pub fn set_message_state(&self, account: &str, id: &[u8; 16], state: DeliveryState) -> Result<bool, StorageError> {
-        let n = self
-            .conn()
-            .prepare_cached(&format!(
-                "UPDATE messages SET state = ?3 WHERE account = ?1 AND id = ?2 AND {RANK_SQL} < ?4"
-            ))?
-            .execute(params![account, &id[..], state.as_str(), state.rank()])?;
-        Ok(n == 1)
+        advance(self.conn(), account, id, state)
     }
 
     /// Applies `peer`'s acknowledgement: marks the listed outgoing messages

@@ -38,7 +38,7 @@ pub use mailbox::{MailboxQuota, MailboxUsage, RelayEnvelope};
 pub use messages::{rfc3339_ms, DeliveryState, Direction, MessageRow};
 pub use meta::{META_CREATED_AT, META_DATABASE_ID};
 pub use migrations::{Migration, MIGRATIONS, SCHEMA_VERSION};
-pub use outbox::{OutboxEntry, RetryPolicy};
+pub use outbox::{Delivery, DmWrite, OutboxEntry, RetryPolicy};
 
 /// How long a statement waits for another connection's lock (a backup, a
 /// `dchatctl db check`) before it fails with SQLITE_BUSY.

@@ -30,6 +30,26 @@ pub struct OutboxEntry {
     pub next_attempt_ms: u64,
 }
 
+/// One write of the direct-message path, for [`Database::write_dms`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmWrite {
+    /// An outgoing message (None for an acknowledgement, which has no row)
+    /// and its envelope, as [`Database::insert_outgoing`] stores them.
+    Outgoing(Option<MessageRow>, OutboxEntry),
+    /// A received message, as [`Database::insert_message`] stores it.
+    Incoming(MessageRow),
+}
+
+/// What became of one outbox envelope in a delivery round, for
+/// [`Database::finish_deliveries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub envelope_id: [u8; 32],
+    pub account: String,
+    pub message_id: [u8; 16],
+    pub state: super::DeliveryState,
+}
+
 /// When to try again: `base_ms` after the first attempt, doubling per
 /// attempt up to `max_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +124,47 @@ impl Database {
     /// was stored before (a repeated request), nothing changes and the
     /// result is false.
     pub fn insert_outgoing(&self, message: &MessageRow, entry: &OutboxEntry) -> Result<bool, StorageError> {
+        let write = DmWrite::Outgoing(Some(message.clone()), entry.clone());
+        Ok(self.write_dms(&[write])?.first().copied().unwrap_or(false))
+    }
+
+    /// Applies `writes` in one transaction, so that many concurrent sends
+    /// and arrivals cost one commit: for each, whether it was new (as the
+    /// single-write methods say). On an error nothing is stored.
+    pub fn write_dms(&self, writes: &[DmWrite]) -> Result<Vec<bool>, StorageError> {
         let tx = self.conn().unchecked_transaction()?;
-        let new = messages::insert(&tx, message)?;
-        if new {
-            enqueue(&tx, entry)?;
+        let mut news = Vec::with_capacity(writes.len());
+        for write in writes {
+            let new = match write {
+                DmWrite::Outgoing(Some(message), entry) => {
+                    let new = messages::insert(&tx, message)?;
+                    if new {
+                        enqueue(&tx, entry)?;
+                    }
+                    new
+                }
+                DmWrite::Outgoing(None, entry) => enqueue(&tx, entry)?,
+                DmWrite::Incoming(message) => messages::insert(&tx, message)?,
+            };
+            news.push(new);
         }
         tx.commit()?;
-        Ok(new)
+        Ok(news)
+    }
+
+    /// Ends a delivery round in one transaction: each envelope that reached
+    /// its recipient or a relay leaves the outbox and its message moves to
+    /// the state reached. For each, whether the message's state changed.
+    pub fn finish_deliveries(&self, done: &[Delivery]) -> Result<Vec<bool>, StorageError> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut moved = Vec::with_capacity(done.len());
+        for d in done {
+            tx.prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1")?
+                .execute([&d.envelope_id[..]])?;
+            moved.push(messages::advance(&tx, &d.account, &d.message_id, d.state)?);
+        }
+        tx.commit()?;
+        Ok(moved)
     }
 
     /// Leases up to `limit` envelopes due at `now_ms` and not expired,
@@ -276,6 +330,86 @@ mod tests {
         let m2 = MessageRow { id: [2; 16], ..m };
         assert!(db.insert_outgoing(&m2, &bad).is_err());
         assert_eq!(db.message("alice", &[2; 16]).unwrap(), None);
+    }
+
+    fn text(id: u8, direction: Direction) -> MessageRow {
+        MessageRow {
+            account: "alice".into(),
+            id: [id; 16],
+            peer: "bob".into(),
+            direction,
+            seq: u64::from(id),
+            text: format!("text {id}"),
+            content_hash: [0; 32],
+            sent_at_ms: 1,
+            received_at_ms: 1,
+            state: if direction == Direction::In {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Sent
+            },
+        }
+    }
+
+    #[test]
+    fn a_batch_of_writes_is_stored_whole_or_not_at_all() {
+        let db = Database::in_memory().unwrap();
+        let writes = [
+            DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(1, 0, 10)),
+            DmWrite::Outgoing(None, entry(2, 0, 10)),
+            DmWrite::Incoming(text(3, Direction::In)),
+            // The same message again in the same batch: stored once.
+            DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(4, 0, 10)),
+            DmWrite::Incoming(text(3, Direction::In)),
+        ];
+        assert_eq!(db.write_dms(&writes).unwrap(), [true, true, true, false, false]);
+        assert_eq!(
+            db.count_outbox().unwrap(),
+            2,
+            "the message's and the acknowledgement's envelopes"
+        );
+        assert_eq!(db.list_messages("alice", None).unwrap().len(), 2);
+
+        // One write that cannot be stored fails the batch, and nothing of
+        // it remains.
+        let bad = OutboxEntry {
+            expires_at_ms: u64::MAX,
+            ..entry(6, 0, 0)
+        };
+        let failing = [
+            DmWrite::Incoming(text(5, Direction::In)),
+            DmWrite::Outgoing(Some(text(6, Direction::Out)), bad),
+        ];
+        assert!(db.write_dms(&failing).is_err());
+        assert_eq!(db.message("alice", &[5; 16]).unwrap(), None);
+        assert_eq!(db.message("alice", &[6; 16]).unwrap(), None);
+        assert_eq!(db.count_outbox().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_delivery_round_is_recorded_together_and_states_never_go_back() {
+        let db = Database::in_memory().unwrap();
+        for id in [1, 2] {
+            db.insert_outgoing(&text(id, Direction::Out), &entry(id, 0, 10))
+                .unwrap();
+        }
+        db.set_message_state("alice", &[2; 16], DeliveryState::Delivered)
+            .unwrap();
+        let done = [1u8, 2].map(|id| Delivery {
+            envelope_id: entry(id, 0, 10).envelope_id,
+            account: "alice".into(),
+            message_id: [id; 16],
+            state: DeliveryState::Relayed,
+        });
+        assert_eq!(db.finish_deliveries(&done).unwrap(), [true, false]);
+        assert_eq!(db.count_outbox().unwrap(), 0);
+        let state = |id: u8| db.message("alice", &[id; 16]).unwrap().unwrap().state;
+        assert_eq!(state(1), DeliveryState::Relayed);
+        assert_eq!(
+            state(2),
+            DeliveryState::Delivered,
+            "a late `relayed` does not undo `delivered`"
+        );
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! Batching on the direct-message path, so that its cost under load is per
+//! batch, not per message:
+//!
+//! - group commit: sends and arrivals hand their writes to one writer task,
+//!   which stores everything waiting in one transaction (one fsync) and
+//!   answers each caller once it is durable. Alone, a write is committed at
+//!   once; under load, the writes that queued during one commit share the
+//!   next.
+//! - coalesced acknowledgements: a received message's `Delivered` is not
+//!   sealed and sent on its own; the ids received from one sender within a
+//!   short window go back in one acknowledgement.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dchat_keyfile::Identity;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::lock;
+use crate::ledger::Account;
+use crate::messaging::{Content, MAX_ACK_IDS};
+use crate::service::{Node, ServiceError};
+use crate::storage::DmWrite;
+
+/// Most writes in one transaction.
+const MAX_BATCH: usize = 512;
+/// How long received ids wait for others from the same sender before
+/// their acknowledgement is sealed.
+const ACK_WINDOW: Duration = Duration::from_millis(20);
+
+type Job = (DmWrite, oneshot::Sender<Result<bool, ServiceError>>);
+
+/// The handle sends and arrivals write through.
+pub struct DmWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl DmWriter {
+    /// The handle and the receiving end for [`run_writer`].
+    pub fn new() -> (DmWriter, mpsc::Receiver<Job>) {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        (DmWriter { jobs }, rx)
+    }
+
+    /// Stores `write` and returns once it is committed: whether it was new.
+    pub async fn write(&self, write: DmWrite) -> Result<bool, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((write, reply))
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+/// The writer task: takes what is waiting, commits it together, answers.
+pub async fn run_writer(node: Arc<Node>, mut jobs: mpsc::Receiver<Job>, stop: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            job = jobs.recv() => match job { Some(j) => j, None => return },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<DmWrite>, Vec<_>) = batch.into_iter().unzip();
+        match node.with_db(move |db, _| Ok(db.write_dms(&writes)?)).await {
+            Ok(news) => {
+                for (reply, new) in replies.into_iter().zip(news) {
+                    let _ = reply.send(Ok(new));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "direct messages not stored");
+                let why = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(ServiceError::Internal(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Ids waiting to be acknowledged to one sender by one local account.
+struct PendingAck {
+    identity: Identity,
+    sender: Account,
+    ids: Vec<[u8; 16]>,
+}
+
+/// Received ids by (local account, sender name), until the ack worker
+/// seals them.
+#[derive(Default)]
+pub struct AckQueue {
+    pending: std::sync::Mutex<HashMap<(String, String), PendingAck>>,
+    kick: tokio::sync::Notify,
+}
+
+impl AckQueue {
+    /// Queues an acknowledgement of `id` from `account` to `sender`.
+    pub fn push(&self, account: &str, identity: &Identity, sender: &Account, id: [u8; 16]) {
+        lock(&self.pending)
+            .entry((account.to_string(), sender.name.clone()))
+            .or_insert_with(|| PendingAck {
+                identity: identity.clone(),
+                sender: sender.clone(),
+                ids: Vec::new(),
+            })
+            .ids
+            .push(id);
+        self.kick.notify_one();
+    }
+}
+
+/// The ack worker: every window with something received, one
+/// acknowledgement per (account, sender) for all of it.
+pub async fn send_acks(node: Arc<Node>, acks: Arc<AckQueue>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = acks.kick.notified() => {}
+        }
+        tokio::time::sleep(ACK_WINDOW).await;
+        let pending = std::mem::take(&mut *lock(&acks.pending));
+        for ((account, _), ack) in pending {
+            for ids in ack.ids.chunks(MAX_ACK_IDS) {
+                let content = Content::Delivered(ids.to_vec());
+                if let Err(e) = super::dm::queue(&node, &account, &ack.identity, &ack.sender, content).await {
+                    tracing::warn!(error = %e, "cannot queue a delivery acknowledgement");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Many sends of one conversation at once, on a real `dchatd --dev` (alice
+//! and bob both hosted here): each message is stored once at each end, the
+//! sequence numbers of the conversation are distinct and agree with the
+//! reading order, and every message reaches `delivered`. The sender's database is read
+//! directly (read-only, WAL) for the sequence numbers, which no reply shows.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dchat_testkit::{call, Daemon};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Value};
+
+const THREADS: usize = 8;
+const EACH: usize = 25;
+
+fn dms(socket: &Path, user: &str) -> Vec<Value> {
+    let reply = call(socket, "io.dchat.Messages.ListDms", json!({ "user": user }));
+    reply["parameters"]["messages"].as_array().unwrap().clone()
+}
+
+#[test]
+fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut daemon = Daemon::builder().dev(&state).notify(true).spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let socket = daemon.socket_path().to_owned();
+    for name in ["alice", "bob"] {
+        let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
+        assert!(created.get("error").is_none(), "{created}");
+    }
+
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let text = format!("thread {t} message {i}");
+                    let sent = call(
+                        &socket,
+                        "io.dchat.Messages.SendDm",
+                        json!({ "from": "alice", "to": "bob", "text": text }),
+                    );
+                    assert!(sent.get("error").is_none(), "{sent}");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let total = THREADS * EACH;
+
+    // Bob has each message once; alice sees every one delivered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = dms(&socket, "bob");
+        let delivered = dms(&socket, "alice")
+            .iter()
+            .filter(|m| m["state"] == "delivered")
+            .count();
+        if received.len() == total && delivered == total {
+            let texts: HashSet<&str> = received.iter().map(|m| m["text"].as_str().unwrap()).collect();
+            assert_eq!(texts.len(), total, "each message once");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob has {} of {total}, alice sees {delivered} delivered",
+            received.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Distinct sequence numbers, in the order of the send times: what bob
+    // reads is the order alice sent in.
+    let db = Connection::open_with_flags(
+        state.join("dchat.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    let rows: Vec<(i64, i64, String)> = db
+        .prepare(
+            "SELECT seq, sent_at, text FROM messages
+             WHERE account = 'alice' AND peer = 'bob' AND direction = 'out' ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), total);
+    let seqs: HashSet<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(seqs.len(), total, "a sequence number used twice");
+    assert!(
+        rows.windows(2).all(|w| w[0].1 <= w[1].1),
+        "a later sequence number with an earlier send time"
+    );
+    // Each thread's own messages, sent one after another, in order.
+    for t in 0..THREADS {
+        let mine: Vec<usize> = rows
+            .iter()
+            .filter_map(|r| r.2.strip_prefix(&format!("thread {t} message ")))
+            .map(|i| i.parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>(), "thread {t}");
+    }
+    // Nothing is left waiting in either outbox.
+    let acks: i64 = db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    assert_eq!(acks, 0, "every envelope delivered");
+    drop(db);
+    assert!(daemon.is_running());
+}
