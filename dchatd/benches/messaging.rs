@@ -97,7 +97,8 @@ fn main() {
             .collect();
         let start = Instant::now();
         for batch in writes.chunks(GROUP) {
-            assert!(grouped.write_dms(batch).expect("insert").iter().all(|new| *new));
+            let outcomes = grouped.write_dms(batch).expect("insert");
+            assert!(outcomes.iter().all(|new| matches!(new, Ok(true))));
         }
         report(
             &format!("store outgoing, group commits of {GROUP}, sync={label}"),

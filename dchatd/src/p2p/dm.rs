@@ -137,8 +137,8 @@ async fn write(node: &Arc<Node>, write: DmWrite) -> Result<bool, ServiceError> {
     match node.p2p() {
         Some(shared) => shared.dm_writer.write(write).await,
         None => {
-            let news = node.with_db(move |db, _| Ok(db.write_dms(&[write])?)).await?;
-            Ok(news.first().copied().unwrap_or(false))
+            let mut outcomes = node.with_db(move |db, _| Ok(db.write_dms(&[write])?)).await?;
+            Ok(outcomes.pop().unwrap_or(Ok(false))?)
         }
     }
 }
@@ -467,19 +467,33 @@ pub async fn fetch_mailboxes(node: Arc<Node>, shared: Arc<Shared>, stop: Cancell
 }
 
 async fn fetch_from(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) {
+    // A full page that was all taken may have more behind it.
+    while fetch_page(node, shared, identity, relay).await == Page::FullAndTaken {}
+}
+
+#[derive(PartialEq, Eq)]
+enum Page {
+    FullAndTaken,
+    Done,
+}
+
+/// Fetches one page of envelopes from `relay`, takes them in (together,
+/// so that they share commits) and sends the receipt for what was taken.
+async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) -> Page {
     let request = Request::MailboxFetch(FetchRequest::new(identity, now_ms()).encode());
     let envelopes = match shared.ask(relay, &request).await {
         Ok(Response::Envelopes(list)) => list,
-        _ => return,
+        _ => return Page::Done,
     };
     if envelopes.is_empty() {
-        return;
+        return Page::Done;
     }
+    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes))).await;
     let mut handled = Vec::new();
-    for bytes in &envelopes {
+    for (bytes, outcome) in envelopes.iter().zip(received) {
         // Stored (or undeliverable for good): either way the relay may
         // forget it. Only a local storage failure keeps it there.
-        match receive(node, shared, bytes).await {
+        match outcome {
             Received::Dropped(why) if why.starts_with("not stored") => continue,
             // Not ours to judge yet: it stays with the relay.
             Received::Later(_) | Received::NotHere => continue,
@@ -491,13 +505,19 @@ async fn fetch_from(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
             handled.push(crate::ledger::codec::sha256(bytes));
         }
     }
+    let mut receipted = 0;
     for ids in handled.chunks(crate::messaging::MAX_RECEIPT_IDS) {
         let Ok(receipt) = Receipt::new(identity, ids.to_vec()) else {
             continue;
         };
         match shared.ask(relay, &Request::MailboxReceipt(receipt.encode())).await {
-            Ok(Response::Ok) => {}
+            Ok(Response::Ok) => receipted += ids.len(),
             other => tracing::debug!(peer = %relay, answer = ?other.map(|_| ()), "receipt not taken"),
         }
+    }
+    if envelopes.len() == wire::MAX_ITEMS as usize && receipted == envelopes.len() {
+        Page::FullAndTaken
+    } else {
+        Page::Done
     }
 }

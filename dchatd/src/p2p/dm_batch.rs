@@ -3,7 +3,8 @@
 //!
 //! - group commit: sends and arrivals hand their writes to one writer task,
 //!   which stores everything waiting in one transaction (one fsync) and
-//!   answers each caller once it is durable. Alone, a write is committed at
+//!   answers each caller once it is durable; a write that fails is rolled
+//!   back alone (`Database::write_dms`). Alone, a write is committed at
 //!   once; under load, the writes that queued during one commit share the
 //!   next.
 //! - coalesced acknowledgements: a received message's `Delivered` is not
@@ -71,9 +72,9 @@ pub async fn run_writer(node: Arc<Node>, mut jobs: mpsc::Receiver<Job>, stop: Ca
         }
         let (writes, replies): (Vec<DmWrite>, Vec<_>) = batch.into_iter().unzip();
         match node.with_db(move |db, _| Ok(db.write_dms(&writes)?)).await {
-            Ok(news) => {
-                for (reply, new) in replies.into_iter().zip(news) {
-                    let _ = reply.send(Ok(new));
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome.map_err(ServiceError::from));
                 }
             }
             Err(e) => {

@@ -227,15 +227,12 @@ impl Node {
     pub(crate) async fn local_identities(
         self: &Arc<Self>,
     ) -> Result<Vec<(String, Identity)>, crate::service::ServiceError> {
-        self.with_db(|db, ks| {
-            let mut out = Vec::new();
-            for row in db.list_accounts()?.into_iter().filter(|a| a.local) {
-                let (identity, _) = ks.load(&row.id)?;
-                out.push((row.name, identity));
-            }
-            Ok(out)
-        })
-        .await
+        let rows = self.with_db(|db, _| Ok(db.list_accounts()?)).await?;
+        let mut out = Vec::new();
+        for row in rows.into_iter().filter(|a| a.local) {
+            out.push((row.name, self.signing_key(&row.id).await?));
+        }
+        Ok(out)
     }
 }
 

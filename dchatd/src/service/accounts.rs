@@ -241,20 +241,12 @@ impl Node {
     /// of every `--user`/`--owner`/`--from` in CLI.md).
     pub(crate) async fn local_signer(self: &Arc<Self>, name: Option<String>) -> Result<Signer, ServiceError> {
         let wanted = name.clone();
-        let row = self
-            .with_db(move |db, ks| {
-                let Some(row) = local_row(db, wanted.as_deref())? else {
-                    return Ok(None);
-                };
-                let (identity, _) = ks.load(&row.id)?;
-                Ok(Some(Signer {
-                    name: row.name,
-                    identity,
-                }))
-            })
-            .await?;
+        let row = self.with_db(move |db, _| local_row(db, wanted.as_deref())).await?;
         match (row, name) {
-            (Some(signer), _) => Ok(signer),
+            (Some(row), _) => Ok(Signer {
+                identity: self.signing_key(&row.id).await?,
+                name: row.name,
+            }),
             (None, Some(name)) => {
                 let on_chain = self.chain().is_some_and(|c| c.read(|s| s.account(&name).is_some()));
                 Err(if on_chain {
@@ -266,6 +258,23 @@ impl Node {
             // local_row answers None only for a named account.
             (None, None) => Err(ServiceError::AccountRequired(0)),
         }
+    }
+
+    /// The keys of local account `id`: from memory after the first use
+    /// (reading and parsing the key file costs more than signing).
+    pub(crate) async fn signing_key(self: &Arc<Self>, id: &str) -> Result<Identity, ServiceError> {
+        if let Some(identity) = self.cached_signing_key(id) {
+            return Ok(identity);
+        }
+        let node = Arc::clone(self);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (identity, _) = node.keystore().load(&id)?;
+            node.cache_signing_key(id, identity.clone());
+            Ok(identity)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("key load failed: {e}")))?
     }
 
     pub async fn import_account(self: &Arc<Self>, params: api::ImportAccount) -> Result<api::Account, ServiceError> {

@@ -41,6 +41,10 @@ pub struct Node {
     metrics: crate::metrics::Metrics,
     /// The protocols over the network, once they run.
     p2p: std::sync::OnceLock<Arc<crate::p2p::Shared>>,
+    /// Local accounts' keys by account id, read from the keystore once:
+    /// an id is the hash of its keys, so an entry can never be wrong, and
+    /// a deleted account's row is gone, so its entry is never reached.
+    signing_keys: std::sync::Mutex<std::collections::HashMap<String, dchat_keyfile::Identity>>,
 }
 
 impl Node {
@@ -69,6 +73,7 @@ impl Node {
             db_ops: database::DbOps::default(),
             metrics: crate::metrics::Metrics::new(),
             p2p: std::sync::OnceLock::new(),
+            signing_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -139,6 +144,25 @@ impl Node {
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("database task failed: {e}")))?
+    }
+
+    pub(crate) fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    pub(crate) fn cached_signing_key(&self, id: &str) -> Option<dchat_keyfile::Identity> {
+        self.signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn cache_signing_key(&self, id: String, identity: dchat_keyfile::Identity) {
+        self.signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, identity);
     }
 
     fn lock_db(&self) -> std::sync::MutexGuard<'_, Option<Database>> {

@@ -125,31 +125,38 @@ impl Database {
     /// result is false.
     pub fn insert_outgoing(&self, message: &MessageRow, entry: &OutboxEntry) -> Result<bool, StorageError> {
         let write = DmWrite::Outgoing(Some(message.clone()), entry.clone());
-        Ok(self.write_dms(&[write])?.first().copied().unwrap_or(false))
+        self.write_dms(&[write])?.pop().unwrap_or(Ok(false))
     }
 
     /// Applies `writes` in one transaction, so that many concurrent sends
     /// and arrivals cost one commit: for each, whether it was new (as the
-    /// single-write methods say). On an error nothing is stored.
-    pub fn write_dms(&self, writes: &[DmWrite]) -> Result<Vec<bool>, StorageError> {
-        let tx = self.conn().unchecked_transaction()?;
-        let mut news = Vec::with_capacity(writes.len());
+    /// single-write methods say) or why it could not be stored. Each write
+    /// is a savepoint of its own, so one that fails (a value out of range
+    /// in a peer's message) is rolled back alone and the others are kept.
+    /// An error of the transaction itself (its commit) fails them all.
+    pub fn write_dms(&self, writes: &[DmWrite]) -> Result<Vec<Result<bool, StorageError>>, StorageError> {
+        let mut tx = self.conn().unchecked_transaction()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
-            let new = match write {
-                DmWrite::Outgoing(Some(message), entry) => {
-                    let new = messages::insert(&tx, message)?;
+            let sp = tx.savepoint()?;
+            let outcome = match write {
+                DmWrite::Outgoing(Some(message), entry) => messages::insert(&sp, message).and_then(|new| {
                     if new {
-                        enqueue(&tx, entry)?;
+                        enqueue(&sp, entry)?;
                     }
-                    new
-                }
-                DmWrite::Outgoing(None, entry) => enqueue(&tx, entry)?,
-                DmWrite::Incoming(message) => messages::insert(&tx, message)?,
+                    Ok(new)
+                }),
+                DmWrite::Outgoing(None, entry) => enqueue(&sp, entry),
+                DmWrite::Incoming(message) => messages::insert(&sp, message),
             };
-            news.push(new);
+            if outcome.is_ok() {
+                sp.commit()?;
+            }
+            // Dropped uncommitted, the savepoint rolls back.
+            outcomes.push(outcome);
         }
         tx.commit()?;
-        Ok(news)
+        Ok(outcomes)
     }
 
     /// Ends a delivery round in one transaction: each envelope that reached
@@ -352,38 +359,44 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_writes_is_stored_whole_or_not_at_all() {
+    fn a_batch_of_writes_shares_a_commit_and_a_bad_write_fails_alone() {
         let db = Database::in_memory().unwrap();
+        let bad = OutboxEntry {
+            expires_at_ms: u64::MAX,
+            ..entry(6, 0, 0)
+        };
+        let mut far_future = text(7, Direction::In);
+        far_future.sent_at_ms = u64::MAX;
         let writes = [
             DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(1, 0, 10)),
             DmWrite::Outgoing(None, entry(2, 0, 10)),
             DmWrite::Incoming(text(3, Direction::In)),
+            // A message whose envelope cannot be stored: neither is kept.
+            DmWrite::Outgoing(Some(text(6, Direction::Out)), bad),
+            // A peer's message with a value out of range.
+            DmWrite::Incoming(far_future),
             // The same message again in the same batch: stored once.
             DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(4, 0, 10)),
             DmWrite::Incoming(text(3, Direction::In)),
         ];
-        assert_eq!(db.write_dms(&writes).unwrap(), [true, true, true, false, false]);
+        let outcomes = db.write_dms(&writes).unwrap();
+        let news: Vec<Option<bool>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
+        assert_eq!(
+            news,
+            [Some(true), Some(true), Some(true), None, None, Some(false), Some(false)]
+        );
         assert_eq!(
             db.count_outbox().unwrap(),
             2,
             "the message's and the acknowledgement's envelopes"
         );
         assert_eq!(db.list_messages("alice", None).unwrap().len(), 2);
-
-        // One write that cannot be stored fails the batch, and nothing of
-        // it remains.
-        let bad = OutboxEntry {
-            expires_at_ms: u64::MAX,
-            ..entry(6, 0, 0)
-        };
-        let failing = [
-            DmWrite::Incoming(text(5, Direction::In)),
-            DmWrite::Outgoing(Some(text(6, Direction::Out)), bad),
-        ];
-        assert!(db.write_dms(&failing).is_err());
-        assert_eq!(db.message("alice", &[5; 16]).unwrap(), None);
-        assert_eq!(db.message("alice", &[6; 16]).unwrap(), None);
-        assert_eq!(db.count_outbox().unwrap(), 2);
+        assert_eq!(
+            db.message("alice", &[6; 16]).unwrap(),
+            None,
+            "rolled back with its envelope"
+        );
+        assert_eq!(db.message("alice", &[7; 16]).unwrap(), None);
     }
 
     #[test]
