@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::testnet::{height, json_on, ok, on, wait_for, wait_height, Net};
+use common::testnet::{height, json_on, listen_addr, ok, on, set_network_key, wait_for, wait_height, Net};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -93,35 +93,6 @@ fn peer_ids(dir: &Path, node: &str) -> Vec<String> {
         .iter()
         .map(|p| p["peer_id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Edits `node`'s config before it starts: `key = value` in [network].
-fn set_network_key(dir: &Path, node: &str, key: &str, value: &str) {
-    let config = dir.join(node).join("dchatd.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let mut out = Vec::new();
-    let mut replaced = false;
-    for line in text.lines() {
-        if line.starts_with(&format!("{key} = ")) && !replaced {
-            out.push(format!("{key} = {value}"));
-            replaced = true;
-        } else {
-            out.push(line.to_string());
-        }
-        if line == "[network]" && !text.contains(&format!("\n{key} = ")) {
-            out.push(format!("{key} = {value}"));
-            replaced = true;
-        }
-    }
-    assert!(replaced, "{node}'s config has no [network] section");
-    std::fs::write(&config, out.join("\n") + "\n").unwrap();
-}
-
-/// The multiaddress `node` listens on (its config's first `listen`).
-fn listen_addr(dir: &Path, node: &str) -> String {
-    let text = std::fs::read_to_string(dir.join(node).join("dchatd.toml")).unwrap();
-    let line = text.lines().find(|l| l.starts_with("listen = [\"/")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
 }
 
 #[test]

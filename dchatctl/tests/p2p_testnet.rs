@@ -1,7 +1,9 @@
 //! The chat itself across real processes: testnets made by `dchatctl
 //! testnet`, libp2p on 127.0.0.1, users on their own nodes following the
 //! chain, direct messages end to end (online, and through a relay's
-//! mailbox while the recipient is away), and channels across three nodes.
+//! mailbox while the recipient is away, and through a relay circuit
+//! between two users neither of which can be dialled), and channels across
+//! three nodes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,7 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::testnet::{enable_metrics, json_on, ok, on, sample, scrape, sock, wait_for, wait_height, Net};
+use common::testnet::{
+    enable_metrics, json_on, ok, on, sample, scrape, set_network_key, sock, wait_for, wait_height, Net,
+};
 use dchat_testkit::bin;
 use serde_json::Value;
 
@@ -307,4 +311,76 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
             "{text:?} once on carol's node: {caught_up:?}"
         );
     }
+}
+
+#[test]
+fn users_behind_nat_talk_directly_through_a_relay_circuit() {
+    // Neither user listens anywhere: like nodes behind NAT, they can only
+    // dial out. Each holds a reservation on the relay; a DM goes over a
+    // circuit through it, not into its mailbox.
+    let mut relay_metrics = None;
+    let net = small_net_with("2", |dir| {
+        for user in ["user1", "user2"] {
+            set_network_key(dir, user, "listen", "[]");
+        }
+        relay_metrics = Some(enable_metrics(dir, "relay1"));
+    });
+    let relay_metrics = relay_metrics.unwrap();
+    let dir = net.dir.clone();
+    json_on(&dir, "user1", &["account", "create", "alice"]);
+    json_on(&dir, "user2", &["account", "create", "bob"]);
+    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .unwrap();
+    wait_height(&dir, &["user1", "user2"], top, WAIT);
+    // Reachable only through the relay: the circuit address is the one
+    // address user2 has.
+    let user2 = wait_for("user2's reservation on the relay", WAIT, || {
+        let status = json_on(&dir, "user2", &["status"]);
+        let addresses: Vec<String> = status["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        (!addresses.is_empty() && addresses.iter().all(|a| a.contains("/p2p-circuit/")))
+            .then(|| status["peer_id"].as_str().unwrap().to_string())
+    });
+    // user1 knows where bob is hosted once bob's presence reaches it.
+    std::thread::sleep(Duration::from_secs(4));
+
+    ok(&[
+        "--socket",
+        &sock(&dir, "user1"),
+        "dm",
+        "send",
+        "bob",
+        "through the hole",
+    ]);
+    wait_for("bob to receive the DM", WAIT, || {
+        texts(&dms(&dir, "user2"))
+            .contains(&"through the hole".to_string())
+            .then_some(())
+    });
+    wait_for("alice to see `delivered`", WAIT, || {
+        (state_of(&dir, "user1", "through the hole").as_deref() == Some("delivered")).then_some(())
+    });
+    let peers = json_on(&dir, "user1", &["peers"]);
+    let to_user2 = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == user2.as_str())
+        .unwrap_or_else(|| panic!("user1 is not connected to user2: {peers}"));
+    // Over a circuit: as its dialer, user1 names the relay in the address;
+    // as its listener, only user2's peer id.
+    assert!(
+        to_user2["addresses"].as_array().unwrap().iter().all(|a| {
+            let a = a.as_str().unwrap();
+            a.contains("/p2p-circuit") || a == format!("/p2p/{user2}")
+        }),
+        "{to_user2}"
+    );
+    let relayed = sample(&scrape(relay_metrics), "dchat_messages_relayed_total");
+    assert_eq!(relayed, 0.0, "the DM went through the relay's mailbox, not a circuit");
 }

@@ -167,3 +167,32 @@ pub fn sample(scrape: &str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Edits `node`'s config before it starts: `key = value` in [network].
+pub fn set_network_key(dir: &Path, node: &str, key: &str, value: &str) {
+    let config = dir.join(node).join("dchatd.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut out = Vec::new();
+    let mut replaced = false;
+    for line in text.lines() {
+        if line.starts_with(&format!("{key} = ")) && !replaced {
+            out.push(format!("{key} = {value}"));
+            replaced = true;
+        } else {
+            out.push(line.to_string());
+        }
+        if line == "[network]" && !text.contains(&format!("\n{key} = ")) {
+            out.push(format!("{key} = {value}"));
+            replaced = true;
+        }
+    }
+    assert!(replaced, "{node}'s config has no [network] section");
+    std::fs::write(&config, out.join("\n") + "\n").unwrap();
+}
+
+/// The multiaddress `node` listens on (its config's first `listen`).
+pub fn listen_addr(dir: &Path, node: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(node).join("dchatd.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("listen = [\"/")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}

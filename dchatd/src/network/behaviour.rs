@@ -17,6 +17,14 @@ use super::NetworkParams;
 pub const PROTOCOL_VERSION: &str = "/dchat/1";
 /// Kademlia on dchat's own protocol name, so we never join the IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/1");
+/// Circuits a relay carries at once (libp2p's default is 16).
+const MAX_CIRCUITS: usize = 64;
+/// How long one circuit lasts before the peers must open another.
+const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
+/// Bytes one circuit carries, both ways, before it is closed (libp2p's
+/// default of 128 KiB is about a hundred DMs); a relay's bandwidth cap per
+/// circuit, on top of the per-peer rate limits.
+const MAX_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest gossip message (a channel post is at most 64 KiB of text).
 pub const MAX_GOSSIP: usize = 128 * 1024;
 
@@ -75,9 +83,17 @@ impl Behaviour {
             [(PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
         );
-        let relay = params
-            .relay_server
-            .then(|| relay::Behaviour::new(id, relay::Config::default()));
+        let relay = params.relay_server.then(|| {
+            relay::Behaviour::new(
+                id,
+                relay::Config {
+                    max_circuits: MAX_CIRCUITS,
+                    max_circuit_duration: MAX_CIRCUIT_DURATION,
+                    max_circuit_bytes: MAX_CIRCUIT_BYTES,
+                    ..relay::Config::default()
+                },
+            )
+        });
         let mdns = if params.mdns {
             Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id).map_err(|e| format!("mdns: {e}"))?)
         } else {

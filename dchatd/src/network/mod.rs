@@ -42,6 +42,9 @@ pub struct NetworkParams {
     pub mdns: bool,
     /// Serve circuit relay v2 (the relay role).
     pub relay_server: bool,
+    /// Hold reservations on connected relays, so that peers can reach this
+    /// node through them when they cannot dial it (users, not relays).
+    pub reserve_on_relays: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub rate: RateLimit,
@@ -59,6 +62,7 @@ impl NetworkParams {
             bootstrap,
             mdns: false,
             relay_server: roles.contains(&"relay"),
+            reserve_on_relays: roles.contains(&"user") && !roles.contains(&"relay"),
             max_connections: 512,
             max_connections_per_peer: 2,
             rate: RateLimit::default(),

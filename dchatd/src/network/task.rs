@@ -7,9 +7,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, kad, mdns, ping, Multiaddr, PeerId, Swarm};
+use libp2p::{autonat, gossipsub, identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +27,8 @@ const REDIAL_EVERY: Duration = Duration::from_secs(5);
 /// learns the addresses of peers it is not connected to, so that a request
 /// to any known peer id can dial it).
 const KAD_REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// Relays a node behind NAT holds reservations on.
+const MAX_RESERVATIONS: usize = 2;
 
 #[derive(Default)]
 struct Peer {
@@ -45,6 +50,17 @@ pub(super) struct SwarmTask {
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     /// Bootstrap addresses with the peer each names (when it names one).
     bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
+    /// Whether to hold reservations on relays (see `NetworkParams`).
+    reserve_on_relays: bool,
+    /// This node serves circuits (the relay role).
+    relay_server: bool,
+    /// Connected relays (announced role and the hop protocol) and the
+    /// address each listens on, for circuits through them.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Our reservations: the circuit listener on each relay.
+    reservations: HashMap<PeerId, ListenerId>,
+    /// autonat found this node reachable from outside: no reservation needed.
+    public: bool,
 }
 
 impl SwarmTask {
@@ -57,6 +73,7 @@ impl SwarmTask {
         stats: std::sync::Arc<NetStats>,
     ) -> SwarmTask {
         let bootstrap = params.bootstrap.iter().map(|a| (a.clone(), peer_in(a))).collect();
+        let (reserve_on_relays, relay_server) = (params.reserve_on_relays, params.relay_server);
         SwarmTask {
             swarm,
             commands_tx,
@@ -67,6 +84,11 @@ impl SwarmTask {
             peers: HashMap::new(),
             pending: HashMap::new(),
             bootstrap,
+            reserve_on_relays,
+            relay_server,
+            relays: HashMap::new(),
+            reservations: HashMap::new(),
+            public: false,
         }
     }
 
@@ -150,6 +172,9 @@ impl SwarmTask {
                 let _ = reply.send(result);
             }
             Command::Request { peer, data, reply } => {
+                if !self.swarm.is_connected(&peer) {
+                    self.dial_with_circuits(peer);
+                }
                 let id = self.swarm.behaviour_mut().rr.send_request(&peer, data);
                 self.pending.insert(id, reply);
             }
@@ -167,6 +192,54 @@ impl SwarmTask {
                     .gossipsub
                     .report_message_validation_result(&id, &source, verdict);
             }
+        }
+    }
+
+    /// Dials a peer we are not connected to at its known addresses and,
+    /// besides, through every connected relay: a peer behind NAT can be
+    /// reached only over a circuit on a relay it holds a reservation on.
+    /// A circuit through a relay it has none on fails at once; the first
+    /// connection that works is used.
+    fn dial_with_circuits(&mut self, peer: PeerId) {
+        let circuits: Vec<Multiaddr> = self
+            .relays
+            .iter()
+            .filter(|(relay, _)| **relay != peer && self.swarm.is_connected(relay))
+            .map(|(relay, addr)| circuit_to(addr, *relay).with(Protocol::P2p(peer)))
+            .collect();
+        if circuits.is_empty() {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(circuits)
+            .extend_addresses_through_behaviour()
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(peer = %peer, error = %e, "dial failed");
+        }
+    }
+
+    /// Takes a reservation on `relay` when this node holds them and has
+    /// fewer than it wants.
+    fn reserve(&mut self, relay: PeerId) {
+        if !self.reserve_on_relays
+            || self.public
+            || self.reservations.len() >= MAX_RESERVATIONS
+            || self.reservations.contains_key(&relay)
+        {
+            return;
+        }
+        let Some(addr) = self.relays.get(&relay) else {
+            return;
+        };
+        let listen = circuit_to(addr, relay);
+        match self.swarm.listen_on(listen.clone()) {
+            Ok(id) => {
+                tracing::info!(relay = %relay, "asking a relay for a reservation");
+                self.reservations.insert(relay, id);
+            }
+            Err(e) => tracing::debug!(address = %listen, error = %e, "cannot listen through a relay"),
         }
     }
 
@@ -201,6 +274,22 @@ impl SwarmTask {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(address = %address, "network listening");
+                // libp2p's relay serves only once it has an external
+                // address; a relay runs where it can be dialled, so its
+                // own listen addresses are its external ones.
+                if self.relay_server && !is_circuit(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
+                emit(
+                    &self.events,
+                    NetEvent::Listening(self.swarm.listeners().cloned().collect()),
+                )
+                .await;
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                // A reservation ended (the relay went away or refused): a
+                // relay that identifies again is asked again.
+                self.reservations.retain(|_, id| *id != listener_id);
                 emit(
                     &self.events,
                     NetEvent::Listening(self.swarm.listeners().cloned().collect()),
@@ -238,6 +327,7 @@ impl SwarmTask {
             } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    self.relays.remove(&peer_id);
                     self.limiter.forget(&peer_id);
                     self.stats.set_peers(self.peers.len());
                     tracing::debug!(peer = %peer_id, "peer disconnected");
@@ -262,9 +352,29 @@ impl SwarmTask {
                 for addr in info.listen_addrs.iter().filter(|a| usable(a)) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                 }
+                let relays_here = roles_in_agent(&info.agent_version).iter().any(|r| r == "relay")
+                    && info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                if relays_here {
+                    let direct = info.listen_addrs.iter().find(|a| usable(a) && !is_circuit(a));
+                    if let Some(addr) = direct {
+                        self.relays.insert(peer_id, addr.clone());
+                        self.reserve(peer_id);
+                    }
+                }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.agent = Some(info.agent_version);
                 }
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal: false,
+                ..
+            }) => {
+                tracing::info!(relay = %relay_peer_id, "relay reservation accepted: reachable through it");
+            }
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                self.public = matches!(new, autonat::NatStatus::Public(_));
+                tracing::info!(status = ?new, "reachability from outside");
             }
             BehaviourEvent::Ping(ping::Event {
                 peer, result: Ok(rtt), ..
@@ -358,6 +468,19 @@ pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
     })
+}
+
+/// The address to listen on or dial through `relay` at `addr`.
+fn circuit_to(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
+    let mut circuit = addr.clone();
+    if peer_in(&circuit).is_none() {
+        circuit.push(Protocol::P2p(relay));
+    }
+    circuit.with(Protocol::P2pCircuit)
+}
+
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 /// Addresses worth remembering for a peer (not unspecified listeners).
