@@ -72,6 +72,18 @@ fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Registers alice on user1 and bob on user2, and waits until both users
+/// follow the chain past both registrations (each must know the other's
+/// keys to encrypt to it or check its signature).
+fn alice_on_user1_and_bob_on_user2(dir: &Path) {
+    json_on(dir, "user1", &["account", "create", "alice"]);
+    json_on(dir, "user2", &["account", "create", "bob"]);
+    let top = json_on(dir, "validator1", &["chain", "status"])["height"]
+        .as_u64()
+        .unwrap();
+    wait_height(dir, &["user1", "user2"], top, WAIT);
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -152,12 +164,7 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
 fn dms_wait_in_a_relay_mailbox_across_a_relay_restart_and_arrive_in_order_once() {
     let net = small_net("2");
     let (dir, d) = (net.dir.clone(), net.d());
-    json_on(&dir, "user1", &["account", "create", "alice"]);
-    json_on(&dir, "user2", &["account", "create", "bob"]);
-    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
-        .as_u64()
-        .unwrap();
-    wait_height(&dir, &["user1", "user2"], top, WAIT);
+    alice_on_user1_and_bob_on_user2(&dir);
 
     ok(&["testnet", "down", &d, "user2"]);
     let texts_sent = ["first while away", "second while away", "third while away"];
@@ -327,12 +334,7 @@ fn users_behind_nat_talk_directly_through_a_relay_circuit() {
     });
     let relay_metrics = relay_metrics.unwrap();
     let dir = net.dir.clone();
-    json_on(&dir, "user1", &["account", "create", "alice"]);
-    json_on(&dir, "user2", &["account", "create", "bob"]);
-    let top = json_on(&dir, "validator1", &["chain", "status"])["height"]
-        .as_u64()
-        .unwrap();
-    wait_height(&dir, &["user1", "user2"], top, WAIT);
+    alice_on_user1_and_bob_on_user2(&dir);
     // Reachable only through the relay: the circuit address is the one
     // address user2 has.
     let user2 = wait_for("user2's reservation on the relay", WAIT, || {

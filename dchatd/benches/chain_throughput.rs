@@ -85,6 +85,7 @@ fn main() {
                 users: 0,
                 block_interval_ms: interval,
                 metrics_on: &[],
+                behind_nat: &[],
             },
         );
         println!("\n== block interval {interval} ms: testnet {}", net.dir.display());

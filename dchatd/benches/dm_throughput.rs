@@ -19,7 +19,12 @@
 //!    user2 is started and the time until carol has all of them is measured
 //!    from its READY.
 //!
-//! 4. Cost of metrics (issue 7), run first: user3 -> user4 (dave to erin) run with
+//! 4. Via a relay circuit: user5 and user6 listen nowhere (as behind NAT),
+//!    hold reservations on relay1, and frank on user5 writes to grace on
+//!    user6 as in 1: user1 -> relay -> user2 of the issue, the relay
+//!    forwarding encrypted bytes over a circuit. Reported like 1.
+//!
+//! 5. Cost of metrics (issue 7), run first: user3 -> user4 (dave to erin) run with
 //!    the Prometheus listener on both nodes, scraped 10 times a second each,
 //!    user1 -> user2 without it; `DCHAT_BENCH_METRICS_DMS` (default 500)
 //!    DMs per burst, in alternating rounds of the same run. Reported:
@@ -96,13 +101,14 @@ fn main() {
         &Layout {
             validators: 1,
             relays: 1,
-            users: 4,
+            users: 6,
             block_interval_ms: 300,
             metrics_on: &["user3", "user4"],
+            behind_nat: &["user5", "user6"],
         },
     );
     println!(
-        "testnet: {} (validator1, relay1, user1..4; block interval 300 ms; metrics listener on user3 and user4)",
+        "testnet: {} (validator1, relay1, user1..6; block interval 300 ms; metrics listener on user3 and user4; user5 and user6 listen nowhere)",
         net.dir.display()
     );
     net.json("user1", &["account", "create", "alice"]);
@@ -110,10 +116,12 @@ fn main() {
     net.json("user2", &["account", "create", "carol"]);
     net.json("user3", &["account", "create", "dave"]);
     net.json("user4", &["account", "create", "erin"]);
+    net.json("user5", &["account", "create", "frank"]);
+    net.json("user6", &["account", "create", "grace"]);
     let top = net.json("validator1", &["chain", "status"])["height"]
         .as_u64()
         .expect("height");
-    net.wait_height(&["user1", "user2", "user3", "user4"], top);
+    net.wait_height(&["user1", "user2", "user3", "user4", "user5", "user6"], top);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -336,8 +344,30 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     let delivered_mbx = wait_states(&alice_db, "alice", "mbx", "delivered", msent.ok, STALL).await;
     println!("`delivered` at alice afterwards: {delivered_mbx} of {}", msent.ok);
 
+    // 4. Through a relay circuit.
+    println!("\n== 4. throughput via a relay circuit, user5 -> relay1 -> user6 (both listen nowhere) ==");
+    let user5 = net.socket("user5");
+    let mut grace = watch(&net.socket("user6"), json!({ "user": "grace" })).await;
+    warm_up(&user5, "grace", &mut grace).await;
+    let c = burst(&user5, "grace", "cir", n, conns, window, &mut grace).await;
+    let circuit_per_s = c.delivered_per_s;
+    println!(
+        "accepted at user5: {} of {n} in {:.2} s ({} refused); arrived at grace's stream: {} = {circuit_per_s:.0}/s end to end  (target >= {TARGET_PER_S:.0}/s: {})",
+        c.sent.ok,
+        c.accept_time.as_secs_f64(),
+        c.sent.errors,
+        c.arrivals.count,
+        verdict(circuit_per_s >= TARGET_PER_S)
+    );
+    let frank_db = net.dir.join("user5").join("dchat.sqlite3");
+    println!(
+        "`delivered` at frank: {} of {}",
+        wait_states(&frank_db, "frank", "cir", "delivered", c.sent.ok, STALL).await,
+        c.sent.ok
+    );
+
     format!(
-        "dm_throughput: dms={n} conns={conns} pipeline={window} accepted_per_s={accepted_per_s:.0} delivered_per_s={delivered_per_s:.0} arrived={} delivered_at_sender={delivered} latency_p50_ms={p50:.2} latency_p99_ms={p99:.2} latency_max_ms={max:.2} relay_store_per_s={relay_store_per_s:.0} relay_drain_per_s={relay_drain_per_s:.0} relay_fetched={have}/{waiting} metrics_off_per_s={off_median:.0} metrics_on_per_s={on_median:.0} metrics_cost_pct={metrics_cost_pct:.1} scrape_p50_ms={scrape_p50:.2} scrape_p99_ms={scrape_p99:.2}",
+        "dm_throughput: dms={n} conns={conns} pipeline={window} accepted_per_s={accepted_per_s:.0} delivered_per_s={delivered_per_s:.0} arrived={} delivered_at_sender={delivered} latency_p50_ms={p50:.2} latency_p99_ms={p99:.2} latency_max_ms={max:.2} relay_store_per_s={relay_store_per_s:.0} relay_drain_per_s={relay_drain_per_s:.0} relay_fetched={have}/{waiting} circuit_per_s={circuit_per_s:.0} metrics_off_per_s={off_median:.0} metrics_on_per_s={on_median:.0} metrics_cost_pct={metrics_cost_pct:.1} scrape_p50_ms={scrape_p50:.2} scrape_p99_ms={scrape_p99:.2}",
         arrivals.count
     )
 }

@@ -21,6 +21,9 @@ pub struct Layout<'a> {
     /// Nodes given a `[metrics] listen` address (in this order in
     /// [`Testnet::metrics`]).
     pub metrics_on: &'a [&'a str],
+    /// Nodes that listen nowhere, like nodes behind NAT: they dial out and
+    /// are reached through relay circuits.
+    pub behind_nat: &'a [&'a str],
 }
 
 pub struct Testnet {
@@ -77,6 +80,15 @@ impl Testnet {
             text.push_str(&format!("\n[metrics]\nlisten = \"{addr}\"\n"));
             std::fs::write(&config, text).expect("write a node's config");
             net.metrics.push(addr);
+        }
+        for node in layout.behind_nat {
+            let config = net.dir.join(node).join("dchatd.toml");
+            let text = std::fs::read_to_string(&config).expect("read a node's config");
+            // The first `listen` is [network]'s (the testnet writes it first).
+            let start = text.find("\nlisten = [").expect("a network listen line") + 1;
+            let end = start + text[start..].find('\n').expect("a whole line");
+            let text = format!("{}listen = []{}", &text[..start], &text[end..]);
+            std::fs::write(&config, text).expect("write a node's config");
         }
         net.ctl(&["testnet", "up", &d]);
         net.wait_height(&["validator1"], 1);
