@@ -164,5 +164,9 @@ fn a_transaction_reaches_a_validator_its_node_is_not_connected_to() {
     ok(&["testnet", "up", &d, "validator1"]);
     let bob = waiting.join().unwrap();
     assert!(bob["registration_block"].as_u64().unwrap() > at, "{bob}");
+    assert!(
+        !peer_ids(&dir, "user1").contains(&validator),
+        "user1 reached the restarted validator directly"
+    );
     ok(&["testnet", "down", &d]);
 }

@@ -5,7 +5,8 @@
 //! the transaction gossip topic, which every node with a chain checks and
 //! carries on until it reaches validators.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::wire::{self, Request, Response, MAX_BLOCKS};
 use super::Shared;
 use crate::chain::Chain;
-use crate::ledger::{check_authentic, Block, Rejection, SignedTx};
+use crate::ledger::{check_authentic, Block, Rejection, SignedTx, TxKind};
 use crate::metrics::DropReason;
 use crate::network::{Verdict, MAX_GOSSIP};
 use crate::service::Node;
@@ -26,6 +27,44 @@ pub const TX_TOPIC: &str = "dchat/tx/1";
 /// How long a transaction no validator could be given is retried: its
 /// submitter stopped waiting long before (`Chain::finality_timeout`).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+/// A transaction gossiped again within this long is not passed on again
+/// (shorter than the shortest resend, 2 s, so a resend always travels).
+const SEEN_FOR: Duration = Duration::from_secs(1);
+/// Transaction ids remembered for [`SEEN_FOR`] at most.
+const MAX_SEEN: usize = 100_000;
+/// How far ahead of its signer's next nonce a transaction may be for a
+/// node that only passes it on (a follower's state may lag a few blocks).
+const NONCE_WINDOW: u64 = 1024;
+/// Gossiped batches screened at once; more are not passed on.
+pub const SCREENING_AT_ONCE: usize = 2;
+
+/// Transaction ids gossip brought recently, so that the same transactions
+/// republished (with a new send time, so as a new gossip message) are not
+/// passed on again and again.
+#[derive(Default)]
+pub struct SeenTxs {
+    at: HashMap<[u8; 32], Instant>,
+}
+
+impl SeenTxs {
+    /// Records `ids` as seen now; true when at least one was not seen in
+    /// the last [`SEEN_FOR`].
+    fn any_new(&mut self, ids: &[[u8; 32]]) -> bool {
+        let now = Instant::now();
+        if self.at.len() > MAX_SEEN {
+            self.at.retain(|_, at| now.duration_since(*at) < SEEN_FOR);
+        }
+        let mut new = false;
+        for id in ids {
+            let fresh = self.at.get(id).is_none_or(|at| now.duration_since(*at) >= SEEN_FOR);
+            if fresh {
+                self.at.insert(*id, now);
+                new = true;
+            }
+        }
+        new
+    }
+}
 
 /// Answers `Blocks`: final blocks from `from`, each with its certificate.
 pub fn serve_blocks(node: &Arc<Node>, from: u64, max: u16) -> Response {
@@ -224,8 +263,9 @@ pub async fn on_transactions(node: &Arc<Node>, shared: &Shared, data: &[u8]) -> 
         shared.dropped(DropReason::Malformed);
         return Verdict::Reject;
     };
-    // Signature checks cost CPU: off the router.
-    let screened = tokio::task::spawn_blocking(move || screen(&chain, txs)).await;
+    let seen = Arc::clone(&shared.seen_txs);
+    // Signature checks cost CPU: off the network's threads.
+    let screened = tokio::task::spawn_blocking(move || screen(&chain, &seen, txs)).await;
     match screened {
         Ok(Screened::News) => Verdict::Accept,
         Ok(Screened::Stale) => {
@@ -243,13 +283,22 @@ pub async fn on_transactions(node: &Arc<Node>, shared: &Shared, data: &[u8]) -> 
     }
 }
 
-fn screen(chain: &Chain, encoded: Vec<Vec<u8>>) -> Screened {
+fn screen(chain: &Chain, seen: &Mutex<SeenTxs>, encoded: Vec<Vec<u8>>) -> Screened {
     let chain_id = chain.genesis().chain_id.as_str();
-    let mut txs = Vec::with_capacity(encoded.len());
+    let mut decoded = Vec::with_capacity(encoded.len());
     for bytes in &encoded {
         let Ok(tx) = SignedTx::decode(bytes) else {
             return Screened::Bad(DropReason::Malformed);
         };
+        decoded.push(tx);
+    }
+    // The same transactions again, within a second: nothing to check.
+    let ids: Vec<[u8; 32]> = decoded.iter().map(SignedTx::id).collect();
+    if !seen.lock().unwrap_or_else(|p| p.into_inner()).any_new(&ids) {
+        return Screened::Stale;
+    }
+    let mut txs = Vec::with_capacity(decoded.len());
+    for tx in decoded {
         match check_authentic(chain_id, &tx) {
             Ok(()) => txs.push(tx),
             Err(Rejection::BadSignature) => return Screened::Bad(DropReason::BadSignature),
@@ -262,9 +311,18 @@ fn screen(chain: &Chain, encoded: Vec<Vec<u8>>) -> Screened {
             news |= chain.submit_from_peer(tx).is_ok();
         }
     } else {
-        // A node that only passes transactions on has no pool to ask: what
-        // a final block already used the nonce of is not news.
-        news = chain.read(|state| txs.iter().any(|tx| tx.tx.nonce >= state.next_nonce(&tx.tx.signer)));
+        // A node that only passes transactions on has no pool to ask. News
+        // is what could still apply: a registration, or a transaction of a
+        // registered account whose nonce no final block used and that is
+        // not far ahead (which no validator would pool).
+        news = chain.read(|state| {
+            txs.iter().any(|tx| {
+                let next = state.next_nonce(&tx.tx.signer);
+                let known = matches!(tx.tx.kind, TxKind::RegisterAccount { .. })
+                    || state.account_by_key(&tx.tx.signer).is_some();
+                known && tx.tx.nonce >= next && tx.tx.nonce < next.saturating_add(NONCE_WINDOW)
+            })
+        });
     }
     if news {
         Screened::News
@@ -402,6 +460,12 @@ mod tests {
         Chain::open(genesis, db).unwrap()
     }
 
+    /// A seen-cache of its own per call, so that only the call's own
+    /// transactions count.
+    fn fresh() -> Mutex<SeenTxs> {
+        Mutex::new(SeenTxs::default())
+    }
+
     fn register(name: &str, seed: u8, chain_id: &str) -> SignedTx {
         let who = Identity::from_secrets(&[seed; 32], &[seed.wrapping_add(1); 32]);
         let kind = TxKind::RegisterAccount {
@@ -422,18 +486,18 @@ mod tests {
         let other_chain = register("carol", 11, "another-chain").encode();
 
         // A node that only passes transactions on.
-        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::News);
+        assert_eq!(screen(&chain, &fresh(), vec![alice.clone()]), Screened::News);
         assert_eq!(
-            screen(&chain, vec![alice.clone(), forged.encode()]),
+            screen(&chain, &fresh(), vec![alice.clone(), forged.encode()]),
             Screened::Bad(DropReason::BadSignature),
             "one forgery spoils the batch"
         );
         assert_eq!(
-            screen(&chain, vec![other_chain]),
+            screen(&chain, &fresh(), vec![other_chain]),
             Screened::Bad(DropReason::BadSignature)
         );
         assert_eq!(
-            screen(&chain, vec![vec![1, 2, 3]]),
+            screen(&chain, &fresh(), vec![vec![1, 2, 3]]),
             Screened::Bad(DropReason::Malformed)
         );
         assert_eq!(
@@ -444,9 +508,9 @@ mod tests {
 
         // A validator pools what is new, and only that is news.
         chain.set_consensus_running(true);
-        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::News);
+        assert_eq!(screen(&chain, &fresh(), vec![alice.clone()]), Screened::News);
         assert_eq!(chain.mempool_len(), 1);
-        assert_eq!(screen(&chain, vec![alice.clone()]), Screened::Stale);
+        assert_eq!(screen(&chain, &fresh(), vec![alice.clone()]), Screened::Stale);
 
         // Once final, the transaction is stale for a node without a pool too.
         let (tip, state) = chain.tip_with_state();
@@ -460,9 +524,33 @@ mod tests {
         chain.store_unfinalized(&block).unwrap();
         chain.finalize(&block, Some(b"proof"), None).unwrap();
         chain.set_consensus_running(false);
-        assert_eq!(screen(&chain, vec![alice]), Screened::Stale);
+        assert_eq!(screen(&chain, &fresh(), vec![alice.clone()]), Screened::Stale);
+        // The next transaction of a registered account is news; one far
+        // ahead of its nonce, or by a key nobody registered, is not.
+        let alice_key = Identity::from_secrets(&[7; 32], &[8; 32]);
+        let channel = |who: &Identity, nonce: u64| {
+            let kind = TxKind::CreateChannel {
+                name: "general".into(),
+                description: String::new(),
+                invite_only: false,
+            };
+            SignedTx::create(who, "test-chain", nonce, kind).encode()
+        };
+        assert_eq!(screen(&chain, &fresh(), vec![channel(&alice_key, 1)]), Screened::News);
         assert_eq!(
-            screen(&chain, vec![register("bob", 13, "test-chain").encode()]),
+            screen(&chain, &fresh(), vec![channel(&alice_key, 1 + NONCE_WINDOW)]),
+            Screened::Stale
+        );
+        let nobody = Identity::from_secrets(&[40; 32], &[41; 32]);
+        assert_eq!(screen(&chain, &fresh(), vec![channel(&nobody, 0)]), Screened::Stale);
+        // The same transactions gossiped again within a second: not passed
+        // on again, whatever else the message says.
+        let seen = fresh();
+        let carol = register("carol", 15, "test-chain").encode();
+        assert_eq!(screen(&chain, &seen, vec![carol.clone()]), Screened::News);
+        assert_eq!(screen(&chain, &seen, vec![carol]), Screened::Stale);
+        assert_eq!(
+            screen(&chain, &fresh(), vec![register("bob", 13, "test-chain").encode()]),
             Screened::News
         );
     }

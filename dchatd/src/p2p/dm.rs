@@ -21,6 +21,7 @@ use dchat_keyfile::Identity;
 use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
+use super::dm_batch::Acks;
 use super::presence::{self, Presence};
 use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
@@ -159,8 +160,9 @@ pub enum Received {
     Dropped(String),
 }
 
-/// Opens, checks and stores one envelope for a local account.
-pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Received {
+/// Opens, checks and stores one envelope for a local account; a text
+/// stored (or seen before) is owed an acknowledgement in `acks`.
+pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Acks) -> Received {
     let envelope = match Envelope::decode(bytes) {
         Ok(e) => e,
         Err(e) => {
@@ -175,7 +177,15 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
     let Some((account, identity)) = node.local_for_mailbox(&envelope.mailbox).await else {
         return Received::NotHere;
     };
-    let opened = match messaging::open(&identity, &envelope) {
+    // Opening costs three X25519 operations and a signature check: on the
+    // blocking pool, not on a thread the network and timers run on.
+    let (opened, identity) =
+        match tokio::task::spawn_blocking(move || (messaging::open(&identity, &envelope), identity)).await {
+            Ok(done) => done,
+            // Ours to fail, not the sender's: kept where it is for a retry.
+            Err(e) => return Received::Dropped(format!("not stored: cannot open it now ({e})")),
+        };
+    let opened = match opened {
         Ok(o) => o,
         Err(MessagingError::WrongRecipient | MessagingError::WrongMailbox) => {
             shared.dropped(DropReason::Misaddressed);
@@ -218,7 +228,7 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
             };
             // Acknowledge even a duplicate: the first ack may have been lost.
-            shared.acks.push(&account, &identity, &sender, msg.id);
+            acks.push(&account, &identity, &sender, msg.id);
             if new {
                 shared.metrics.messages_delivered.inc();
                 shared.notify(Change::Dm { account, id: msg.id });
@@ -252,17 +262,43 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Receive
 
 /// Answers `Deliver`: an envelope for an account hosted here.
 pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
-    match refusal(peer, receive(node, shared, bytes).await) {
+    let acks = Acks::default();
+    let received = receive(node, shared, bytes, &acks).await;
+    acks.queue(node).await;
+    match refusal(peer, received) {
         None => Response::Ok,
         Some(why) => Response::Refused(why),
     }
 }
 
+/// Envelopes of a batch taken together; after this many fail to open or
+/// check, the rest of the batch is refused unopened.
+const BATCH_CHUNK: usize = 32;
+const MAX_BAD_IN_BATCH: usize = 16;
+
 /// Answers `DeliverBatch`: each envelope checked and stored as `Deliver`
-/// would, all of them together, so that they share one commit.
+/// would, a chunk at a time together, so that they share commits; one
+/// acknowledgement per sender for the whole batch, queued before the
+/// answer. A batch full of junk stops being opened.
 pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
-    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes))).await;
-    Response::Each(received.into_iter().map(|r| refusal(peer, r)).collect())
+    let acks = Acks::default();
+    let mut outcomes = Vec::with_capacity(envelopes.len());
+    let mut bad = 0;
+    for chunk in envelopes.chunks(BATCH_CHUNK) {
+        if bad >= MAX_BAD_IN_BATCH {
+            outcomes.extend(
+                chunk
+                    .iter()
+                    .map(|_| Some("too many bad envelopes in this batch".to_string())),
+            );
+            continue;
+        }
+        let received = futures::future::join_all(chunk.iter().map(|bytes| receive(node, shared, bytes, &acks))).await;
+        bad += received.iter().filter(|r| matches!(r, Received::Dropped(_))).count();
+        outcomes.extend(received.into_iter().map(|r| refusal(peer, r)));
+    }
+    acks.queue(node).await;
+    Response::Each(outcomes)
 }
 
 /// Why an envelope was not taken; None when it was (new or seen before).
@@ -334,9 +370,10 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
     let mut done = Vec::new();
     let mut by_host: Vec<(PeerId, Vec<OutboxEntry>)> = Vec::new();
     let mut to_relays = Vec::new();
+    let acks = Acks::default();
     for entry in due {
         if node.local_for_mailbox(&entry.mailbox).await.is_some() {
-            if let Some(state) = deliver_locally(node, shared, &entry).await {
+            if let Some(state) = deliver_locally(node, shared, &entry, &acks).await {
                 done.push(delivery(&entry, state));
             }
             continue;
@@ -349,6 +386,7 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
             None => to_relays.push(entry),
         }
     }
+    acks.queue(node).await;
     for (host, entries) in by_host {
         let budget = crate::network::MAX_REQUEST - 4096;
         for batch in wire::batches(entries, |e| e.envelope.len(), budget) {
@@ -393,8 +431,13 @@ fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {
 }
 
 /// Both ends on this node: the state reached, or None to retry.
-async fn deliver_locally(node: &Arc<Node>, shared: &Arc<Shared>, entry: &OutboxEntry) -> Option<DeliveryState> {
-    match receive(node, shared, &entry.envelope).await {
+async fn deliver_locally(
+    node: &Arc<Node>,
+    shared: &Arc<Shared>,
+    entry: &OutboxEntry,
+    acks: &Acks,
+) -> Option<DeliveryState> {
+    match receive(node, shared, &entry.envelope, acks).await {
         Received::New | Received::Duplicate => Some(DeliveryState::Sent),
         Received::NotHere | Received::Later(_) => None,
         Received::Dropped(why) => {
@@ -467,18 +510,27 @@ pub async fn fetch_mailboxes(node: Arc<Node>, shared: Arc<Shared>, stop: Cancell
 }
 
 async fn fetch_from(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) {
-    // A full page that was all taken may have more behind it.
-    while fetch_page(node, shared, identity, relay).await == Page::FullAndTaken {}
+    // A full page that brought something new may have more behind it; a
+    // few pages per round, so that one relay cannot keep us from others.
+    for _ in 0..MAX_PAGES_PER_ROUND {
+        if fetch_page(node, shared, identity, relay).await == Page::Done {
+            return;
+        }
+    }
 }
+
+/// Mailbox pages fetched from one relay for one account per round.
+const MAX_PAGES_PER_ROUND: usize = 8;
 
 #[derive(PartialEq, Eq)]
 enum Page {
-    FullAndTaken,
+    FullWithNews,
     Done,
 }
 
 /// Fetches one page of envelopes from `relay`, takes them in (together,
-/// so that they share commits) and sends the receipt for what was taken.
+/// so that they share commits), queues their acknowledgements and sends
+/// the receipt for what was taken.
 async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) -> Page {
     let request = Request::MailboxFetch(FetchRequest::new(identity, now_ms()).encode());
     let envelopes = match shared.ask(relay, &request).await {
@@ -488,7 +540,10 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
     if envelopes.is_empty() {
         return Page::Done;
     }
-    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes))).await;
+    let acks = Acks::default();
+    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes, &acks))).await;
+    acks.queue(node).await;
+    let news = received.contains(&Received::New);
     let mut handled = Vec::new();
     for (bytes, outcome) in envelopes.iter().zip(received) {
         // Stored (or undeliverable for good): either way the relay may
@@ -515,8 +570,8 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
             other => tracing::debug!(peer = %relay, answer = ?other.map(|_| ()), "receipt not taken"),
         }
     }
-    if envelopes.len() == wire::MAX_ITEMS as usize && receipted == envelopes.len() {
-        Page::FullAndTaken
+    if envelopes.len() == wire::MAX_ITEMS as usize && receipted == envelopes.len() && news {
+        Page::FullWithNews
     } else {
         Page::Done
     }

@@ -8,12 +8,12 @@
 //!   once; under load, the writes that queued during one commit share the
 //!   next.
 //! - coalesced acknowledgements: a received message's `Delivered` is not
-//!   sealed and sent on its own; the ids received from one sender within a
-//!   short window go back in one acknowledgement.
+//!   sealed and sent on its own; the ids one request brought in from one
+//!   sender go back in one acknowledgement, queued before that request is
+//!   answered ([`Acks`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dchat_keyfile::Identity;
 use tokio::sync::{mpsc, oneshot};
@@ -27,9 +27,6 @@ use crate::storage::DmWrite;
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 512;
-/// How long received ids wait for others from the same sender before
-/// their acknowledgement is sealed.
-const ACK_WINDOW: Duration = Duration::from_millis(20);
 
 type Job = (DmWrite, oneshot::Sender<Result<bool, ServiceError>>);
 
@@ -95,16 +92,18 @@ struct PendingAck {
     ids: Vec<[u8; 16]>,
 }
 
-/// Received ids by (local account, sender name), until the ack worker
-/// seals them.
+/// The acknowledgements owed for what one request (a delivery batch, a
+/// mailbox page, a delivery round) brought in, by (local account, sender).
+/// [`Acks::queue`] seals one `Delivered` per pair and queues it before the
+/// request is answered, so an acknowledgement is durable whenever the
+/// message it acknowledges is.
 #[derive(Default)]
-pub struct AckQueue {
+pub struct Acks {
     pending: std::sync::Mutex<HashMap<(String, String), PendingAck>>,
-    kick: tokio::sync::Notify,
 }
 
-impl AckQueue {
-    /// Queues an acknowledgement of `id` from `account` to `sender`.
+impl Acks {
+    /// Owes `sender` an acknowledgement of `id` from `account`.
     pub fn push(&self, account: &str, identity: &Identity, sender: &Account, id: [u8; 16]) {
         lock(&self.pending)
             .entry((account.to_string(), sender.name.clone()))
@@ -115,24 +114,18 @@ impl AckQueue {
             })
             .ids
             .push(id);
-        self.kick.notify_one();
     }
-}
 
-/// The ack worker: every window with something received, one
-/// acknowledgement per (account, sender) for all of it.
-pub async fn send_acks(node: Arc<Node>, acks: Arc<AckQueue>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = acks.kick.notified() => {}
-        }
-        tokio::time::sleep(ACK_WINDOW).await;
-        let pending = std::mem::take(&mut *lock(&acks.pending));
-        for ((account, _), ack) in pending {
+    /// Seals and queues what is owed: one message per (account, sender),
+    /// each id once.
+    pub async fn queue(self, node: &Arc<Node>) {
+        let pending = self.pending.into_inner().unwrap_or_else(|p| p.into_inner());
+        for ((account, _), mut ack) in pending {
+            ack.ids.sort_unstable();
+            ack.ids.dedup();
             for ids in ack.ids.chunks(MAX_ACK_IDS) {
                 let content = Content::Delivered(ids.to_vec());
-                if let Err(e) = super::dm::queue(&node, &account, &ack.identity, &ack.sender, content).await {
+                if let Err(e) = super::dm::queue(node, &account, &ack.identity, &ack.sender, content).await {
                     tracing::warn!(error = %e, "cannot queue a delivery acknowledgement");
                 }
             }

@@ -98,8 +98,10 @@ pub struct Shared {
     seqs: Mutex<HashMap<(String, String), u64>>,
     /// The group commit of DM writes.
     pub(crate) dm_writer: dm_batch::DmWriter,
-    /// Received DMs waiting for their coalesced acknowledgement.
-    pub(crate) acks: Arc<dm_batch::AckQueue>,
+    /// Transaction ids gossip brought in the last second.
+    pub(crate) seen_txs: Arc<Mutex<chain_sync::SeenTxs>>,
+    /// Permits to screen gossiped transactions (signature checks) at once.
+    tx_screening: Arc<tokio::sync::Semaphore>,
     /// Wakes the mailbox fetcher (a relay connected).
     pub fetch_kick: Notify,
     pub changes: broadcast::Sender<Change>,
@@ -281,7 +283,8 @@ pub fn start(
         send_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         seqs: Mutex::new(HashMap::new()),
         dm_writer,
-        acks: Arc::new(dm_batch::AckQueue::default()),
+        seen_txs: Arc::new(Mutex::new(chain_sync::SeenTxs::default())),
+        tx_screening: Arc::new(tokio::sync::Semaphore::new(chain_sync::SCREENING_AT_ONCE)),
         fetch_kick: Notify::new(),
         changes,
         validators,
@@ -317,14 +320,6 @@ pub fn start(
     spawn(
         "dm-writer",
         Box::pin(dm_batch::run_writer(Arc::clone(node), dm_writes, stop.clone())),
-    );
-    spawn(
-        "acks",
-        Box::pin(dm_batch::send_acks(
-            Arc::clone(node),
-            Arc::clone(&shared.acks),
-            stop.clone(),
-        )),
     );
     spawn(
         "outbox",
@@ -400,10 +395,25 @@ async fn router(
                 source,
                 id,
             } => {
+                if topic == chain_sync::TX_TOPIC {
+                    // Checked on a task of its own (the signatures cost
+                    // CPU), a few batches at a time; a batch beyond that is
+                    // not passed on, and the network goes on meanwhile.
+                    match Arc::clone(&shared.tx_screening).try_acquire_owned() {
+                        Ok(permit) => {
+                            let (node, shared) = (Arc::clone(&node), Arc::clone(&shared));
+                            tasks.spawn(async move {
+                                let verdict = chain_sync::on_transactions(&node, &shared, &data).await;
+                                shared.net.validated(id, source, verdict).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => shared.net.validated(id, source, Verdict::Ignore).await,
+                    }
+                    continue;
+                }
                 let verdict = if topic == presence::TOPIC {
                     on_presence(&shared, &data)
-                } else if topic == chain_sync::TX_TOPIC {
-                    chain_sync::on_transactions(&node, &shared, &data).await
                 } else if let Some(channel) = channels::channel_of_topic(&topic) {
                     channels::on_post(&node, &shared, channel, &data).await
                 } else {

@@ -177,6 +177,22 @@ pub fn batches<T>(items: Vec<T>, len: impl Fn(&T) -> usize, budget: usize) -> Ve
     batches
 }
 
+/// Longest reason a refusal carries (decoders refuse longer ones).
+const MAX_REASON_BYTES: usize = 1024;
+
+/// `why`, cut to [`MAX_REASON_BYTES`] at a character boundary, so that a
+/// long error never makes the whole answer undecodable.
+fn reason(why: &str) -> &str {
+    if why.len() <= MAX_REASON_BYTES {
+        return why;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    &why[..end]
+}
+
 /// A list's length, refused above [`MAX_ITEMS`].
 fn item_count(r: &mut Reader<'_>, field: &'static str) -> Result<u32, DecodeError> {
     let n = r.u32()?;
@@ -232,7 +248,7 @@ impl Response {
             Response::Ok => w.u8(1),
             Response::Refused(why) => {
                 w.u8(2);
-                w.str(why);
+                w.str(reason(why));
             }
             Response::Blocks(blocks) => {
                 w.u8(3);
@@ -258,7 +274,7 @@ impl Response {
                         None => w.u8(0),
                         Some(why) => {
                             w.u8(1);
-                            w.str(why);
+                            w.str(reason(why));
                         }
                     }
                 }
@@ -273,7 +289,7 @@ impl Response {
         let count = |r: &mut Reader<'_>| item_count(r, "items");
         let resp = match r.u8()? {
             1 => Response::Ok,
-            2 => Response::Refused(r.string("reason", 1024)?),
+            2 => Response::Refused(r.string("reason", MAX_REASON_BYTES)?),
             3 => {
                 let n = count(&mut r)?;
                 let mut blocks = Vec::new();
@@ -306,7 +322,7 @@ impl Response {
                 for _ in 0..n {
                     outcomes.push(match r.u8()? {
                         0 => None,
-                        1 => Some(r.string("reason", 1024)?),
+                        1 => Some(r.string("reason", MAX_REASON_BYTES)?),
                         tag => return Err(DecodeError::UnknownTag { what: "outcome", tag }),
                     });
                 }
@@ -357,6 +373,20 @@ mod tests {
         }
         let txs = vec![vec![1, 2], vec![], vec![3; 300]];
         assert_eq!(decode_tx_gossip(&encode_tx_gossip(5, &txs)).unwrap(), txs);
+    }
+
+    #[test]
+    fn long_reasons_are_cut_so_the_answer_still_decodes() {
+        let long = "é".repeat(700);
+        for r in [Response::Refused(long.clone()), Response::Each(vec![None, Some(long)])] {
+            let decoded = Response::decode(&r.encode()).unwrap();
+            let why = match decoded {
+                Response::Refused(why) => why,
+                Response::Each(mut outcomes) => outcomes.pop().flatten().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            assert!(why.len() <= MAX_REASON_BYTES && why.starts_with("éé"), "{}", why.len());
+        }
     }
 
     #[test]

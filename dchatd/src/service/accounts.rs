@@ -223,6 +223,7 @@ impl Node {
     /// Takes back a local account whose registration was refused.
     async fn undo_local_account(self: &Arc<Self>, row: &AccountRow) {
         let (name, id) = (row.name.clone(), row.id.clone());
+        self.forget_signing_key(&row.id);
         let undone = self
             .with_db(move |db, ks| {
                 db.delete_account(&name)?;

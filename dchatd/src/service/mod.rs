@@ -41,9 +41,10 @@ pub struct Node {
     metrics: crate::metrics::Metrics,
     /// The protocols over the network, once they run.
     p2p: std::sync::OnceLock<Arc<crate::p2p::Shared>>,
-    /// Local accounts' keys by account id, read from the keystore once:
-    /// an id is the hash of its keys, so an entry can never be wrong, and
-    /// a deleted account's row is gone, so its entry is never reached.
+    /// Local accounts' keys by account id, read from the keystore once.
+    /// The id is the identity public key only, so an account taken back
+    /// (`undo_local_account`) is forgotten here too: the same identity key
+    /// imported again with another messaging key must not find the old one.
     signing_keys: std::sync::Mutex<std::collections::HashMap<String, dchat_keyfile::Identity>>,
 }
 
@@ -156,6 +157,10 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
+    }
+
+    pub(crate) fn forget_signing_key(&self, id: &str) {
+        self.signing_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     pub(crate) fn cache_signing_key(&self, id: String, identity: dchat_keyfile::Identity) {
