@@ -55,16 +55,13 @@ pub(crate) async fn queue(
     to: &crate::ledger::Account,
     content: Content,
 ) -> Result<MessageRow, ServiceError> {
+    let shared = node.p2p().ok_or(ServiceError::NetworkDown)?;
     let (from_name, to_name) = (from_name.to_string(), to.name.clone());
     // A text takes the conversation's next sequence number, with its send
     // time beside it; an acknowledgement is not part of the conversation.
-    let (seq, now) = match (&content, node.p2p()) {
-        (Content::Delivered(_), _) => (0, now_ms()),
-        (Content::Text(_), Some(shared)) => shared.next_seq(node, &from_name, &to_name).await?,
-        (Content::Text(_), None) => {
-            let (a, p) = (from_name.clone(), to_name.clone());
-            (node.with_db(move |db, _| Ok(db.next_seq(&a, &p)?)).await?, now_ms())
-        }
+    let (seq, now) = match &content {
+        Content::Delivered(_) => (0, now_ms()),
+        Content::Text(_) => shared.next_seq(node, &from_name, &to_name).await?,
     };
     let id = messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
     let msg = DirectMessage {
@@ -107,16 +104,14 @@ pub(crate) async fn queue(
         }),
         Content::Delivered(_) => None,
     };
-    write(node, DmWrite::Outgoing(row.clone(), entry)).await?;
-    if let Some(shared) = node.p2p() {
-        shared.outbox_kick.notify_one();
-        if let Some(row) = &row {
-            shared.metrics.messages_sent.inc();
-            shared.notify(Change::Dm {
-                account: row.account.clone(),
-                id,
-            });
-        }
+    shared.dm_writer.write(DmWrite::Outgoing(row.clone(), entry)).await?;
+    shared.outbox_kick.notify_one();
+    if let Some(row) = &row {
+        shared.metrics.messages_sent.inc();
+        shared.notify(Change::Dm {
+            account: row.account.clone(),
+            id,
+        });
     }
     Ok(row.unwrap_or(MessageRow {
         account: from_name,
@@ -130,18 +125,6 @@ pub(crate) async fn queue(
         received_at_ms: now,
         state: DeliveryState::Sent,
     }))
-}
-
-/// Stores one write of the DM path: through the group commit when the
-/// network runs, else on its own.
-async fn write(node: &Arc<Node>, write: DmWrite) -> Result<bool, ServiceError> {
-    match node.p2p() {
-        Some(shared) => shared.dm_writer.write(write).await,
-        None => {
-            let mut outcomes = node.with_db(move |db, _| Ok(db.write_dms(&[write])?)).await?;
-            Ok(outcomes.pop().unwrap_or(Ok(false))?)
-        }
-    }
 }
 
 /// What became of an inbound envelope.
@@ -223,7 +206,7 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Ack
                 received_at_ms: now,
                 state: DeliveryState::Delivered,
             };
-            let new = match write(node, DmWrite::Incoming(row)).await {
+            let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
                 Ok(new) => new,
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
             };
@@ -262,12 +245,12 @@ pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Ack
 
 /// Answers `Deliver`: an envelope for an account hosted here.
 pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
-    let acks = Acks::default();
-    let received = receive(node, shared, bytes, &acks).await;
-    acks.queue(node).await;
-    match refusal(peer, received) {
-        None => Response::Ok,
-        Some(why) => Response::Refused(why),
+    match accept_batch(node, shared, peer, &[bytes.to_vec()]).await {
+        Response::Each(mut outcomes) => match outcomes.pop().flatten() {
+            None => Response::Ok,
+            Some(why) => Response::Refused(why),
+        },
+        other => other,
     }
 }
 

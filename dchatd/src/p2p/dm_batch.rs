@@ -56,16 +56,11 @@ impl DmWriter {
 /// The writer task: takes what is waiting, commits it together, answers.
 pub async fn run_writer(node: Arc<Node>, mut jobs: mpsc::Receiver<Job>, stop: CancellationToken) {
     loop {
-        let first = tokio::select! {
+        // Everything waiting, up to a batch; at least one.
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        tokio::select! {
             _ = stop.cancelled() => return,
-            job = jobs.recv() => match job { Some(j) => j, None => return },
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
         }
         let (writes, replies): (Vec<DmWrite>, Vec<_>) = batch.into_iter().unzip();
         match node.with_db(move |db, _| Ok(db.write_dms(&writes)?)).await {

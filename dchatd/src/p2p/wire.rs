@@ -96,17 +96,11 @@ impl Request {
             }
             Request::SubmitTxs(txs) => {
                 w.u8(8);
-                w.u32(u32::try_from(txs.len()).unwrap_or(u32::MAX));
-                for tx in txs {
-                    w.bytes(tx);
-                }
+                write_list(&mut w, txs);
             }
             Request::DeliverBatch(envelopes) => {
                 w.u8(9);
-                w.u32(u32::try_from(envelopes.len()).unwrap_or(u32::MAX));
-                for envelope in envelopes {
-                    w.bytes(envelope);
-                }
+                write_list(&mut w, envelopes);
             }
         }
         w.into_bytes()
@@ -131,22 +125,8 @@ impl Request {
                 since_ms: r.u64()?,
                 limit: r.u32()?.min(MAX_ITEMS),
             },
-            8 => {
-                let n = item_count(&mut r, "txs")?;
-                let mut txs = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    txs.push(r.bytes("tx", MAX_TX_BYTES)?.to_vec());
-                }
-                Request::SubmitTxs(txs)
-            }
-            9 => {
-                let n = item_count(&mut r, "envelopes")?;
-                let mut envelopes = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    envelopes.push(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec());
-                }
-                Request::DeliverBatch(envelopes)
-            }
+            8 => Request::SubmitTxs(read_list(&mut r, "txs", "tx", MAX_TX_BYTES)?),
+            9 => Request::DeliverBatch(read_list(&mut r, "envelopes", "envelope", MAX_ENVELOPE_BYTES)?),
             tag => return Err(DecodeError::UnknownTag { what: "request", tag }),
         };
         r.finish()?;
@@ -193,6 +173,30 @@ fn reason(why: &str) -> &str {
     &why[..end]
 }
 
+/// A list of byte strings: its length, then each one length-prefixed.
+fn write_list(w: &mut Writer, items: &[Vec<u8>]) {
+    w.u32(u32::try_from(items.len()).unwrap_or(u32::MAX));
+    for item in items {
+        w.bytes(item);
+    }
+}
+
+/// A list [`write_list`] wrote: at most [`MAX_ITEMS`] items (`list` names
+/// the list in errors), each at most `cap` bytes (`item` names it).
+fn read_list(
+    r: &mut Reader<'_>,
+    list: &'static str,
+    item: &'static str,
+    cap: usize,
+) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let n = item_count(r, list)?;
+    let mut items = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        items.push(r.bytes(item, cap)?.to_vec());
+    }
+    Ok(items)
+}
+
 /// A list's length, refused above [`MAX_ITEMS`].
 fn item_count(r: &mut Reader<'_>, field: &'static str) -> Result<u32, DecodeError> {
     let n = r.u32()?;
@@ -214,10 +218,7 @@ pub fn encode_tx_gossip(sent_ms: u64, txs: &[Vec<u8>]) -> Vec<u8> {
     let mut w = Writer::new();
     w.raw(TX_GOSSIP_MAGIC);
     w.u64(sent_ms);
-    w.u32(u32::try_from(txs.len()).unwrap_or(u32::MAX));
-    for tx in txs {
-        w.bytes(tx);
-    }
+    write_list(&mut w, txs);
     w.into_bytes()
 }
 
@@ -225,11 +226,7 @@ pub fn decode_tx_gossip(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     let mut r = Reader::new(bytes);
     r.magic(TX_GOSSIP_MAGIC)?;
     let _sent_ms = r.u64()?;
-    let n = item_count(&mut r, "txs")?;
-    let mut txs = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        txs.push(r.bytes("tx", MAX_TX_BYTES)?.to_vec());
-    }
+    let txs = read_list(&mut r, "txs", "tx", MAX_TX_BYTES)?;
     r.finish()?;
     Ok(txs)
 }
@@ -238,12 +235,6 @@ impl Response {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.raw(RESPONSE_MAGIC);
-        let list = |w: &mut Writer, items: &[Vec<u8>]| {
-            w.u32(u32::try_from(items.len()).unwrap_or(u32::MAX));
-            for i in items {
-                w.bytes(i);
-            }
-        };
         match self {
             Response::Ok => w.u8(1),
             Response::Refused(why) => {
@@ -260,11 +251,11 @@ impl Response {
             }
             Response::Envelopes(items) => {
                 w.u8(4);
-                list(&mut w, items);
+                write_list(&mut w, items);
             }
             Response::Posts(items) => {
                 w.u8(5);
-                list(&mut w, items);
+                write_list(&mut w, items);
             }
             Response::Each(outcomes) => {
                 w.u8(6);
@@ -300,22 +291,8 @@ impl Response {
                 }
                 Response::Blocks(blocks)
             }
-            4 => {
-                let n = count(&mut r)?;
-                let mut items = Vec::new();
-                for _ in 0..n {
-                    items.push(r.bytes("envelope", MAX_ENVELOPE_BYTES)?.to_vec());
-                }
-                Response::Envelopes(items)
-            }
-            5 => {
-                let n = count(&mut r)?;
-                let mut items = Vec::new();
-                for _ in 0..n {
-                    items.push(r.bytes("post", MAX_POST_BYTES)?.to_vec());
-                }
-                Response::Posts(items)
-            }
+            4 => Response::Envelopes(read_list(&mut r, "items", "envelope", MAX_ENVELOPE_BYTES)?),
+            5 => Response::Posts(read_list(&mut r, "items", "post", MAX_POST_BYTES)?),
             6 => {
                 let n = count(&mut r)?;
                 let mut outcomes = Vec::new();

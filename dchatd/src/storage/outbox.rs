@@ -113,6 +113,14 @@ fn enqueue(conn: &rusqlite::Connection, e: &OutboxEntry) -> Result<bool, Storage
     Ok(n == 1)
 }
 
+/// Takes an envelope out of the outbox; false if it was not there.
+fn remove(conn: &rusqlite::Connection, envelope_id: &[u8; 32]) -> Result<bool, StorageError> {
+    let n = conn
+        .prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1")?
+        .execute([&envelope_id[..]])?;
+    Ok(n == 1)
+}
+
 impl Database {
     /// Queues an envelope; false if this envelope is queued already.
     pub fn enqueue_outbox(&self, entry: &OutboxEntry) -> Result<bool, StorageError> {
@@ -166,8 +174,7 @@ impl Database {
         let tx = self.conn().unchecked_transaction()?;
         let mut moved = Vec::with_capacity(done.len());
         for d in done {
-            tx.prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1")?
-                .execute([&d.envelope_id[..]])?;
+            remove(&tx, &d.envelope_id)?;
             moved.push(messages::advance(&tx, &d.account, &d.message_id, d.state)?);
         }
         tx.commit()?;
@@ -209,11 +216,7 @@ impl Database {
 
     /// Removes a delivered envelope from the outbox; false if it was gone.
     pub fn outbox_done(&self, envelope_id: &[u8; 32]) -> Result<bool, StorageError> {
-        let n = self
-            .conn()
-            .prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1")?
-            .execute([&envelope_id[..]])?;
-        Ok(n == 1)
+        remove(self.conn(), envelope_id)
     }
 
     /// Drops envelopes that expired undelivered and returns (account,
