@@ -1,8 +1,16 @@
 //! One control connection: read frames under the idle timeout and the frame
 //! cap, hand each call to dispatch, write the replies.
+//!
+//! Calls may be pipelined: the next frame is read while earlier calls run,
+//! up to [`MAX_IN_FLIGHT`] of them, and replies leave in call order. Which
+//! calls run beside which is [`dispatch::overlap`]'s rule; a call that
+//! owns the connection (a stream, an upgrade) waits until every reply
+//! before it is written.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use dchat_control::api::errors as dchat_errors;
 use dchat_control::frame::{read_frame, write_frame, FrameError};
@@ -12,11 +20,17 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::auth::Access;
-use super::dispatch::{self, Flow};
+use super::dispatch::{self, Flow, Overlap};
 use crate::service::Node;
+
+/// Calls of one connection running at once; reading waits below it.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -49,18 +63,7 @@ impl Conn {
     /// Writes one reply; a client that stops reading is cut off after the
     /// idle timeout instead of holding a task forever.
     pub async fn send(&mut self, reply: &Reply) -> Result<(), ()> {
-        let payload = serde_json::to_vec(reply).map_err(|e| tracing::error!(error = %e, "cannot encode reply"))?;
-        match tokio::time::timeout(self.limits.idle_timeout, write_frame(&mut self.writer, &payload)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "client went away while we replied");
-                Err(())
-            }
-            Err(_) => {
-                tracing::info!("client stopped reading replies; closing");
-                Err(())
-            }
-        }
+        send_on(&mut self.writer, self.limits, reply).await
     }
 
     /// The connection's halves and limits, for a method called with
@@ -76,26 +79,38 @@ impl Conn {
     }
 
     /// Serves calls until the client leaves, misbehaves, idles out, or the
-    /// daemon shuts down.
-    pub async fn serve(mut self, node: Arc<Node>, shutdown: CancellationToken) {
+    /// daemon shuts down. Calls are run on `tasks`, so teardown waits for
+    /// them even when their client has gone.
+    pub async fn serve(mut self, node: Arc<Node>, shutdown: CancellationToken, tasks: TaskTracker) {
+        let mut running = Running::default();
         loop {
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(self.limits.idle_timeout, read_frame(&mut self.reader, &mut self.buf, self.limits.max_frame)) => r,
-            };
-            match read {
-                Err(_) => {
+            let read = match self.next_frame(&mut running, &shutdown).await {
+                Next::Frame(read) => read,
+                Next::Idle => {
                     tracing::debug!("idle timeout; closing control connection");
                     return;
                 }
-                Ok(Ok(false)) => return,
-                Ok(Ok(true)) => {}
-                Ok(Err(FrameError::TooLarge { max })) => {
-                    tracing::warn!(max, "control request larger than the frame cap; closing");
-                    let _ = self.send(&invalid(&format!("request larger than {max} bytes"))).await;
+                // Calls already read are answered; nothing more is read.
+                Next::Shutdown => {
+                    let _ = running.finish(&mut self).await;
                     return;
                 }
-                Ok(Err(e)) => {
+                Next::Gone => return,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = running.finish(&mut self).await;
+                    return;
+                }
+                Err(FrameError::TooLarge { max }) => {
+                    tracing::warn!(max, "control request larger than the frame cap; closing");
+                    if running.finish(&mut self).await.is_ok() {
+                        let _ = self.send(&invalid(&format!("request larger than {max} bytes"))).await;
+                    }
+                    return;
+                }
+                Err(e) => {
                     tracing::debug!(error = %e, "control connection broke");
                     return;
                 }
@@ -106,13 +121,131 @@ impl Conn {
                 Ok(call) => call,
                 Err(reason) => {
                     tracing::info!(error = %reason, "malformed control request");
-                    let _ = self.send(&invalid(&reason)).await;
+                    if running.finish(&mut self).await.is_ok() {
+                        let _ = self.send(&invalid(&reason)).await;
+                    }
                     return;
                 }
             };
-            if dispatch::handle(&node, &mut self, call, &shutdown).await == Flow::Close {
+            let overlap = dispatch::overlap(self.access, &call);
+            if !running.is_empty() && !overlap.beside(running.kind) && running.finish(&mut self).await.is_err() {
                 return;
             }
+            if overlap == Overlap::Owns {
+                if dispatch::handle(&node, &mut self, call, &shutdown).await == Flow::Close {
+                    return;
+                }
+                continue;
+            }
+            let pending = dispatch::start(&node, self.access, call).await;
+            running.kind = overlap;
+            running.calls.push_back(tasks.spawn(pending.in_current_span()));
+        }
+    }
+
+    /// Reads the next frame while writing the replies of running calls as
+    /// they finish, in order. The read is never abandoned half way (a frame
+    /// cut there would lose the rest of the stream); it only pauses while
+    /// [`MAX_IN_FLIGHT`] calls run. The idle timeout counts only while no
+    /// call runs.
+    async fn next_frame(&mut self, running: &mut Running, shutdown: &CancellationToken) -> Next {
+        let Conn {
+            reader,
+            writer,
+            buf,
+            limits,
+            ..
+        } = self;
+        let limits = *limits;
+        let frame = read_frame(reader, buf, limits.max_frame);
+        tokio::pin!(frame);
+        let idle = tokio::time::sleep(limits.idle_timeout);
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Next::Shutdown,
+                Some(done) = running.calls.next() => {
+                    if send_on(writer, limits, &Running::reply(done)).await.is_err() {
+                        return Next::Gone;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                }
+                read = &mut frame, if running.calls.len() < MAX_IN_FLIGHT => return Next::Frame(read),
+                _ = &mut idle, if running.calls.is_empty() => return Next::Idle,
+            }
+        }
+    }
+}
+
+/// What waiting for the next frame came to.
+enum Next {
+    Frame(Result<bool, FrameError>),
+    Idle,
+    Shutdown,
+    /// The client stopped taking replies.
+    Gone,
+}
+
+/// The calls of one connection that run, oldest first, and the kind they
+/// share.
+struct Running {
+    calls: FuturesOrdered<JoinHandle<Option<Reply>>>,
+    kind: Overlap,
+}
+
+impl Default for Running {
+    fn default() -> Running {
+        Running {
+            calls: FuturesOrdered::new(),
+            kind: Overlap::Read,
+        }
+    }
+}
+
+impl Running {
+    fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Waits for every running call and writes its reply, in order.
+    async fn finish(&mut self, conn: &mut Conn) -> Result<(), ()> {
+        while let Some(done) = self.calls.next().await {
+            send_on(&mut conn.writer, conn.limits, &Running::reply(done)).await?;
+        }
+        Ok(())
+    }
+
+    /// The reply a finished call owes; `oneway` calls owe none (an empty
+    /// reply is never written: see [`send_on`]).
+    fn reply(done: Result<Option<Reply>, tokio::task::JoinError>) -> Option<Reply> {
+        match done {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, "control call task failed");
+                Some(Reply::error(
+                    dchat_errors::INTERNAL,
+                    json!({ "message": "the call failed inside the daemon" }),
+                ))
+            }
+        }
+    }
+}
+
+/// Writes one reply (none for a `oneway` call); a client that stops
+/// reading is cut off after the idle timeout.
+async fn send_on(writer: &mut OwnedWriteHalf, limits: Limits, reply: impl Into<Option<&Reply>>) -> Result<(), ()> {
+    let Some(reply) = reply.into() else { return Ok(()) };
+    let payload = serde_json::to_vec(reply).map_err(|e| tracing::error!(error = %e, "cannot encode reply"))?;
+    match tokio::time::timeout(limits.idle_timeout, write_frame(writer, &payload)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "client went away while we replied");
+            Err(())
+        }
+        Err(_) => {
+            tracing::info!("client stopped reading replies; closing");
+            Err(())
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Routes a call to its handler and maps results and errors onto Varlink
 //! replies. This is the one place service errors become wire errors.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,18 +34,117 @@ fn flow(sent: Result<(), ()>) -> Flow {
     }
 }
 
+/// How a call may overlap the calls pipelined around it on one
+/// connection. Replies always leave in call order; what a client could
+/// observe of the order calls ran in is kept: reads run beside reads,
+/// sends beside sends (each DM takes its place in its conversation in call
+/// order, before the next call is read), and anything else runs alone,
+/// after the calls before it and before the calls after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Read,
+    Send,
+    Alone,
+    /// Streams, upgrades and refusals: the call owns the connection.
+    Owns,
+}
+
+impl Overlap {
+    /// Whether a call of this kind may start while `running` calls run.
+    pub fn beside(self, running: Overlap) -> bool {
+        self == running && matches!(self, Overlap::Read | Overlap::Send)
+    }
+}
+
+pub fn overlap(access: Access, call: &Call) -> Overlap {
+    let method = call.method.as_str();
+    let streams = call.more && (handlers::messages::streams(method) || method == api::STATUS);
+    if access == Access::Denied || call.upgrade || streams {
+        return Overlap::Owns;
+    }
+    if method == api::SEND_DM {
+        Overlap::Send
+    } else if READS.contains(&method) || api::method_info(method).is_none() {
+        // An unknown method is answered with an error: nothing changes.
+        Overlap::Read
+    } else {
+        Overlap::Alone
+    }
+}
+
+/// The methods that change nothing. (Not `MethodInfo::read_only`, which
+/// says what `public_read` callers may call: ListDms is private but
+/// changes nothing.) A method not listed runs alone.
+const READS: &[&str] = &[
+    api::GET_INFO,
+    api::GET_INTERFACE_DESCRIPTION,
+    api::STATUS,
+    api::HEALTH,
+    api::ACCOUNT_LIST,
+    api::ACCOUNT_SHOW,
+    api::ACCOUNT_EXPORT,
+    api::CHAIN_STATUS,
+    api::CHAIN_BLOCK,
+    api::CHAIN_TX,
+    api::CHANNEL_LIST,
+    api::CHANNEL_SHOW,
+    api::LIST_DMS,
+    api::CHANNEL_MESSAGES,
+    api::NETWORK_PEERS,
+];
+
+/// The rest of a call with one reply: run beside others, it resolves to
+/// the reply to send (None for `oneway`).
+pub type Pending = Pin<Box<dyn Future<Output = Option<Reply>> + Send + 'static>>;
+
+/// Starts a call that does not own the connection (see [`overlap`]). What
+/// fixes its order among the calls around it is done before this returns
+/// (a DM's place in its conversation); the rest is in the returned future.
+/// The call is counted before its reply is handed back.
+pub async fn start(node: &Arc<Node>, access: Access, mut call: Call) -> Pending {
+    let mut outcome = Outcome::new(&call.method);
+    let node = Arc::clone(node);
+    let oneway = call.oneway;
+    let work = match checked(access, &mut call) {
+        Err(reply) => {
+            // Refused before it ran: answered even when oneway, as ever.
+            outcome.note(&reply);
+            outcome.count(node.metrics());
+            return Box::pin(std::future::ready(Some(reply)));
+        }
+        Ok(params) => begin(&node, call.method, params).await,
+    };
+    Box::pin(async move {
+        let reply = match work.await {
+            Ok(value) => Reply::ok(value),
+            Err(reply) => reply,
+        };
+        outcome.note(&reply);
+        outcome.count(node.metrics());
+        (!oneway).then_some(reply)
+    })
+}
+
+type Work = Pin<Box<dyn Future<Output = Result<Value, Reply>> + Send + 'static>>;
+
+/// A SendDm is drafted now and committed later; any other call runs
+/// whole in the returned future.
+async fn begin(node: &Arc<Node>, method: String, params: Value) -> Work {
+    if method == api::SEND_DM {
+        let draft = handlers::messages::draft_dm(node, params).await;
+        let node = Arc::clone(node);
+        return Box::pin(async move { handlers::messages::commit_dm(&node, draft?).await });
+    }
+    let node = Arc::clone(node);
+    Box::pin(async move { reply_for(&node, &method, params).await })
+}
+
 /// Answers one call, and counts it: by method, with its latency (streams
 /// excepted) and the kind of error it got, if any. A call with one reply is
 /// counted before that reply leaves, so a client that has its answer finds
 /// the call in the next scrape; a stream is counted when it ends.
 pub async fn handle(node: &Arc<Node>, conn: &mut Conn, call: Call, shutdown: &CancellationToken) -> Flow {
-    let mut outcome = Outcome {
-        method: Metrics::method_label(&call.method),
-        started: Instant::now(),
-        error: None,
-        streamed: false,
-        counted: false,
-    };
+    let mut outcome = Outcome::new(&call.method);
     let flow = route(node, conn, call, shutdown, &mut outcome).await;
     outcome.count(node.metrics());
     flow
@@ -62,6 +163,16 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn new(method: &str) -> Outcome {
+        Outcome {
+            method: Metrics::method_label(method),
+            started: Instant::now(),
+            error: None,
+            streamed: false,
+            counted: false,
+        }
+    }
+
     fn note(&mut self, reply: &Reply) {
         if self.error.is_none() {
             self.error.clone_from(&reply.error);
@@ -89,11 +200,10 @@ async fn send(node: &Node, conn: &mut Conn, reply: &Reply, outcome: &mut Outcome
 async fn route(
     node: &Arc<Node>,
     conn: &mut Conn,
-    call: Call,
+    mut call: Call,
     shutdown: &CancellationToken,
     outcome: &mut Outcome,
 ) -> Flow {
-    let method = call.method.as_str();
     // A refused peer learns nothing, not even which methods exist.
     if conn.access == Access::Denied {
         send(
@@ -105,30 +215,11 @@ async fn route(
         .await;
         return Flow::Close;
     }
-    let Some(info) = api::method_info(method) else {
-        return send(node, conn, &unknown_method(method), outcome).await;
+    let params = match checked(conn.access, &mut call) {
+        Ok(params) => params,
+        Err(reply) => return send(node, conn, &reply, outcome).await,
     };
-    if conn.access == Access::ReadOnly && !info.read_only {
-        tracing::warn!(
-            method,
-            "control call refused: read-only access (public_read) covers only read-only methods"
-        );
-        return send(
-            node,
-            conn,
-            &Reply::error(std_errors::PERMISSION_DENIED, json!({})),
-            outcome,
-        )
-        .await;
-    }
-    if call.upgrade && !handlers::database::upgrades(method) {
-        return send(node, conn, &invalid_parameter("upgrade"), outcome).await;
-    }
-    let params = match call.parameters {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => return send(node, conn, &invalid_parameter("parameters"), outcome).await,
-    };
+    let method = call.method.as_str();
     if call.upgrade {
         // Backup and Restore: the handler owns the connection from here.
         outcome.streamed = true;
@@ -151,6 +242,30 @@ async fn route(
         return Flow::Continue;
     }
     send(node, conn, &reply, outcome).await
+}
+
+/// The call's parameters, once the method exists, the caller may call it,
+/// and the parameters are an object; else the error to reply.
+fn checked(access: Access, call: &mut Call) -> Result<Value, Reply> {
+    let method = call.method.as_str();
+    let Some(info) = api::method_info(method) else {
+        return Err(unknown_method(method));
+    };
+    if access == Access::ReadOnly && !info.read_only {
+        tracing::warn!(
+            method,
+            "control call refused: read-only access (public_read) covers only read-only methods"
+        );
+        return Err(Reply::error(std_errors::PERMISSION_DENIED, json!({})));
+    }
+    if call.upgrade && !handlers::database::upgrades(method) {
+        return Err(invalid_parameter("upgrade"));
+    }
+    match call.parameters.take() {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(v @ Value::Object(_)) => Ok(v),
+        Some(_) => Err(invalid_parameter("parameters")),
+    }
 }
 
 /// Hands the call to the handler of its interface.

@@ -121,9 +121,10 @@ async fn accept_loop(
         let span = tracing::info_span!("control-conn", peer_uid = peer.uid.as_raw(), peer_pid = peer.pid);
         let node = Arc::clone(&node);
         let shutdown = shutdown.clone();
+        let calls = tasks.clone();
         tasks.spawn(
             async move {
-                conn.serve(node, shutdown).await;
+                conn.serve(node, shutdown, calls).await;
                 drop(permit);
             }
             .instrument(span),

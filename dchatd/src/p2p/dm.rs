@@ -55,76 +55,106 @@ pub(crate) async fn queue(
     to: &crate::ledger::Account,
     content: Content,
 ) -> Result<MessageRow, ServiceError> {
+    draft(node, from_name, from, to, content).await?.commit(node).await
+}
+
+/// A direct message whose place in its conversation (sequence number and
+/// send time) is taken, not yet sealed or stored. Drafts of one
+/// conversation may be committed concurrently: the reader orders by
+/// sequence number, so the order the drafts were made is the order read.
+pub struct Draft {
+    from: Identity,
+    messaging_key: [u8; 32],
+    msg: DirectMessage,
+}
+
+/// Takes the next place in the conversation `from_name` → `to` for
+/// `content` (an acknowledgement takes none).
+pub(crate) async fn draft(
+    node: &Arc<Node>,
+    from_name: &str,
+    from: &Identity,
+    to: &crate::ledger::Account,
+    content: Content,
+) -> Result<Draft, ServiceError> {
     let shared = node.p2p().ok_or(ServiceError::NetworkDown)?;
-    let (from_name, to_name) = (from_name.to_string(), to.name.clone());
     // A text takes the conversation's next sequence number, with its send
     // time beside it; an acknowledgement is not part of the conversation.
     let (seq, now) = match &content {
         Content::Delivered(_) => (0, now_ms()),
-        Content::Text(_) => shared.next_seq(node, &from_name, &to_name).await?,
+        Content::Text(_) => shared.next_seq(node, from_name, &to.name).await?,
     };
     let id = messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let msg = DirectMessage {
-        id,
-        from: from_name.clone(),
-        from_key: from.identity_public(),
-        to: to_name.clone(),
-        to_key: to.identity_key,
-        seq,
-        sent_at_ms: now,
-        content,
-    };
-    let expires = now + u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX);
-    let envelope = messaging::seal(from, &msg, &to.messaging_key, expires).map_err(|e| match e {
-        MessagingError::TooLarge { .. } => ServiceError::InvalidParameter(e.to_string()),
-        other => ServiceError::Internal(other.to_string()),
-    })?;
-    let entry = OutboxEntry {
-        envelope_id: envelope.id(),
-        account: from_name.clone(),
-        message_id: id,
-        mailbox: envelope.mailbox,
-        envelope: envelope.encode(),
-        expires_at_ms: expires,
-        attempts: 0,
-        next_attempt_ms: now,
-    };
-    let row = match &msg.content {
-        Content::Text(text) => Some(MessageRow {
-            account: from_name.clone(),
+    Ok(Draft {
+        from: from.clone(),
+        messaging_key: to.messaging_key,
+        msg: DirectMessage {
             id,
-            peer: to_name,
-            direction: Direction::Out,
+            from: from_name.to_string(),
+            from_key: from.identity_public(),
+            to: to.name.clone(),
+            to_key: to.identity_key,
             seq,
-            text: text.clone(),
-            content_hash: msg.content_hash(),
+            sent_at_ms: now,
+            content,
+        },
+    })
+}
+
+impl Draft {
+    /// Seals the message and commits it with its outbox row; returns the
+    /// sender's copy (an empty text for an acknowledgement).
+    pub async fn commit(self, node: &Arc<Node>) -> Result<MessageRow, ServiceError> {
+        let shared = node.p2p().ok_or(ServiceError::NetworkDown)?;
+        let Draft {
+            from,
+            messaging_key,
+            msg,
+        } = self;
+        let now = msg.sent_at_ms;
+        let expires = now + u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX);
+        let envelope = messaging::seal(&from, &msg, &messaging_key, expires).map_err(|e| match e {
+            MessagingError::TooLarge { .. } => ServiceError::InvalidParameter(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        })?;
+        let entry = OutboxEntry {
+            envelope_id: envelope.id(),
+            account: msg.from.clone(),
+            message_id: msg.id,
+            mailbox: envelope.mailbox,
+            envelope: envelope.encode(),
+            expires_at_ms: expires,
+            attempts: 0,
+            next_attempt_ms: now,
+        };
+        let (text, is_text) = match &msg.content {
+            Content::Text(text) => (text.clone(), true),
+            Content::Delivered(_) => (String::new(), false),
+        };
+        let row = MessageRow {
+            account: msg.from.clone(),
+            id: msg.id,
+            peer: msg.to.clone(),
+            direction: Direction::Out,
+            seq: msg.seq,
+            content_hash: if is_text { msg.content_hash() } else { [0; 32] },
+            text,
             sent_at_ms: now,
             received_at_ms: now,
             state: DeliveryState::Sent,
-        }),
-        Content::Delivered(_) => None,
-    };
-    shared.dm_writer.write(DmWrite::Outgoing(row.clone(), entry)).await?;
-    shared.outbox_kick.notify_one();
-    if let Some(row) = &row {
-        shared.metrics.messages_sent.inc();
-        shared.notify(Change::Dm {
-            account: row.account.clone(),
-            id,
-        });
+        };
+        let stored = is_text.then(|| row.clone());
+        shared.dm_writer.write(DmWrite::Outgoing(stored, entry)).await?;
+        shared.outbox_kick.notify_one();
+        if is_text {
+            shared.metrics.messages_sent.inc();
+            shared.notify(Change::Dm {
+                account: row.account.clone(),
+                id: row.id,
+            });
+        }
+        Ok(row)
     }
-    Ok(row.unwrap_or(MessageRow {
-        account: from_name,
-        id,
-        peer: to.name.clone(),
-        direction: Direction::Out,
-        seq,
-        text: String::new(),
-        content_hash: [0; 32],
-        sent_at_ms: now,
-        received_at_ms: now,
-        state: DeliveryState::Sent,
-    }))
 }
 
 /// What became of an inbound envelope.

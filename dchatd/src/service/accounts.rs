@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dchat_control::api;
 use dchat_keyfile::Identity;
 
-use super::{Node, ServiceError};
+use super::{LocalAccount, Node, ServiceError};
 use crate::chain::ChainError;
 use crate::keystore::Keystore;
 use crate::ledger::{Rejection, SignedTx, TxKind};
@@ -127,23 +127,21 @@ pub(crate) struct Signer {
 /// The local account `wanted` names (by name in any case, or by id), or the
 /// only local account when `wanted` is None. `Ok(None)`: no local account
 /// has that name; the caller tells "unknown" from "not hosted here".
-fn local_row(db: &Database, wanted: Option<&str>) -> Result<Option<AccountRow>, ServiceError> {
+fn pick_local<'a>(locals: &'a [LocalAccount], wanted: Option<&str>) -> Result<Option<&'a LocalAccount>, ServiceError> {
     let Some(wanted) = wanted else {
-        let local: Vec<AccountRow> = db.list_accounts()?.into_iter().filter(|a| a.local).collect();
-        return match <[AccountRow; 1]>::try_from(local) {
-            Ok([only]) => Ok(Some(only)),
-            Err(all) => Err(ServiceError::AccountRequired(all.len())),
+        return match locals {
+            [only] => Ok(Some(only)),
+            all => Err(ServiceError::AccountRequired(all.len())),
         };
     };
-    let row = match find(db, wanted) {
-        Ok(row) => Some(row),
-        Err(ServiceError::NotFound(_)) => db
-            .list_accounts()?
-            .into_iter()
-            .find(|a| a.name.eq_ignore_ascii_case(wanted)),
-        Err(e) => return Err(e),
-    };
-    Ok(row.filter(|r| r.local))
+    let by_id = dchat_keyfile::is_valid_id(wanted);
+    Ok(locals.iter().find(|a| {
+        if by_id {
+            a.id == wanted
+        } else {
+            a.name.eq_ignore_ascii_case(wanted)
+        }
+    }))
 }
 
 fn parse_secret_hex(hex_text: &str) -> Result<[u8; 32], ServiceError> {
@@ -241,12 +239,12 @@ impl Node {
     /// the only one this daemon hosts when the request names none (the rule
     /// of every `--user`/`--owner`/`--from` in CLI.md).
     pub(crate) async fn local_signer(self: &Arc<Self>, name: Option<String>) -> Result<Signer, ServiceError> {
-        let wanted = name.clone();
-        let row = self.with_db(move |db, _| local_row(db, wanted.as_deref())).await?;
-        match (row, name) {
-            (Some(row), _) => Ok(Signer {
-                identity: self.signing_key(&row.id).await?,
-                name: row.name,
+        let locals = self.local_accounts().await?;
+        let found = pick_local(&locals, name.as_deref())?.cloned();
+        match (found, name) {
+            (Some(local), _) => Ok(Signer {
+                identity: self.signing_key(&local.id).await?,
+                name: local.name,
             }),
             (None, Some(name)) => {
                 let on_chain = self.chain().is_some_and(|c| c.read(|s| s.account(&name).is_some()));
@@ -256,7 +254,7 @@ impl Node {
                     ServiceError::NotFound(name)
                 })
             }
-            // local_row answers None only for a named account.
+            // pick_local answers None only for a named account.
             (None, None) => Err(ServiceError::AccountRequired(0)),
         }
     }

@@ -38,13 +38,17 @@ impl Node {
             .ok_or_else(|| ServiceError::NoSuchRecipient(to.to_string()))
     }
 
-    /// Sends a direct message from a local account.
-    pub async fn send_dm(
+    /// Sends a direct message from a local account, first half: checks it
+    /// and gives it its place in the conversation; sealing and storing it
+    /// is the draft's
+    /// [`commit`](p2p::dm::Draft::commit), which may run concurrently with
+    /// other drafts' without changing their order.
+    pub async fn draft_dm(
         self: &Arc<Self>,
         from: Option<String>,
         to: &str,
         text: &str,
-    ) -> Result<MessageRow, ServiceError> {
+    ) -> Result<p2p::dm::Draft, ServiceError> {
         check_text(text, MAX_TEXT_BYTES)?;
         if self.p2p().is_none() {
             return Err(ServiceError::NetworkDown);
@@ -56,7 +60,7 @@ impl Node {
             return Err(ServiceError::NotRegistered(signer.name));
         }
         let recipient = self.recipient(to)?;
-        p2p::dm::queue(
+        p2p::dm::draft(
             self,
             &signer.name,
             &signer.identity,

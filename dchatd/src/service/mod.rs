@@ -46,6 +46,25 @@ pub struct Node {
     /// (`undo_local_account`) is forgotten here too: the same identity key
     /// imported again with another messaging key must not find the old one.
     signing_keys: std::sync::Mutex<std::collections::HashMap<String, dchat_keyfile::Identity>>,
+    /// The local accounts, read once: every DM names its signer, and
+    /// finding it must not queue behind the database's writes.
+    local_accounts: std::sync::Mutex<LocalAccounts>,
+}
+
+/// A local account's name and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalAccount {
+    pub name: String,
+    pub id: String,
+}
+
+/// What [`Node::local_accounts`] remembers. Any change to the accounts
+/// ([`Node::update_accounts`]) forgets it and counts a generation, so a read
+/// that began before the change cannot store what it read.
+#[derive(Default)]
+struct LocalAccounts {
+    generation: u64,
+    known: Option<Arc<Vec<LocalAccount>>>,
 }
 
 impl Node {
@@ -75,6 +94,7 @@ impl Node {
             metrics: crate::metrics::Metrics::new(),
             p2p: std::sync::OnceLock::new(),
             signing_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
+            local_accounts: std::sync::Mutex::new(LocalAccounts::default()),
         }))
     }
 
@@ -159,6 +179,33 @@ impl Node {
             .cloned()
     }
 
+    /// The local accounts, from memory after the first read.
+    pub(crate) async fn local_accounts(self: &Arc<Self>) -> Result<Arc<Vec<LocalAccount>>, ServiceError> {
+        let generation = {
+            let locals = self.local_accounts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(known) = &locals.known {
+                return Ok(Arc::clone(known));
+            }
+            locals.generation
+        };
+        let read = self
+            .with_db(|db, _| {
+                Ok(db
+                    .list_accounts()?
+                    .into_iter()
+                    .filter(|a| a.local)
+                    .map(|a| LocalAccount { name: a.name, id: a.id })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let read = Arc::new(read);
+        let mut locals = self.local_accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if locals.generation == generation {
+            locals.known = Some(Arc::clone(&read));
+        }
+        Ok(read)
+    }
+
     pub(crate) fn forget_signing_key(&self, id: &str) {
         self.signing_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
@@ -185,7 +232,14 @@ impl Node {
         self.lock_db().take()
     }
 
+    /// After any change to the accounts table: the count for the status,
+    /// and the local accounts read again on next use.
     pub(crate) fn update_accounts(&self, accounts: u64) {
+        {
+            let mut locals = self.local_accounts.lock().unwrap_or_else(|p| p.into_inner());
+            locals.generation += 1;
+            locals.known = None;
+        }
         self.status
             .send_if_modified(|s| std::mem::replace(&mut s.accounts, accounts) != accounts);
     }

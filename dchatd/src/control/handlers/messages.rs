@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::conn::Conn;
 use crate::control::dispatch::{encode, parse, service_error, Flow};
+use crate::p2p::dm::Draft;
 use crate::p2p::Change;
 use crate::service::{Node, ServiceError};
 use crate::storage::{rfc3339_ms, ChannelPostRow, Direction, MessageRow};
@@ -90,11 +91,7 @@ pub async fn call(node: &Arc<Node>, method: &str, params: Value) -> Result<Value
                     .collect(),
             })
         }
-        api::SEND_DM => {
-            let p: api::SendDm = parse(params)?;
-            let row = node.send_dm(p.from, &p.to, &p.text).await.map_err(service_error)?;
-            encode(api::DmReply { message: dm(&row) })
-        }
+        api::SEND_DM => commit_dm(node, draft_dm(node, params).await?).await,
         api::LIST_DMS => {
             let p: api::ListDms = parse(params)?;
             let rows = node.list_dms(p.user, p.with).await.map_err(service_error)?;
@@ -125,6 +122,19 @@ pub async fn call(node: &Arc<Node>, method: &str, params: Value) -> Result<Value
             json!({ "method": other }),
         )),
     }
+}
+
+/// SendDm, first half: checks the call and takes the message's place in
+/// its conversation.
+pub async fn draft_dm(node: &Arc<Node>, params: Value) -> Result<Draft, Reply> {
+    let p: api::SendDm = parse(params)?;
+    node.draft_dm(p.from, &p.to, &p.text).await.map_err(service_error)
+}
+
+/// SendDm, second half: seals and stores the message; the reply.
+pub async fn commit_dm(node: &Arc<Node>, draft: Draft) -> Result<Value, Reply> {
+    let row = draft.commit(node).await.map_err(service_error)?;
+    encode(api::DmReply { message: dm(&row) })
 }
 
 /// Whether `method` streams when called with `more`.
