@@ -23,6 +23,7 @@
 use dchat_keyfile::Identity;
 use snow::params::NoiseParams;
 
+use super::x25519::Resolver;
 use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
 use crate::ledger::codec::{sha256, Reader, Writer};
 use crate::ledger::DecodeError;
@@ -265,6 +266,11 @@ fn noise_params() -> Result<NoiseParams, MessagingError> {
         .map_err(|e| MessagingError::Seal(format!("{NOISE_PARAMS}: {e}")))
 }
 
+/// A handshake builder with our X25519 ([`super::x25519`]).
+fn builder() -> Result<snow::Builder<'static>, MessagingError> {
+    Ok(snow::Builder::with_resolver(noise_params()?, Box::new(Resolver)))
+}
+
 /// Binds the envelope header into the handshake hash.
 fn prologue(mailbox: &[u8; 32], expires_at_ms: u64) -> Vec<u8> {
     let mut w = Writer::new();
@@ -300,7 +306,7 @@ pub fn seal(
     let seal_err = |e: snow::Error| MessagingError::Seal(e.to_string());
     let secret = sender.messaging_secret();
     let prologue = prologue(&mailbox, expires_at_ms);
-    let mut handshake = snow::Builder::new(noise_params()?)
+    let mut handshake = builder()?
         .local_private_key(&secret[..])
         .map_err(seal_err)?
         .remote_public_key(recipient_x25519)
@@ -311,7 +317,7 @@ pub fn seal(
         .map_err(seal_err)?;
 
     let (first, rest) = plain.split_at(plain.len().min(FIRST_CHUNK));
-    let mut buf = vec![0u8; NOISE_MAX_MSG];
+    let mut buf = vec![0u8; (first.len() + HANDSHAKE_OVERHEAD).max(rest.len().min(NEXT_CHUNK) + TAG_LEN)];
     let mut out = Writer::new();
     let n = handshake.write_message(first, &mut buf).map_err(seal_err)?;
     out.bytes(&buf[..n]);
@@ -340,7 +346,7 @@ pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingErr
     let decrypt = |_: snow::Error| MessagingError::Decrypt;
     let secret = recipient.messaging_secret();
     let prologue = prologue(&env.mailbox, env.expires_at_ms);
-    let mut handshake = snow::Builder::new(noise_params()?)
+    let mut handshake = builder()?
         .local_private_key(&secret[..])
         .map_err(decrypt)?
         .prologue(&prologue)
@@ -349,7 +355,8 @@ pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingErr
         .map_err(decrypt)?;
 
     let mut frames = Reader::new(&env.ciphertext);
-    let mut buf = vec![0u8; NOISE_MAX_MSG];
+    // A Noise message decrypts to fewer bytes than it has.
+    let mut buf = vec![0u8; env.ciphertext.len().min(NOISE_MAX_MSG)];
     let first = frames.bytes("noise message", NOISE_MAX_MSG)?;
     let n = handshake.read_message(first, &mut buf).map_err(decrypt)?;
     let sender_x25519: [u8; 32] = handshake

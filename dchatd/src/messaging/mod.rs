@@ -11,6 +11,8 @@
 //!   delete what was fetched.
 //! - `post`: signed [`ChannelPost`]s, spread over gossipsub.
 //! - `wire`: the error type and the pieces every format shares.
+//! - `x25519`: the DH under the Noise handshakes (aws-lc's, with results of
+//!   static keys remembered).
 //!
 //! Every format starts with a tag naming it and its version, uses the
 //! ledger's canonical codec (big-endian integers, `u32`-length-prefixed
@@ -21,6 +23,7 @@ mod envelope;
 mod mailbox;
 mod post;
 mod wire;
+mod x25519;
 
 #[cfg(test)]
 mod tests;

@@ -160,6 +160,39 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX channel_posts_by_time ON channel_posts (channel, sent_at, id);
     ",
     },
+    Migration {
+        version: 4,
+        name: "messaging: direct messages in a rowid table",
+        // Version 3 kept messages WITHOUT ROWID, keyed by (account, id). A
+        // row of a 1 KB text is larger than such a table keeps inside its
+        // page (about 1000 bytes at 4 KiB pages), so every message also took
+        // an overflow page of its own (~5 KiB on disk for 1 KB of text), and
+        // the random ids scattered inserts over the whole tree. In a rowid
+        // table rows are appended in arrival order, up to ~4 KB stay in the
+        // page, and the (account, id) key is a small unique index.
+        sql: "
+        CREATE TABLE messages_v4 (
+            account      TEXT NOT NULL,
+            id           BLOB NOT NULL CHECK (length(id) = 16),
+            peer         TEXT NOT NULL,
+            direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            seq          INTEGER NOT NULL CHECK (seq >= 0),
+            text         TEXT NOT NULL,
+            content_hash BLOB NOT NULL CHECK (length(content_hash) = 32),
+            sent_at      INTEGER NOT NULL CHECK (sent_at >= 0),
+            received_at  INTEGER NOT NULL CHECK (received_at >= 0),
+            state        TEXT NOT NULL CHECK (state IN ('sent', 'relayed', 'delivered')),
+            UNIQUE (account, id)
+        ) STRICT;
+        INSERT INTO messages_v4
+            (account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state)
+            SELECT account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state
+            FROM messages ORDER BY account, peer, sent_at, seq;
+        DROP TABLE messages;
+        ALTER TABLE messages_v4 RENAME TO messages;
+        CREATE INDEX messages_by_conversation ON messages (account, peer, sent_at, seq);
+    ",
+    },
 ];
 
 /// The schema version this build writes and understands.
@@ -271,6 +304,67 @@ mod tests {
     }
 
     #[test]
+    fn v3_messages_move_to_a_rowid_table_with_their_key_and_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate_with(&conn, &MIGRATIONS[..3]).unwrap();
+        let insert = |id: u8, seq: i64, sent_at: i64| {
+            conn.execute(
+                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', ?2, 'hello', zeroblob(32), ?3, ?3, 'sent')",
+                rusqlite::params![vec![id; 16], seq, sent_at],
+            )
+            .unwrap();
+        };
+        // Ids in another order than the conversation's.
+        insert(9, 0, 100);
+        insert(1, 1, 200);
+        insert(5, 2, 300);
+
+        let applied = migrate(&conn).unwrap();
+        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![4]);
+        let without_rowid: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages' AND sql LIKE '%WITHOUT ROWID%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(without_rowid, 0);
+        // Rows in conversation order, the rowid following it.
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM messages ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        // (account, id) is still the key, as ON CONFLICT needs.
+        let again = conn
+            .execute(
+                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 7, 'x', zeroblob(32), 1, 1, 'sent')
+                 ON CONFLICT (account, id) DO NOTHING",
+                [vec![1u8; 16]],
+            )
+            .unwrap();
+        assert_eq!(again, 0);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_by_conversation'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+        assert!(conn
+            .execute(
+                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 7, 'x', zeroblob(32), 1, 1, 'lost')",
+                [vec![2u8; 16]],
+            )
+            .is_err());
+    }
+
+    #[test]
     fn v2_database_migrates_to_v3_keeping_its_data() {
         let conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
@@ -286,7 +380,7 @@ mod tests {
             assert!(!table_exists(&conn, t), "{t}");
         }
 
-        let applied = migrate(&conn).unwrap();
+        let applied = migrate_with(&conn, &MIGRATIONS[..3]).unwrap();
         assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![3]);
         assert_eq!(current_version(&conn).unwrap(), 3);
         for t in ["messages", "outbox", "relay_envelopes", "channel_posts"] {

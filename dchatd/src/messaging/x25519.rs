@@ -1,0 +1,314 @@
+//! X25519 for the Noise handshakes of direct messages.
+//!
+//! snow's default X25519 is curve25519-dalek's Montgomery ladder, which on
+//! this project's machines costs about twice aws-lc's (already linked for
+//! the consensus crates); every envelope needs three of them to seal and two
+//! to open. Two things make it cheaper without changing a byte on the wire:
+//!
+//! - the scalar multiplications are aws-lc's (RFC 7748, constant time; a
+//!   peer key of small order, whose result would be all zeros, is refused
+//!   instead of giving a predictable key);
+//! - results computed with a *static* key (one set from a key file, not
+//!   generated for one handshake) are remembered. Noise_X mixes in
+//!   `ss` = DH(sender's static key, recipient's static key), the same for
+//!   every message between two accounts; a sender computes it once per
+//!   recipient and a recipient once per sender. The public key of a static
+//!   key is remembered too. A generated (ephemeral) key's results never are.
+//!
+//! What is remembered is what the process could compute again from the
+//! private keys it holds anyway; it is bounded ([`REMEMBERED`] results per
+//! generation, two generations) and wiped from memory when dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
+use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+use zeroize::Zeroizing;
+
+use crate::ledger::codec::sha256;
+
+const KEY_LEN: usize = 32;
+/// Results kept per generation; at this many a new generation starts and
+/// the one before it is dropped, so a result in use is kept and one not
+/// asked for during two generations is forgotten.
+const REMEMBERED: usize = 4096;
+
+type Secret = Zeroizing<[u8; KEY_LEN]>;
+/// Shared secrets by (own public key, peer public key).
+type SharedByPair = HashMap<([u8; KEY_LEN], [u8; KEY_LEN]), Arc<Secret>>;
+
+/// snow's resolver with [`FastX25519`] for the DH.
+pub(super) struct Resolver;
+
+impl CryptoResolver for Resolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        DefaultResolver.resolve_rng()
+    }
+
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        match choice {
+            DHChoice::Curve25519 => Some(Box::new(FastX25519::default())),
+            _ => None,
+        }
+    }
+
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// One handshake's key pair, as snow's `Dh` trait wants it.
+#[derive(Default)]
+pub(super) struct FastX25519 {
+    private: Secret,
+    public: [u8; KEY_LEN],
+    /// Set from a key file (static), as opposed to generated.
+    fixed: bool,
+}
+
+impl Dh for FastX25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+
+    fn pub_len(&self) -> usize {
+        KEY_LEN
+    }
+
+    fn priv_len(&self) -> usize {
+        KEY_LEN
+    }
+
+    fn set(&mut self, privkey: &[u8]) {
+        // snow passes exactly priv_len() bytes.
+        self.private.copy_from_slice(&privkey[..KEY_LEN]);
+        self.fixed = true;
+        self.public = remembered().public_of(&self.private).unwrap_or([0; KEY_LEN]);
+    }
+
+    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        rng.try_fill_bytes(&mut self.private[..])?;
+        self.fixed = false;
+        self.public = public_key(&self.private).ok_or(snow::Error::Dh)?;
+        Ok(())
+    }
+
+    fn pubkey(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn privkey(&self) -> &[u8] {
+        &self.private[..]
+    }
+
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let peer: [u8; KEY_LEN] = pubkey
+            .get(..KEY_LEN)
+            .and_then(|k| k.try_into().ok())
+            .ok_or(snow::Error::Dh)?;
+        let shared = if self.fixed {
+            remembered().shared(&self.private, &self.public, &peer)
+        } else {
+            agree(&self.private, &peer).map(Arc::new)
+        }
+        .ok_or(snow::Error::Dh)?;
+        out.get_mut(..KEY_LEN).ok_or(snow::Error::Dh)?.copy_from_slice(&shared[..]);
+        Ok(())
+    }
+}
+
+fn public_key(private: &[u8; KEY_LEN]) -> Option<[u8; KEY_LEN]> {
+    let key = PrivateKey::from_private_key(&X25519, private).ok()?;
+    key.compute_public_key().ok()?.as_ref().try_into().ok()
+}
+
+/// X25519(private, peer); None for a peer key of small order.
+fn agree(private: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Secret> {
+    let key = PrivateKey::from_private_key(&X25519, private).ok()?;
+    agreement::agree(&key, UnparsedPublicKey::new(&X25519, peer), (), |shared| {
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        out.copy_from_slice(shared.get(..KEY_LEN).ok_or(())?);
+        Ok(out)
+    })
+    .ok()
+}
+
+/// What static keys computed, in two generations.
+#[derive(Default)]
+struct Remembered {
+    /// The current generation, then the one before.
+    shared: [SharedByPair; 2],
+    /// By SHA-256 of the private key.
+    public: HashMap<[u8; 32], [u8; KEY_LEN]>,
+}
+
+fn remembered() -> RememberedHandle {
+    static REMEMBERED_KEYS: Mutex<Option<Remembered>> = Mutex::new(None);
+    RememberedHandle(&REMEMBERED_KEYS)
+}
+
+struct RememberedHandle(&'static Mutex<Option<Remembered>>);
+
+impl RememberedHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut Remembered) -> T) -> T {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.get_or_insert_with(Remembered::default))
+    }
+
+    fn public_of(&self, private: &Secret) -> Option<[u8; KEY_LEN]> {
+        let id = sha256(&private[..]);
+        if let Some(public) = self.with(|r| r.public.get(&id).copied()) {
+            return Some(public);
+        }
+        let public = public_key(private)?;
+        self.with(|r| {
+            if r.public.len() >= REMEMBERED {
+                r.public.clear();
+            }
+            r.public.insert(id, public);
+        });
+        Some(public)
+    }
+
+    fn shared(&self, private: &Secret, own: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Arc<Secret>> {
+        let key = (*own, *peer);
+        let found = self.with(|r| {
+            let [current, previous] = &mut r.shared;
+            if let Some(hit) = current.get(&key) {
+                return Some(Arc::clone(hit));
+            }
+            let hit = previous.remove(&key)?;
+            current.insert(key, Arc::clone(&hit));
+            Some(hit)
+        });
+        if found.is_some() {
+            return found;
+        }
+        // Computed outside the lock: other handshakes go on meanwhile.
+        let shared = Arc::new(agree(private, peer)?);
+        self.with(|r| {
+            if r.shared[0].len() >= REMEMBERED {
+                r.shared.swap(0, 1);
+                r.shared[0].clear();
+            }
+            r.shared[0].insert(key, Arc::clone(&shared));
+        });
+        Some(shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_key() -> [u8; KEY_LEN] {
+        let mut k = [0u8; KEY_LEN];
+        getrandom::fill(&mut k).unwrap();
+        k
+    }
+
+    /// snow's own X25519, the reference.
+    fn reference() -> Box<dyn Dh> {
+        DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap()
+    }
+
+    #[test]
+    fn agrees_with_snows_own_x25519_for_static_and_generated_keys() {
+        for _ in 0..20 {
+            let (a, b) = (random_key(), random_key());
+            let mut ours = FastX25519::default();
+            ours.set(&a);
+            let mut theirs = reference();
+            theirs.set(&a);
+            assert_eq!(ours.pubkey(), theirs.pubkey());
+            let mut peer = reference();
+            peer.set(&b);
+            let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+            // Twice: the second answer is the remembered one.
+            for _ in 0..2 {
+                ours.dh(peer.pubkey(), &mut x).unwrap();
+                theirs.dh(peer.pubkey(), &mut y).unwrap();
+                assert_eq!(x, y);
+            }
+        }
+        let mut generated = FastX25519::default();
+        let mut rng = DefaultResolver.resolve_rng().unwrap();
+        generated.generate(rng.as_mut()).unwrap();
+        assert!(!generated.fixed);
+        let mut same = reference();
+        same.set(generated.privkey());
+        assert_eq!(generated.pubkey(), same.pubkey());
+    }
+
+    /// A Noise_X message sealed with one resolver opens with the other,
+    /// both ways: nothing on the wire changed.
+    #[test]
+    fn handshakes_interoperate_with_snows_default_x25519() {
+        let params: snow::params::NoiseParams = super::super::NOISE_PARAMS.parse().unwrap();
+        let (sender, recipient) = (random_key(), random_key());
+        let mut recipient_dh = reference();
+        recipient_dh.set(&recipient);
+        let recipient_public = recipient_dh.pubkey().to_vec();
+        let ours = || snow::Builder::with_resolver(params.clone(), Box::new(Resolver));
+        let default = || snow::Builder::new(params.clone());
+        for (seal_ours, open_ours) in [(true, false), (false, true), (true, true)] {
+            let (seal_with, open_with) = (
+                if seal_ours { ours() } else { default() },
+                if open_ours { ours() } else { default() },
+            );
+            let mut initiator = seal_with
+                .local_private_key(&sender)
+                .unwrap()
+                .remote_public_key(&recipient_public)
+                .unwrap()
+                .build_initiator()
+                .unwrap();
+            let mut responder = open_with.local_private_key(&recipient).unwrap().build_responder().unwrap();
+            let mut wire = [0u8; 256];
+            let n = initiator.write_message(b"hello", &mut wire).unwrap();
+            let mut plain = [0u8; 256];
+            let m = responder.read_message(&wire[..n], &mut plain).unwrap();
+            assert_eq!(&plain[..m], b"hello", "sealed by ours: {seal_ours}, opened by ours: {open_ours}");
+            let mut sender_dh = reference();
+            sender_dh.set(&sender);
+            assert_eq!(responder.get_remote_static().unwrap(), sender_dh.pubkey());
+        }
+    }
+
+    #[test]
+    fn a_peer_key_of_small_order_is_refused() {
+        let mut ours = FastX25519::default();
+        ours.set(&random_key());
+        let mut out = [0u8; 32];
+        // The point of order 1 (u = 0) and of order 2 (u = 1).
+        for bad in [[0u8; 32], {
+            let mut one = [0u8; 32];
+            one[0] = 1;
+            one
+        }] {
+            assert!(ours.dh(&bad, &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn remembered_results_stay_bounded() {
+        let mut ours = FastX25519::default();
+        ours.set(&random_key());
+        let mut out = [0u8; 32];
+        for _ in 0..(2 * REMEMBERED + 10) {
+            let mut peer = reference();
+            peer.set(&random_key());
+            ours.dh(peer.pubkey(), &mut out).unwrap();
+        }
+        remembered().with(|r| {
+            assert!(r.shared[0].len() <= REMEMBERED && r.shared[1].len() <= REMEMBERED);
+        });
+    }
+}
