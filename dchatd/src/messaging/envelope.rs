@@ -23,8 +23,8 @@
 use dchat_keyfile::Identity;
 use snow::params::NoiseParams;
 
-use super::x25519::Resolver;
 use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
+use super::x25519::Resolver;
 use crate::ledger::codec::{sha256, Reader, Writer};
 use crate::ledger::DecodeError;
 

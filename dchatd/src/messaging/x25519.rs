@@ -119,7 +119,9 @@ impl Dh for FastX25519 {
             agree(&self.private, &peer).map(Arc::new)
         }
         .ok_or(snow::Error::Dh)?;
-        out.get_mut(..KEY_LEN).ok_or(snow::Error::Dh)?.copy_from_slice(&shared[..]);
+        out.get_mut(..KEY_LEN)
+            .ok_or(snow::Error::Dh)?
+            .copy_from_slice(&shared[..]);
         Ok(())
     }
 }
@@ -270,12 +272,20 @@ mod tests {
                 .unwrap()
                 .build_initiator()
                 .unwrap();
-            let mut responder = open_with.local_private_key(&recipient).unwrap().build_responder().unwrap();
+            let mut responder = open_with
+                .local_private_key(&recipient)
+                .unwrap()
+                .build_responder()
+                .unwrap();
             let mut wire = [0u8; 256];
             let n = initiator.write_message(b"hello", &mut wire).unwrap();
             let mut plain = [0u8; 256];
             let m = responder.read_message(&wire[..n], &mut plain).unwrap();
-            assert_eq!(&plain[..m], b"hello", "sealed by ours: {seal_ours}, opened by ours: {open_ours}");
+            assert_eq!(
+                &plain[..m],
+                b"hello",
+                "sealed by ours: {seal_ours}, opened by ours: {open_ours}"
+            );
             let mut sender_dh = reference();
             sender_dh.set(&sender);
             assert_eq!(responder.get_remote_static().unwrap(), sender_dh.pubkey());

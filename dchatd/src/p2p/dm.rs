@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dchat_keyfile::Identity;
+use futures::StreamExt;
 use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,12 @@ const RETRY: RetryPolicy = RetryPolicy {
     base_ms: 1_000,
     max_ms: 60_000,
 };
+/// Envelopes one delivery round takes from the outbox (a few requests'
+/// worth, sent side by side).
+const ROUND: u32 = 512;
+/// Envelopes left with relays side by side (each relay stores one per
+/// request).
+const RELAY_STORES_AT_ONCE: usize = 32;
 /// Relays an envelope is left with when its recipient is unreachable.
 const RELAY_COPIES: usize = 2;
 const PRESENCE_EVERY: Duration = Duration::from_secs(3);
@@ -176,51 +183,91 @@ pub enum Received {
 /// Opens, checks and stores one envelope for a local account; a text
 /// stored (or seen before) is owed an acknowledgement in `acks`.
 pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Acks) -> Received {
+    match check(node, shared, bytes).await {
+        Ok(checked) => take(node, shared, checked, acks).await,
+        Err(received) => received,
+    }
+}
+
+/// An inbound envelope opened, verified and matched to the keys its
+/// sender registered: ready to be stored ([`take`]).
+struct Checked {
+    account: String,
+    identity: Identity,
+    sender: crate::ledger::Account,
+    msg: DirectMessage,
+}
+
+/// Opens an envelope for a local account and checks it; what became of it
+/// when it cannot be stored.
+async fn check(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Result<Checked, Received> {
     let envelope = match Envelope::decode(bytes) {
         Ok(e) => e,
         Err(e) => {
             shared.dropped(DropReason::Malformed);
-            return Received::Dropped(format!("malformed envelope: {e}"));
+            return Err(Received::Dropped(format!("malformed envelope: {e}")));
         }
     };
     if envelope.is_expired(now_ms()) {
         shared.dropped(DropReason::Expired);
-        return Received::Dropped("expired".into());
+        return Err(Received::Dropped("expired".into()));
     }
     let Some((account, identity)) = node.local_for_mailbox(&envelope.mailbox).await else {
-        return Received::NotHere;
+        return Err(Received::NotHere);
     };
-    // Opening costs three X25519 operations and a signature check: on the
+    // Opening costs X25519 operations and a signature check: on the
     // blocking pool, not on a thread the network and timers run on.
     let (opened, identity) =
         match tokio::task::spawn_blocking(move || (messaging::open(&identity, &envelope), identity)).await {
             Ok(done) => done,
             // Ours to fail, not the sender's: kept where it is for a retry.
-            Err(e) => return Received::Dropped(format!("not stored: cannot open it now ({e})")),
+            Err(e) => return Err(Received::Dropped(format!("not stored: cannot open it now ({e})"))),
         };
     let opened = match opened {
         Ok(o) => o,
         Err(MessagingError::WrongRecipient | MessagingError::WrongMailbox) => {
             shared.dropped(DropReason::Misaddressed);
-            return Received::Dropped("wrongly addressed".into());
+            return Err(Received::Dropped("wrongly addressed".into()));
         }
         Err(MessagingError::BadSignature | MessagingError::Decrypt) => {
             shared.dropped(DropReason::BadSignature);
-            return Received::Dropped("does not decrypt or verify".into());
+            return Err(Received::Dropped("does not decrypt or verify".into()));
         }
         Err(e) => {
             shared.dropped(DropReason::Malformed);
-            return Received::Dropped(e.to_string());
+            return Err(Received::Dropped(e.to_string()));
         }
     };
-    let msg = opened.message.clone();
-    let Some(sender) = registered(node, &msg.from) else {
-        return Received::Later(format!("sender {} is not registered here (yet)", msg.from));
+    let Some(sender) = registered(node, &opened.message.from) else {
+        return Err(Received::Later(format!(
+            "sender {} is not registered here (yet)",
+            opened.message.from
+        )));
     };
     if !opened.sender_matches(&sender.identity_key, &sender.messaging_key) {
         shared.dropped(DropReason::NotPermitted);
-        return Received::Dropped(format!("keys are not those {} registered", msg.from));
+        return Err(Received::Dropped(format!(
+            "keys are not those {} registered",
+            opened.message.from
+        )));
     }
+    Ok(Checked {
+        account,
+        identity,
+        sender,
+        msg: opened.message,
+    })
+}
+
+/// Stores a checked text (and owes its sender an acknowledgement in
+/// `acks`), or applies a checked acknowledgement.
+async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) -> Received {
+    let Checked {
+        account,
+        identity,
+        sender,
+        msg,
+    } = checked;
     let now = now_ms();
     match msg.content {
         Content::Text(text) => {
@@ -294,24 +341,34 @@ const MAX_BAD_IN_BATCH: usize = 16;
 /// acknowledgement per sender for the whole batch, queued before the
 /// answer. A batch full of junk stops being opened.
 pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
-    let acks = Acks::default();
-    let mut outcomes = Vec::with_capacity(envelopes.len());
+    // Opened a chunk at a time (in parallel within it), so that a batch of
+    // forgeries costs at most a chunk past MAX_BAD_IN_BATCH; then stored
+    // together, sharing a commit.
+    let mut checked = Vec::with_capacity(envelopes.len());
     let mut bad = 0;
     for chunk in envelopes.chunks(BATCH_CHUNK) {
         if bad >= MAX_BAD_IN_BATCH {
-            outcomes.extend(
+            checked.extend(
                 chunk
                     .iter()
-                    .map(|_| Some("too many bad envelopes in this batch".to_string())),
+                    .map(|_| Err(Received::Dropped("too many bad envelopes in this batch".into()))),
             );
             continue;
         }
-        let received = futures::future::join_all(chunk.iter().map(|bytes| receive(node, shared, bytes, &acks))).await;
-        bad += received.iter().filter(|r| matches!(r, Received::Dropped(_))).count();
-        outcomes.extend(received.into_iter().map(|r| refusal(peer, r)));
+        let opened = futures::future::join_all(chunk.iter().map(|bytes| check(node, shared, bytes))).await;
+        bad += opened.iter().filter(|r| matches!(r, Err(Received::Dropped(_)))).count();
+        checked.extend(opened);
     }
+    let acks = Acks::default();
+    let received = futures::future::join_all(checked.into_iter().map(|c| async {
+        match c {
+            Ok(c) => take(node, shared, c, &acks).await,
+            Err(received) => received,
+        }
+    }))
+    .await;
     acks.queue(node).await;
-    Response::Each(outcomes)
+    Response::Each(received.into_iter().map(|r| refusal(peer, r)).collect())
 }
 
 /// Why an envelope was not taken; None when it was (new or seen before).
@@ -342,7 +399,7 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
                 for (account, id) in db.drop_expired_outbox(now)? {
                     tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
                 }
-                Ok(db.take_due_outbox(now, 256, &RETRY)?)
+                Ok(db.take_due_outbox(now, ROUND, &RETRY)?)
             })
             .await
         {
@@ -400,36 +457,57 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
         }
     }
     acks.queue(node).await;
-    for (host, entries) in by_host {
-        let budget = crate::network::MAX_REQUEST - 4096;
-        for batch in wire::batches(entries, |e| e.envelope.len(), budget) {
-            let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
-            match shared.ask(host, &request).await {
-                Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {
-                    for (entry, outcome) in batch.into_iter().zip(outcomes) {
-                        match outcome {
-                            None => done.push(delivery(&entry, DeliveryState::Sent)),
-                            Some(why) => {
-                                tracing::debug!(peer = %host, why, "direct delivery refused");
-                                to_relays.push(entry);
-                            }
+    // Every batch of the round at once: a recipient opens and stores the
+    // batches side by side (the reader orders by sequence number, not by
+    // arrival).
+    let budget = crate::network::MAX_REQUEST - 4096;
+    let batches = by_host.into_iter().flat_map(|(host, entries)| {
+        wire::batches(entries, |e| e.envelope.len(), budget)
+            .into_iter()
+            .map(move |batch| (host, batch))
+    });
+    let answers = futures::future::join_all(batches.map(|(host, batch)| async move {
+        let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
+        let answer = shared.ask(host, &request).await;
+        (host, batch, answer)
+    }))
+    .await;
+    for (host, batch, answer) in answers {
+        match answer {
+            Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {
+                for (entry, outcome) in batch.into_iter().zip(outcomes) {
+                    match outcome {
+                        None => done.push(delivery(&entry, DeliveryState::Sent)),
+                        Some(why) => {
+                            tracing::debug!(peer = %host, why, "direct delivery refused");
+                            to_relays.push(entry);
                         }
                     }
                 }
-                other => {
-                    tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
-                    to_relays.extend(batch);
-                }
+            }
+            other => {
+                tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
+                to_relays.extend(batch);
             }
         }
     }
     if !to_relays.is_empty() {
         let relays = shared.relays().await;
-        for entry in to_relays {
-            if store_with_relays(shared, &entry, &relays).await {
-                done.push(delivery(&entry, DeliveryState::Relayed));
-            }
-        }
+        let relays = &relays;
+        let stored: Vec<(OutboxEntry, bool)> = futures::stream::iter(to_relays)
+            .map(|entry| async move {
+                let stored = store_with_relays(shared, &entry, relays).await;
+                (entry, stored)
+            })
+            .buffer_unordered(RELAY_STORES_AT_ONCE)
+            .collect()
+            .await;
+        done.extend(
+            stored
+                .iter()
+                .filter(|(_, stored)| *stored)
+                .map(|(entry, _)| delivery(entry, DeliveryState::Relayed)),
+        );
     }
     done
 }

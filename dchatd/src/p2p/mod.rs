@@ -229,10 +229,10 @@ impl Node {
     pub(crate) async fn local_identities(
         self: &Arc<Self>,
     ) -> Result<Vec<(String, Identity)>, crate::service::ServiceError> {
-        let rows = self.with_db(|db, _| Ok(db.list_accounts()?)).await?;
-        let mut out = Vec::new();
-        for row in rows.into_iter().filter(|a| a.local) {
-            out.push((row.name, self.signing_key(&row.id).await?));
+        let locals = self.local_accounts().await?;
+        let mut out = Vec::with_capacity(locals.len());
+        for local in locals.iter() {
+            out.push((local.name.clone(), self.signing_key(&local.id).await?));
         }
         Ok(out)
     }
