@@ -12,8 +12,9 @@
 //!   generated for one handshake) are remembered. Noise_X mixes in
 //!   `ss` = DH(sender's static key, recipient's static key), the same for
 //!   every message between two accounts; a sender computes it once per
-//!   recipient and a recipient once per sender. The public key of a static
-//!   key is remembered too. A generated (ephemeral) key's results never are.
+//!   recipient and a recipient once per sender. A static key's form in
+//!   aws-lc (whose making derives the public key, another multiplication)
+//!   is remembered too. A generated (ephemeral) key's results never are.
 //!
 //! What is remembered is what the process could compute again from the
 //! private keys it holds anyway; it is bounded ([`REMEMBERED`] results per
@@ -69,6 +70,10 @@ impl CryptoResolver for Resolver {
 pub(super) struct FastX25519 {
     private: Secret,
     public: [u8; KEY_LEN],
+    /// aws-lc's form of `private`. Building it costs a scalar
+    /// multiplication (it derives the public key), so it is built once: per
+    /// handshake for a generated key, per process for a static one.
+    key: Option<Arc<PrivateKey>>,
     /// Set from a key file (static), as opposed to generated.
     fixed: bool,
 }
@@ -90,13 +95,25 @@ impl Dh for FastX25519 {
         // snow passes exactly priv_len() bytes.
         self.private.copy_from_slice(&privkey[..KEY_LEN]);
         self.fixed = true;
-        self.public = remembered().public_of(&self.private).unwrap_or([0; KEY_LEN]);
+        match remembered().static_key(&self.private) {
+            Some((key, public)) => {
+                self.key = Some(key);
+                self.public = public;
+            }
+            // Not a key aws-lc takes: every dh() with it fails.
+            None => {
+                self.key = None;
+                self.public = [0; KEY_LEN];
+            }
+        }
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
         rng.try_fill_bytes(&mut self.private[..])?;
         self.fixed = false;
-        self.public = public_key(&self.private).ok_or(snow::Error::Dh)?;
+        let (key, public) = key_pair(&self.private).ok_or(snow::Error::Dh)?;
+        self.key = Some(Arc::new(key));
+        self.public = public;
         Ok(())
     }
 
@@ -113,10 +130,11 @@ impl Dh for FastX25519 {
             .get(..KEY_LEN)
             .and_then(|k| k.try_into().ok())
             .ok_or(snow::Error::Dh)?;
+        let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
         let shared = if self.fixed {
-            remembered().shared(&self.private, &self.public, &peer)
+            remembered().shared(key, &self.public, &peer)
         } else {
-            agree(&self.private, &peer).map(Arc::new)
+            agree(key, &peer).map(Arc::new)
         }
         .ok_or(snow::Error::Dh)?;
         out.get_mut(..KEY_LEN)
@@ -126,15 +144,16 @@ impl Dh for FastX25519 {
     }
 }
 
-fn public_key(private: &[u8; KEY_LEN]) -> Option<[u8; KEY_LEN]> {
+/// aws-lc's key for `private`, and its public half.
+fn key_pair(private: &[u8; KEY_LEN]) -> Option<(PrivateKey, [u8; KEY_LEN])> {
     let key = PrivateKey::from_private_key(&X25519, private).ok()?;
-    key.compute_public_key().ok()?.as_ref().try_into().ok()
+    let public = key.compute_public_key().ok()?.as_ref().try_into().ok()?;
+    Some((key, public))
 }
 
-/// X25519(private, peer); None for a peer key of small order.
-fn agree(private: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Secret> {
-    let key = PrivateKey::from_private_key(&X25519, private).ok()?;
-    agreement::agree(&key, UnparsedPublicKey::new(&X25519, peer), (), |shared| {
+/// X25519(key, peer); None for a peer key of small order.
+fn agree(key: &PrivateKey, peer: &[u8; KEY_LEN]) -> Option<Secret> {
+    agreement::agree(key, UnparsedPublicKey::new(&X25519, peer), (), |shared| {
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
         out.copy_from_slice(shared.get(..KEY_LEN).ok_or(())?);
         Ok(out)
@@ -147,8 +166,9 @@ fn agree(private: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Secret> {
 struct Remembered {
     /// The current generation, then the one before.
     shared: [SharedByPair; 2],
-    /// By SHA-256 of the private key.
-    public: HashMap<[u8; 32], [u8; KEY_LEN]>,
+    /// Static keys in aws-lc's form, with their public halves, by SHA-256
+    /// of the private key.
+    keys: HashMap<[u8; 32], (Arc<PrivateKey>, [u8; KEY_LEN])>,
 }
 
 fn remembered() -> RememberedHandle {
@@ -164,43 +184,44 @@ impl RememberedHandle {
         f(guard.get_or_insert_with(Remembered::default))
     }
 
-    fn public_of(&self, private: &Secret) -> Option<[u8; KEY_LEN]> {
+    fn static_key(&self, private: &Secret) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
         let id = sha256(&private[..]);
-        if let Some(public) = self.with(|r| r.public.get(&id).copied()) {
-            return Some(public);
+        if let Some(found) = self.with(|r| r.keys.get(&id).cloned()) {
+            return Some(found);
         }
-        let public = public_key(private)?;
+        let (key, public) = key_pair(private)?;
+        let found = (Arc::new(key), public);
         self.with(|r| {
-            if r.public.len() >= REMEMBERED {
-                r.public.clear();
+            if r.keys.len() >= REMEMBERED {
+                r.keys.clear();
             }
-            r.public.insert(id, public);
+            r.keys.insert(id, found.clone());
         });
-        Some(public)
+        Some(found)
     }
 
-    fn shared(&self, private: &Secret, own: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Arc<Secret>> {
-        let key = (*own, *peer);
+    fn shared(&self, key: &PrivateKey, own: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Arc<Secret>> {
+        let pair = (*own, *peer);
         let found = self.with(|r| {
             let [current, previous] = &mut r.shared;
-            if let Some(hit) = current.get(&key) {
+            if let Some(hit) = current.get(&pair) {
                 return Some(Arc::clone(hit));
             }
-            let hit = previous.remove(&key)?;
-            current.insert(key, Arc::clone(&hit));
+            let hit = previous.remove(&pair)?;
+            current.insert(pair, Arc::clone(&hit));
             Some(hit)
         });
         if found.is_some() {
             return found;
         }
         // Computed outside the lock: other handshakes go on meanwhile.
-        let shared = Arc::new(agree(private, peer)?);
+        let shared = Arc::new(agree(key, peer)?);
         self.with(|r| {
             if r.shared[0].len() >= REMEMBERED {
                 r.shared.swap(0, 1);
                 r.shared[0].clear();
             }
-            r.shared[0].insert(key, Arc::clone(&shared));
+            r.shared[0].insert(pair, Arc::clone(&shared));
         });
         Some(shared)
     }

@@ -7,12 +7,9 @@
 //! two relays' mailboxes (state `relayed`). Retries back off; nothing
 //! waits for the chain.
 //!
-//! Receiving ([`receive`]): open the envelope with the local account whose
-//! mailbox it names, check the signed sender against the keys the chain has
-//! registered for that account, store it once, and queue a signed
-//! `Delivered` acknowledgement back (state `delivered` at the sender).
-//! Writes go through a group commit and acknowledgements are coalesced
-//! ([`super::dm_batch`]).
+//! Receiving is [`super::dm_inbound`]'s; fetching from relay mailboxes is
+//! here. Writes go through a group commit and acknowledgements are
+//! coalesced ([`super::dm_batch`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +20,11 @@ use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
 use super::dm_batch::Acks;
+use super::dm_inbound::{check_all, receive, take_all, Received};
 use super::presence::{self, Presence};
 use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
 use crate::messaging::{self, Content, DirectMessage, Envelope, FetchRequest, MessagingError, Receipt};
-use crate::metrics::DropReason;
 use crate::service::{Node, ServiceError};
 use crate::storage::{Delivery, DeliveryState, Direction, DmWrite, MessageRow, OutboxEntry, RetryPolicy};
 
@@ -47,11 +44,6 @@ const RELAY_STORES_AT_ONCE: usize = 32;
 const RELAY_COPIES: usize = 2;
 const PRESENCE_EVERY: Duration = Duration::from_secs(3);
 const FETCH_EVERY: Duration = Duration::from_secs(2);
-
-/// The registered keys of an account, from the finalized chain.
-fn registered(node: &Node, name: &str) -> Option<crate::ledger::Account> {
-    node.chain()?.read(|s| s.account(name).cloned())
-}
 
 /// Seals `content` from `from` to the account `to` and commits it (with,
 /// for text, the sender's copy of the message) for the outbox worker.
@@ -161,226 +153,6 @@ impl Draft {
             });
         }
         Ok(row)
-    }
-}
-
-/// What became of an inbound envelope.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Received {
-    /// New, stored (text) or applied (acknowledgement).
-    New,
-    /// Seen before: shown once; acknowledged again.
-    Duplicate,
-    /// Not for an account of this node.
-    NotHere,
-    /// Not checkable yet: the sender is not registered in our copy of the
-    /// chain (which may be behind). Left where it is, tried again later.
-    Later(String),
-    /// Dropped: the reason was counted.
-    Dropped(String),
-}
-
-/// Opens, checks and stores one envelope for a local account; a text
-/// stored (or seen before) is owed an acknowledgement in `acks`.
-pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Acks) -> Received {
-    match check(node, shared, bytes).await {
-        Ok(checked) => take(node, shared, checked, acks).await,
-        Err(received) => received,
-    }
-}
-
-/// An inbound envelope opened, verified and matched to the keys its
-/// sender registered: ready to be stored ([`take`]).
-struct Checked {
-    account: String,
-    identity: Identity,
-    sender: crate::ledger::Account,
-    msg: DirectMessage,
-}
-
-/// Opens an envelope for a local account and checks it; what became of it
-/// when it cannot be stored.
-async fn check(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Result<Checked, Received> {
-    let envelope = match Envelope::decode(bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            shared.dropped(DropReason::Malformed);
-            return Err(Received::Dropped(format!("malformed envelope: {e}")));
-        }
-    };
-    if envelope.is_expired(now_ms()) {
-        shared.dropped(DropReason::Expired);
-        return Err(Received::Dropped("expired".into()));
-    }
-    let Some((account, identity)) = node.local_for_mailbox(&envelope.mailbox).await else {
-        return Err(Received::NotHere);
-    };
-    // Opening costs X25519 operations and a signature check: on the
-    // blocking pool, not on a thread the network and timers run on.
-    let (opened, identity) =
-        match tokio::task::spawn_blocking(move || (messaging::open(&identity, &envelope), identity)).await {
-            Ok(done) => done,
-            // Ours to fail, not the sender's: kept where it is for a retry.
-            Err(e) => return Err(Received::Dropped(format!("not stored: cannot open it now ({e})"))),
-        };
-    let opened = match opened {
-        Ok(o) => o,
-        Err(MessagingError::WrongRecipient | MessagingError::WrongMailbox) => {
-            shared.dropped(DropReason::Misaddressed);
-            return Err(Received::Dropped("wrongly addressed".into()));
-        }
-        Err(MessagingError::BadSignature | MessagingError::Decrypt) => {
-            shared.dropped(DropReason::BadSignature);
-            return Err(Received::Dropped("does not decrypt or verify".into()));
-        }
-        Err(e) => {
-            shared.dropped(DropReason::Malformed);
-            return Err(Received::Dropped(e.to_string()));
-        }
-    };
-    let Some(sender) = registered(node, &opened.message.from) else {
-        return Err(Received::Later(format!(
-            "sender {} is not registered here (yet)",
-            opened.message.from
-        )));
-    };
-    if !opened.sender_matches(&sender.identity_key, &sender.messaging_key) {
-        shared.dropped(DropReason::NotPermitted);
-        return Err(Received::Dropped(format!(
-            "keys are not those {} registered",
-            opened.message.from
-        )));
-    }
-    Ok(Checked {
-        account,
-        identity,
-        sender,
-        msg: opened.message,
-    })
-}
-
-/// Stores a checked text (and owes its sender an acknowledgement in
-/// `acks`), or applies a checked acknowledgement.
-async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) -> Received {
-    let Checked {
-        account,
-        identity,
-        sender,
-        msg,
-    } = checked;
-    let now = now_ms();
-    match msg.content {
-        Content::Text(text) => {
-            let row = MessageRow {
-                account: account.clone(),
-                id: msg.id,
-                peer: sender.name.clone(),
-                direction: Direction::In,
-                seq: msg.seq,
-                content_hash: crate::ledger::codec::sha256(text.as_bytes()),
-                text,
-                sent_at_ms: msg.sent_at_ms,
-                received_at_ms: now,
-                state: DeliveryState::Delivered,
-            };
-            let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
-                Ok(new) => new,
-                Err(e) => return Received::Dropped(format!("not stored: {e}")),
-            };
-            // Acknowledge even a duplicate: the first ack may have been lost.
-            acks.push(&account, &identity, &sender, msg.id);
-            if new {
-                shared.metrics.messages_delivered.inc();
-                shared.notify(Change::Dm { account, id: msg.id });
-                Received::New
-            } else {
-                shared.dropped(DropReason::Duplicate);
-                Received::Duplicate
-            }
-        }
-        Content::Delivered(ids) => {
-            let (a, peer, list) = (account.clone(), sender.name.clone(), ids.clone());
-            match node
-                .with_db(move |db, _| Ok(db.mark_delivered(&a, &peer, &list)?))
-                .await
-            {
-                Ok(0) => Received::Duplicate,
-                Ok(_) => {
-                    for id in ids {
-                        shared.notify(Change::Dm {
-                            account: account.clone(),
-                            id,
-                        });
-                    }
-                    Received::New
-                }
-                Err(e) => Received::Dropped(format!("not stored: {e}")),
-            }
-        }
-    }
-}
-
-/// Answers `Deliver`: an envelope for an account hosted here.
-pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
-    match accept_batch(node, shared, peer, &[bytes.to_vec()]).await {
-        Response::Each(mut outcomes) => match outcomes.pop().flatten() {
-            None => Response::Ok,
-            Some(why) => Response::Refused(why),
-        },
-        other => other,
-    }
-}
-
-/// Envelopes of a batch taken together; after this many fail to open or
-/// check, the rest of the batch is refused unopened.
-const BATCH_CHUNK: usize = 32;
-const MAX_BAD_IN_BATCH: usize = 16;
-
-/// Answers `DeliverBatch`: each envelope checked and stored as `Deliver`
-/// would, a chunk at a time together, so that they share commits; one
-/// acknowledgement per sender for the whole batch, queued before the
-/// answer. A batch full of junk stops being opened.
-pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
-    // Opened a chunk at a time (in parallel within it), so that a batch of
-    // forgeries costs at most a chunk past MAX_BAD_IN_BATCH; then stored
-    // together, sharing a commit.
-    let mut checked = Vec::with_capacity(envelopes.len());
-    let mut bad = 0;
-    for chunk in envelopes.chunks(BATCH_CHUNK) {
-        if bad >= MAX_BAD_IN_BATCH {
-            checked.extend(
-                chunk
-                    .iter()
-                    .map(|_| Err(Received::Dropped("too many bad envelopes in this batch".into()))),
-            );
-            continue;
-        }
-        let opened = futures::future::join_all(chunk.iter().map(|bytes| check(node, shared, bytes))).await;
-        bad += opened.iter().filter(|r| matches!(r, Err(Received::Dropped(_)))).count();
-        checked.extend(opened);
-    }
-    let acks = Acks::default();
-    let received = futures::future::join_all(checked.into_iter().map(|c| async {
-        match c {
-            Ok(c) => take(node, shared, c, &acks).await,
-            Err(received) => received,
-        }
-    }))
-    .await;
-    acks.queue(node).await;
-    Response::Each(received.into_iter().map(|r| refusal(peer, r)).collect())
-}
-
-/// Why an envelope was not taken; None when it was (new or seen before).
-fn refusal(peer: PeerId, received: Received) -> Option<String> {
-    match received {
-        Received::New | Received::Duplicate => None,
-        Received::NotHere => Some("no such account here".into()),
-        Received::Later(why) => Some(why),
-        Received::Dropped(why) => {
-            tracing::debug!(peer = %peer, why, "inbound envelope dropped");
-            Some(why)
-        }
     }
 }
 
@@ -632,7 +404,9 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
         return Page::Done;
     }
     let acks = Acks::default();
-    let received = futures::future::join_all(envelopes.iter().map(|bytes| receive(node, shared, bytes, &acks))).await;
+    let list: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+    let checked = check_all(node, shared, &list).await;
+    let received = take_all(node, shared, checked, &acks).await;
     acks.queue(node).await;
     let news = received.contains(&Received::New);
     let mut handled = Vec::new();

@@ -25,6 +25,7 @@ pub mod chain_sync;
 pub mod channels;
 pub mod dm;
 pub mod dm_batch;
+pub mod dm_inbound;
 pub mod presence;
 pub mod relay;
 pub mod wire;
@@ -469,8 +470,8 @@ async fn answer(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, request: R
         Request::Blocks { from, max } => chain_sync::serve_blocks(node, from, max),
         Request::SubmitTx(bytes) => chain_sync::accept_transactions(node, vec![bytes]).await,
         Request::SubmitTxs(txs) => chain_sync::accept_transactions(node, txs).await,
-        Request::Deliver(bytes) => dm::accept_delivery(node, shared, peer, &bytes).await,
-        Request::DeliverBatch(envelopes) => dm::accept_batch(node, shared, peer, &envelopes).await,
+        Request::Deliver(bytes) => dm_inbound::accept_delivery(node, shared, peer, &bytes).await,
+        Request::DeliverBatch(envelopes) => dm_inbound::accept_batch(node, shared, peer, &envelopes).await,
         Request::MailboxStore(bytes) => relay::store(node, shared, &bytes).await,
         Request::MailboxFetch(bytes) => relay::fetch(node, shared, &bytes).await,
         Request::MailboxReceipt(bytes) => relay::receipt(node, shared, &bytes).await,

@@ -42,7 +42,7 @@ pub async fn store(node: &Arc<Node>, shared: &Arc<Shared>, bytes: &[u8]) -> Resp
     }
     // Ours to deliver straight away when the recipient is hosted here.
     if node.local_for_mailbox(&envelope.mailbox).await.is_some() {
-        return super::dm::accept_delivery(node, shared, shared.net.local_peer_id(), bytes).await;
+        return super::dm_inbound::accept_delivery(node, shared, shared.net.local_peer_id(), bytes).await;
     }
     let row = RelayEnvelope {
         id: envelope.id(),

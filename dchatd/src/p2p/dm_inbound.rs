@@ -1,0 +1,332 @@
+//! Direct messages that arrive: an envelope is opened with the local
+//! account whose mailbox it names, its signed sender checked against the
+//! keys the chain registered for that account, stored once, and a signed
+//! `Delivered` acknowledgement queued back (state `delivered` at the
+//! sender). Envelopes come one by one (`Deliver`), in batches
+//! (`DeliverBatch`), from a relay's mailbox page, or from a local sender;
+//! a batch's envelopes are opened side by side and stored together.
+
+use std::sync::Arc;
+
+use dchat_keyfile::Identity;
+use libp2p::PeerId;
+
+use super::dm_batch::Acks;
+use super::wire::Response;
+use super::{now_ms, Change, Shared};
+use crate::messaging::{self, Content, DirectMessage, Envelope, MessagingError};
+use crate::metrics::DropReason;
+use crate::service::Node;
+use crate::storage::{DeliveryState, Direction, DmWrite, MessageRow};
+
+/// The registered keys of an account, from the finalized chain.
+pub(super) fn registered(node: &Node, name: &str) -> Option<crate::ledger::Account> {
+    node.chain()?.read(|s| s.account(name).cloned())
+}
+
+/// What became of an inbound envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// New, stored (text) or applied (acknowledgement).
+    New,
+    /// Seen before: shown once; acknowledged again.
+    Duplicate,
+    /// Not for an account of this node.
+    NotHere,
+    /// Not checkable yet: the sender is not registered in our copy of the
+    /// chain (which may be behind). Left where it is, tried again later.
+    Later(String),
+    /// Dropped: the reason was counted.
+    Dropped(String),
+}
+
+/// Opens, checks and stores one envelope for a local account; a text
+/// stored (or seen before) is owed an acknowledgement in `acks`.
+pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Acks) -> Received {
+    let checked = check_all(node, shared, &[bytes]).await.pop();
+    match checked {
+        Some(Ok(checked)) => take(node, shared, checked, acks).await,
+        Some(Err(received)) => received,
+        None => Received::Dropped("not stored: nothing came of opening it".into()),
+    }
+}
+
+/// An inbound envelope opened, verified and matched to the keys its
+/// sender registered: ready to be stored ([`take`]).
+pub(super) struct Checked {
+    account: String,
+    identity: Identity,
+    sender: crate::ledger::Account,
+    msg: DirectMessage,
+}
+
+/// An envelope for a local account, not expired, and the keys to open it.
+struct ToOpen {
+    account: String,
+    identity: Identity,
+    envelope: Envelope,
+}
+
+/// Opens envelopes for local accounts and checks them, in order; for each,
+/// what became of it when it cannot be stored. The opening (X25519 and a
+/// signature check) runs on the blocking pool, split in as many tasks as
+/// there are cores: not on the threads the network runs on, and not one
+/// thread wake-up per envelope.
+pub(super) async fn check_all(
+    node: &Arc<Node>,
+    shared: &Shared,
+    envelopes: &[&[u8]],
+) -> Vec<Result<Checked, Received>> {
+    let prepared = futures::future::join_all(envelopes.iter().map(|bytes| prepare(node, shared, bytes))).await;
+    let mut results: Vec<Option<Result<Checked, Received>>> = Vec::with_capacity(prepared.len());
+    let mut to_open = Vec::new();
+    for (i, p) in prepared.into_iter().enumerate() {
+        match p {
+            Ok(t) => {
+                to_open.push((i, t));
+                results.push(None);
+            }
+            Err(received) => results.push(Some(Err(received))),
+        }
+    }
+    let parts = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_task = to_open.len().div_ceil(parts).max(1);
+    let mut tasks = Vec::new();
+    while !to_open.is_empty() {
+        let part: Vec<(usize, ToOpen)> = to_open.drain(..per_task.min(to_open.len())).collect();
+        let indices: Vec<usize> = part.iter().map(|(i, _)| *i).collect();
+        let task = tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(i, t)| {
+                    let opened = messaging::open(&t.identity, &t.envelope);
+                    (i, t.account, t.identity, opened)
+                })
+                .collect::<Vec<_>>()
+        });
+        tasks.push((indices, task));
+    }
+    for (indices, task) in tasks {
+        match task.await {
+            Ok(opened) => {
+                for (i, account, identity, opened) in opened {
+                    results[i] = Some(judge(node, shared, account, identity, opened));
+                }
+            }
+            // Ours to fail, not the sender's: kept where it is for a retry.
+            Err(e) => {
+                for i in indices {
+                    results[i] = Some(Err(Received::Dropped(format!("not stored: cannot open it now ({e})"))));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Received::Dropped("not stored: nothing came of opening it".into()))))
+        .collect()
+}
+
+/// Decodes an envelope and finds the local account it is for.
+async fn prepare(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Result<ToOpen, Received> {
+    let envelope = match Envelope::decode(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            shared.dropped(DropReason::Malformed);
+            return Err(Received::Dropped(format!("malformed envelope: {e}")));
+        }
+    };
+    if envelope.is_expired(now_ms()) {
+        shared.dropped(DropReason::Expired);
+        return Err(Received::Dropped("expired".into()));
+    }
+    let Some((account, identity)) = node.local_for_mailbox(&envelope.mailbox).await else {
+        return Err(Received::NotHere);
+    };
+    Ok(ToOpen {
+        account,
+        identity,
+        envelope,
+    })
+}
+
+/// What opening an envelope came to, checked against the keys the chain
+/// registered for its sender.
+fn judge(
+    node: &Node,
+    shared: &Shared,
+    account: String,
+    identity: Identity,
+    opened: Result<messaging::Opened, MessagingError>,
+) -> Result<Checked, Received> {
+    let opened = match opened {
+        Ok(o) => o,
+        Err(MessagingError::WrongRecipient | MessagingError::WrongMailbox) => {
+            shared.dropped(DropReason::Misaddressed);
+            return Err(Received::Dropped("wrongly addressed".into()));
+        }
+        Err(MessagingError::BadSignature | MessagingError::Decrypt) => {
+            shared.dropped(DropReason::BadSignature);
+            return Err(Received::Dropped("does not decrypt or verify".into()));
+        }
+        Err(e) => {
+            shared.dropped(DropReason::Malformed);
+            return Err(Received::Dropped(e.to_string()));
+        }
+    };
+    let Some(sender) = registered(node, &opened.message.from) else {
+        return Err(Received::Later(format!(
+            "sender {} is not registered here (yet)",
+            opened.message.from
+        )));
+    };
+    if !opened.sender_matches(&sender.identity_key, &sender.messaging_key) {
+        shared.dropped(DropReason::NotPermitted);
+        return Err(Received::Dropped(format!(
+            "keys are not those {} registered",
+            opened.message.from
+        )));
+    }
+    Ok(Checked {
+        account,
+        identity,
+        sender,
+        msg: opened.message,
+    })
+}
+
+/// [`take`]s every checked envelope (their writes share commits); the
+/// others keep what became of them.
+pub(super) async fn take_all(
+    node: &Arc<Node>,
+    shared: &Shared,
+    checked: Vec<Result<Checked, Received>>,
+    acks: &Acks,
+) -> Vec<Received> {
+    futures::future::join_all(checked.into_iter().map(|c| async {
+        match c {
+            Ok(c) => take(node, shared, c, acks).await,
+            Err(received) => received,
+        }
+    }))
+    .await
+}
+
+/// Stores a checked text (and owes its sender an acknowledgement in
+/// `acks`), or applies a checked acknowledgement.
+async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) -> Received {
+    let Checked {
+        account,
+        identity,
+        sender,
+        msg,
+    } = checked;
+    let now = now_ms();
+    match msg.content {
+        Content::Text(text) => {
+            let row = MessageRow {
+                account: account.clone(),
+                id: msg.id,
+                peer: sender.name.clone(),
+                direction: Direction::In,
+                seq: msg.seq,
+                content_hash: crate::ledger::codec::sha256(text.as_bytes()),
+                text,
+                sent_at_ms: msg.sent_at_ms,
+                received_at_ms: now,
+                state: DeliveryState::Delivered,
+            };
+            let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
+                Ok(new) => new,
+                Err(e) => return Received::Dropped(format!("not stored: {e}")),
+            };
+            // Acknowledge even a duplicate: the first ack may have been lost.
+            acks.push(&account, &identity, &sender, msg.id);
+            if new {
+                shared.metrics.messages_delivered.inc();
+                shared.notify(Change::Dm { account, id: msg.id });
+                Received::New
+            } else {
+                shared.dropped(DropReason::Duplicate);
+                Received::Duplicate
+            }
+        }
+        Content::Delivered(ids) => {
+            let (a, peer, list) = (account.clone(), sender.name.clone(), ids.clone());
+            match node
+                .with_db(move |db, _| Ok(db.mark_delivered(&a, &peer, &list)?))
+                .await
+            {
+                Ok(0) => Received::Duplicate,
+                Ok(_) => {
+                    for id in ids {
+                        shared.notify(Change::Dm {
+                            account: account.clone(),
+                            id,
+                        });
+                    }
+                    Received::New
+                }
+                Err(e) => Received::Dropped(format!("not stored: {e}")),
+            }
+        }
+    }
+}
+
+/// Answers `Deliver`: an envelope for an account hosted here.
+pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
+    match accept_batch(node, shared, peer, &[bytes.to_vec()]).await {
+        Response::Each(mut outcomes) => match outcomes.pop().flatten() {
+            None => Response::Ok,
+            Some(why) => Response::Refused(why),
+        },
+        other => other,
+    }
+}
+
+/// Envelopes of a batch taken together; after this many fail to open or
+/// check, the rest of the batch is refused unopened.
+const BATCH_CHUNK: usize = 32;
+const MAX_BAD_IN_BATCH: usize = 16;
+
+/// Answers `DeliverBatch`: each envelope checked and stored as `Deliver`
+/// would, a chunk at a time together, so that they share commits; one
+/// acknowledgement per sender for the whole batch, queued before the
+/// answer. A batch full of junk stops being opened.
+pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
+    // Opened a chunk at a time (in parallel within it), so that a batch of
+    // forgeries costs at most a chunk past MAX_BAD_IN_BATCH; then stored
+    // together, sharing a commit.
+    let mut checked = Vec::with_capacity(envelopes.len());
+    let mut bad = 0;
+    for chunk in envelopes.chunks(BATCH_CHUNK) {
+        if bad >= MAX_BAD_IN_BATCH {
+            checked.extend(
+                chunk
+                    .iter()
+                    .map(|_| Err(Received::Dropped("too many bad envelopes in this batch".into()))),
+            );
+            continue;
+        }
+        let chunk: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let opened = check_all(node, shared, &chunk).await;
+        bad += opened.iter().filter(|r| matches!(r, Err(Received::Dropped(_)))).count();
+        checked.extend(opened);
+    }
+    let acks = Acks::default();
+    let received = take_all(node, shared, checked, &acks).await;
+    acks.queue(node).await;
+    Response::Each(received.into_iter().map(|r| refusal(peer, r)).collect())
+}
+
+/// Why an envelope was not taken; None when it was (new or seen before).
+fn refusal(peer: PeerId, received: Received) -> Option<String> {
+    match received {
+        Received::New | Received::Duplicate => None,
+        Received::NotHere => Some("no such account here".into()),
+        Received::Later(why) => Some(why),
+        Received::Dropped(why) => {
+            tracing::debug!(peer = %peer, why, "inbound envelope dropped");
+            Some(why)
+        }
+    }
+}
