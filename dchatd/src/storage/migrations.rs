@@ -193,6 +193,19 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX messages_by_conversation ON messages (account, peer, sent_at, seq);
     ",
     },
+    Migration {
+        version: 5,
+        name: "messaging: outbox indexed by expiry",
+        // No query looks outbox rows up by message, but every insert and
+        // delete kept that index (random keys, a page each). The expiry
+        // sweep, which runs before every delivery round, scanned the whole
+        // table; expiries are now + TTL, so their index only grows at its
+        // end.
+        sql: "
+        DROP INDEX outbox_by_message;
+        CREATE INDEX outbox_by_expiry ON outbox (expires_at);
+    ",
+    },
 ];
 
 /// The schema version this build writes and understands.
@@ -304,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_expiry_sweep_uses_an_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN DELETE FROM outbox WHERE expires_at <= 5 RETURNING account, message_id")
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("outbox_by_expiry")), "{plan:?}");
+        let unused: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_by_message'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unused, 0);
+    }
+
+    #[test]
     fn v3_messages_move_to_a_rowid_table_with_their_key_and_order() {
         let conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
@@ -320,7 +355,7 @@ mod tests {
         insert(1, 1, 200);
         insert(5, 2, 300);
 
-        let applied = migrate(&conn).unwrap();
+        let applied = migrate_with(&conn, &MIGRATIONS[..4]).unwrap();
         assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![4]);
         let without_rowid: i64 = conn
             .query_row(
