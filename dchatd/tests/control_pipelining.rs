@@ -245,3 +245,39 @@ fn pipelined_reads_run_beside_a_read_that_waits() {
     assert!(ok(&read_reply(&mut reader)).get("accounts").is_some());
     assert!(daemon.is_running());
 }
+
+/// A client that pipelines calls and never reads a reply fills the socket;
+/// the daemon must still stop promptly when told to (it gives owed replies
+/// a short grace, not the idle timeout of 300 s).
+#[test]
+fn a_client_that_never_reads_does_not_hold_up_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut daemon = Daemon::builder().dev(&state).notify(true).spawn();
+    daemon.wait_ready(START);
+    let socket = daemon.socket_path().to_owned();
+    let call = method(
+        "org.varlink.service.GetInterfaceDescription",
+        json!({ "interface": "io.dchat.Messages" }),
+    );
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    let writer = std::thread::spawn(move || {
+        // Stops when the daemon stops reading (socket full) or goes away.
+        for _ in 0..20_000 {
+            if stream
+                .write_all(format!("{}\0", serde_json::to_string(&call).unwrap()).as_bytes())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.is_running());
+    let asked = Instant::now();
+    daemon.signal(dchat_testkit::Signal::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    let status = status.unwrap_or_else(|| panic!("still running {:?} after SIGTERM", asked.elapsed()));
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    drop(writer);
+}

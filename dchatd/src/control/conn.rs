@@ -2,7 +2,9 @@
 //! cap, hand each call to dispatch, write the replies.
 //!
 //! Calls may be pipelined: the next frame is read while earlier calls run,
-//! up to [`MAX_IN_FLIGHT`] of them, and replies leave in call order. Which
+//! up to [`MAX_IN_FLIGHT`] of them ([`READ_ONLY_IN_FLIGHT`] for a
+//! `public_read` caller, and [`CALLS_AT_ONCE`] over all connections), and
+//! replies leave in call order. Which
 //! calls run beside which is [`dispatch::overlap`]'s rule; a call that
 //! owns the connection (a stream, an upgrade) waits until every reply
 //! before it is written.
@@ -31,6 +33,17 @@ use crate::service::Node;
 
 /// Calls of one connection running at once; reading waits below it.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// The same for a caller with read-only access (`public_read`), who may be
+/// anyone on the machine.
+pub const READ_ONLY_IN_FLIGHT: usize = 4;
+/// Calls running at once over all connections; a connection waits for one
+/// of these before it starts a call, so pipelining cannot flood the
+/// daemon's blocking pool and its one database connection.
+pub const CALLS_AT_ONCE: usize = 256;
+/// How long replies still owed are written at shutdown before the
+/// connection is dropped (a client that stops reading must not hold up
+/// the daemon's teardown).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -79,9 +92,8 @@ impl Conn {
     }
 
     /// Serves calls until the client leaves, misbehaves, idles out, or the
-    /// daemon shuts down. Calls are run on `tasks`, so teardown waits for
-    /// them even when their client has gone.
-    pub async fn serve(mut self, node: Arc<Node>, shutdown: CancellationToken, tasks: TaskTracker) {
+    /// daemon shuts down.
+    pub async fn serve(mut self, node: Arc<Node>, shutdown: CancellationToken, calls: Calls) {
         let mut running = Running::default();
         loop {
             let read = match self.next_frame(&mut running, &shutdown).await {
@@ -92,7 +104,7 @@ impl Conn {
                 }
                 // Calls already read are answered; nothing more is read.
                 Next::Shutdown => {
-                    let _ = running.finish(&mut self).await;
+                    let _ = running.finish(&mut self, &shutdown).await;
                     return;
                 }
                 Next::Gone => return,
@@ -100,12 +112,12 @@ impl Conn {
             match read {
                 Ok(true) => {}
                 Ok(false) => {
-                    let _ = running.finish(&mut self).await;
+                    let _ = running.finish(&mut self, &shutdown).await;
                     return;
                 }
                 Err(FrameError::TooLarge { max }) => {
                     tracing::warn!(max, "control request larger than the frame cap; closing");
-                    if running.finish(&mut self).await.is_ok() {
+                    if running.finish(&mut self, &shutdown).await.is_ok() {
                         let _ = self.send(&invalid(&format!("request larger than {max} bytes"))).await;
                     }
                     return;
@@ -121,14 +133,17 @@ impl Conn {
                 Ok(call) => call,
                 Err(reason) => {
                     tracing::info!(error = %reason, "malformed control request");
-                    if running.finish(&mut self).await.is_ok() {
+                    if running.finish(&mut self, &shutdown).await.is_ok() {
                         let _ = self.send(&invalid(&reason)).await;
                     }
                     return;
                 }
             };
             let overlap = dispatch::overlap(self.access, &call);
-            if !running.is_empty() && !overlap.beside(running.kind) && running.finish(&mut self).await.is_err() {
+            if !running.is_empty()
+                && !overlap.beside(running.kind)
+                && running.finish(&mut self, &shutdown).await.is_err()
+            {
                 return;
             }
             if overlap == Overlap::Owns {
@@ -137,9 +152,26 @@ impl Conn {
                 }
                 continue;
             }
+            let permit = tokio::select! {
+                permit = Arc::clone(&calls.slots).acquire_owned() => permit,
+                _ = shutdown.cancelled() => {
+                    let _ = running.finish(&mut self, &shutdown).await;
+                    return;
+                }
+            };
+            let Ok(permit) = permit else { return };
             let pending = dispatch::start(&node, self.access, call).await;
             running.kind = overlap;
-            running.calls.push_back(tasks.spawn(pending.in_current_span()));
+            running.calls.push_back(
+                calls.tasks.spawn(
+                    async move {
+                        let reply = pending.await;
+                        drop(permit);
+                        reply
+                    }
+                    .in_current_span(),
+                ),
+            );
         }
     }
 
@@ -154,9 +186,14 @@ impl Conn {
             writer,
             buf,
             limits,
-            ..
+            access,
         } = self;
         let limits = *limits;
+        let in_flight = if *access == Access::ReadOnly {
+            READ_ONLY_IN_FLIGHT
+        } else {
+            MAX_IN_FLIGHT
+        };
         let frame = read_frame(reader, buf, limits.max_frame);
         tokio::pin!(frame);
         let idle = tokio::time::sleep(limits.idle_timeout);
@@ -166,16 +203,31 @@ impl Conn {
                 biased;
                 _ = shutdown.cancelled() => return Next::Shutdown,
                 Some(done) = running.calls.next() => {
-                    if send_on(writer, limits, &Running::reply(done)).await.is_err() {
-                        return Next::Gone;
+                    // A client that stops reading holds this write; at
+                    // shutdown it is given SHUTDOWN_GRACE, then dropped.
+                    let reply = Running::reply(done);
+                    tokio::select! {
+                        sent = send_on(writer, limits, &reply) => if sent.is_err() {
+                            return Next::Gone;
+                        },
+                        () = grace_after(shutdown) => return Next::Gone,
                     }
                     idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 }
-                read = &mut frame, if running.calls.len() < MAX_IN_FLIGHT => return Next::Frame(read),
+                read = &mut frame, if running.calls.len() < in_flight => return Next::Frame(read),
                 _ = &mut idle, if running.calls.is_empty() => return Next::Idle,
             }
         }
     }
+}
+
+/// Where a connection runs its calls: on `tasks` (so teardown waits for
+/// them even when their client has gone), each holding one of `slots`
+/// ([`CALLS_AT_ONCE`], shared by all connections).
+#[derive(Clone)]
+pub struct Calls {
+    pub tasks: TaskTracker,
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What waiting for the next frame came to.
@@ -208,8 +260,17 @@ impl Running {
         self.calls.is_empty()
     }
 
-    /// Waits for every running call and writes its reply, in order.
-    async fn finish(&mut self, conn: &mut Conn) -> Result<(), ()> {
+    /// Waits for every running call and writes its reply, in order; once
+    /// the daemon is shutting down, for [`SHUTDOWN_GRACE`] at most.
+    /// An error means the connection must close: a reply may be cut.
+    async fn finish(&mut self, conn: &mut Conn, shutdown: &CancellationToken) -> Result<(), ()> {
+        tokio::select! {
+            done = self.write_all(conn) => done,
+            () = grace_after(shutdown) => Err(()),
+        }
+    }
+
+    async fn write_all(&mut self, conn: &mut Conn) -> Result<(), ()> {
         while let Some(done) = self.calls.next().await {
             send_on(&mut conn.writer, conn.limits, &Running::reply(done)).await?;
         }
@@ -230,6 +291,12 @@ impl Running {
             }
         }
     }
+}
+
+/// Resolves [`SHUTDOWN_GRACE`] after the daemon began shutting down.
+async fn grace_after(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
 /// Writes one reply (none for a `oneway` call); a client that stops

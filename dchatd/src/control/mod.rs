@@ -72,6 +72,7 @@ async fn accept_loop(
     tasks: TaskTracker,
 ) {
     let denied_slots = Arc::new(Semaphore::new(DENIED_SLOTS));
+    let call_slots = Arc::new(Semaphore::new(conn::CALLS_AT_ONCE));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -121,7 +122,10 @@ async fn accept_loop(
         let span = tracing::info_span!("control-conn", peer_uid = peer.uid.as_raw(), peer_pid = peer.pid);
         let node = Arc::clone(&node);
         let shutdown = shutdown.clone();
-        let calls = tasks.clone();
+        let calls = conn::Calls {
+            tasks: tasks.clone(),
+            slots: Arc::clone(&call_slots),
+        };
         tasks.spawn(
             async move {
                 conn.serve(node, shutdown, calls).await;

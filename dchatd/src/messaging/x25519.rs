@@ -12,15 +12,22 @@
 //!   generated for one handshake) are remembered. Noise_X mixes in
 //!   `ss` = DH(sender's static key, recipient's static key), the same for
 //!   every message between two accounts; a sender computes it once per
-//!   recipient and a recipient once per sender. A static key's form in
-//!   aws-lc (whose making derives the public key, another multiplication)
-//!   is remembered too. A generated (ephemeral) key's results never are.
+//!   recipient and a recipient once per sender. A result is remembered only
+//!   the second time its pair of keys is seen: a recipient's static key
+//!   also meets each message's ephemeral key (`es`), once, and those must
+//!   not push out the pairs that come back. A static key's form in aws-lc
+//!   (whose making derives the public key, another multiplication) is
+//!   remembered too. A generated (ephemeral) key's results never are.
 //!
 //! What is remembered is what the process could compute again from the
-//! private keys it holds anyway; it is bounded ([`REMEMBERED`] results per
-//! generation, two generations) and wiped from memory when dropped.
+//! private keys it holds anyway (static keys stay for the life of the
+//! process); it is bounded ([`REMEMBERED`] results per generation, two
+//! generations, and as many pairs seen once) and wiped from memory when
+//! dropped. A peer that replays its own ephemeral keys can make results
+//! be computed again, never grow the memory or get a wrong result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
@@ -92,10 +99,16 @@ impl Dh for FastX25519 {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        // snow passes exactly priv_len() bytes.
-        self.private.copy_from_slice(&privkey[..KEY_LEN]);
+        // snow passes exactly priv_len() bytes; anything else is no key.
+        let found = match privkey.get(..KEY_LEN) {
+            Some(bytes) => {
+                self.private.copy_from_slice(bytes);
+                remembered().static_key(&self.private)
+            }
+            None => None,
+        };
         self.fixed = true;
-        match remembered().static_key(&self.private) {
+        match found {
             Some((key, public)) => {
                 self.key = Some(key);
                 self.public = public;
@@ -166,6 +179,9 @@ fn agree(key: &PrivateKey, peer: &[u8; KEY_LEN]) -> Option<Secret> {
 struct Remembered {
     /// The current generation, then the one before.
     shared: [SharedByPair; 2],
+    /// Pairs seen once and not remembered (yet), by a keyed hash.
+    seen_once: HashSet<u64>,
+    seen_hasher: RandomState,
     /// Static keys in aws-lc's form, with their public halves, by SHA-256
     /// of the private key.
     keys: HashMap<[u8; 32], (Arc<PrivateKey>, [u8; KEY_LEN])>,
@@ -203,12 +219,11 @@ impl RememberedHandle {
     fn shared(&self, key: &PrivateKey, own: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Arc<Secret>> {
         let pair = (*own, *peer);
         let found = self.with(|r| {
-            let [current, previous] = &mut r.shared;
-            if let Some(hit) = current.get(&pair) {
+            if let Some(hit) = r.shared[0].get(&pair) {
                 return Some(Arc::clone(hit));
             }
-            let hit = previous.remove(&pair)?;
-            current.insert(pair, Arc::clone(&hit));
+            let hit = r.shared[1].remove(&pair)?;
+            r.keep(pair, Arc::clone(&hit));
             Some(hit)
         });
         if found.is_some() {
@@ -217,13 +232,29 @@ impl RememberedHandle {
         // Computed outside the lock: other handshakes go on meanwhile.
         let shared = Arc::new(agree(key, peer)?);
         self.with(|r| {
-            if r.shared[0].len() >= REMEMBERED {
-                r.shared.swap(0, 1);
-                r.shared[0].clear();
+            let seen = r.seen_hasher.hash_one(pair);
+            if r.seen_once.remove(&seen) {
+                r.keep(pair, Arc::clone(&shared));
+            } else {
+                if r.seen_once.len() >= REMEMBERED {
+                    r.seen_once.clear();
+                }
+                r.seen_once.insert(seen);
             }
-            r.shared[0].insert(pair, Arc::clone(&shared));
         });
         Some(shared)
+    }
+}
+
+impl Remembered {
+    /// Puts a result in the current generation, starting a new one first
+    /// when it is full.
+    fn keep(&mut self, pair: ([u8; KEY_LEN], [u8; KEY_LEN]), shared: Arc<Secret>) {
+        if self.shared[0].len() >= REMEMBERED {
+            self.shared.swap(0, 1);
+            self.shared[0].clear();
+        }
+        self.shared[0].insert(pair, shared);
     }
 }
 
@@ -329,17 +360,45 @@ mod tests {
     }
 
     #[test]
-    fn remembered_results_stay_bounded() {
+    fn pairs_seen_twice_are_kept_pairs_seen_once_are_not_and_memory_stays_bounded() {
         let mut ours = FastX25519::default();
         ours.set(&random_key());
+        let own = ours.public;
         let mut out = [0u8; 32];
-        for _ in 0..(2 * REMEMBERED + 10) {
-            let mut peer = reference();
-            peer.set(&random_key());
-            ours.dh(peer.pubkey(), &mut out).unwrap();
+        let peer_keys = |n: usize| -> Vec<[u8; 32]> {
+            (0..n)
+                .map(|_| {
+                    let mut peer = reference();
+                    peer.set(&random_key());
+                    peer.pubkey().try_into().unwrap()
+                })
+                .collect()
+        };
+        let kept = |peer: &[u8; 32]| remembered().with(|r| r.shared.iter().any(|g| g.contains_key(&(own, *peer))));
+
+        // A few correspondents, each seen once, then again: kept the
+        // second time, not the first (as a recipient sees ephemeral keys).
+        let few = peer_keys(100);
+        for peer in &few {
+            ours.dh(peer, &mut out).unwrap();
         }
-        remembered().with(|r| {
-            assert!(r.shared[0].len() <= REMEMBERED && r.shared[1].len() <= REMEMBERED);
-        });
+        assert!(!few.iter().any(&kept));
+        for peer in &few {
+            ours.dh(peer, &mut out).unwrap();
+        }
+        assert!(few.iter().all(kept));
+
+        // Many more than a generation, over and over: never more than two
+        // generations and a bounded set of pairs seen once.
+        let many = peer_keys(2 * REMEMBERED + 10);
+        for _ in 0..3 {
+            for peer in &many {
+                ours.dh(peer, &mut out).unwrap();
+                remembered().with(|r| {
+                    assert!(r.shared[0].len() <= REMEMBERED && r.shared[1].len() <= REMEMBERED);
+                    assert!(r.seen_once.len() <= REMEMBERED);
+                });
+            }
+        }
     }
 }

@@ -35,8 +35,10 @@ const RETRY: RetryPolicy = RetryPolicy {
     max_ms: 60_000,
 };
 /// Envelopes one delivery round takes from the outbox (a few requests'
-/// worth, sent side by side).
-const ROUND: u32 = 512;
+/// worth: at most 256 of the largest, 20 MiB, in memory).
+const ROUND: u32 = 256;
+/// `DeliverBatch` requests of one round in flight at once.
+const BATCHES_AT_ONCE: usize = 4;
 /// Envelopes left with relays side by side (each relay stores one per
 /// request).
 const RELAY_STORES_AT_ONCE: usize = 32;
@@ -229,21 +231,25 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
         }
     }
     acks.queue(node).await;
-    // Every batch of the round at once: a recipient opens and stores the
-    // batches side by side (the reader orders by sequence number, not by
-    // arrival).
+    // Batches side by side, a few at a time (each is up to a request's
+    // size, and a connection takes a bounded number of streams): a
+    // recipient opens and stores them side by side (the reader orders by
+    // sequence number, not by arrival).
     let budget = crate::network::MAX_REQUEST - 4096;
     let batches = by_host.into_iter().flat_map(|(host, entries)| {
         wire::batches(entries, |e| e.envelope.len(), budget)
             .into_iter()
             .map(move |batch| (host, batch))
     });
-    let answers = futures::future::join_all(batches.map(|(host, batch)| async move {
-        let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
-        let answer = shared.ask(host, &request).await;
-        (host, batch, answer)
-    }))
-    .await;
+    let answers: Vec<_> = futures::stream::iter(batches)
+        .map(|(host, batch)| async move {
+            let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
+            let answer = shared.ask(host, &request).await;
+            (host, batch, answer)
+        })
+        .buffered(BATCHES_AT_ONCE)
+        .collect()
+        .await;
     for (host, batch, answer) in answers {
         match answer {
             Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {

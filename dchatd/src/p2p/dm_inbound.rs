@@ -89,7 +89,8 @@ pub(super) async fn check_all(
             Err(received) => results.push(Some(Err(received))),
         }
     }
-    let parts = std::thread::available_parallelism().map_or(1, usize::from);
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let parts = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
     let per_task = to_open.len().div_ceil(parts).max(1);
     let mut tasks = Vec::new();
     while !to_open.is_empty() {

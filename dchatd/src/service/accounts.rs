@@ -161,12 +161,14 @@ impl Node {
         self.check_name_on_chain(&params.name)?;
         let stored = identity.clone();
         let name = params.name.clone();
-        let (row, count) = self
+        let stored = self
             .with_db(move |db, ks| {
                 let row = store(db, ks, &name, &stored, burner)?;
                 Ok((row, db.count_accounts()?))
             })
-            .await?;
+            .await;
+        self.forget_local_accounts();
+        let (row, count) = stored?;
         self.update_accounts(count);
         let row = match self.register_on_chain(&row, &identity).await {
             Ok(row) => row,
@@ -229,6 +231,10 @@ impl Node {
                 Ok(db.count_accounts()?)
             })
             .await;
+        // Again, and whatever came of it: something may have read the key
+        // or the list of accounts while the delete waited.
+        self.forget_local_accounts();
+        self.forget_signing_key(&row.id);
         match undone {
             Ok(count) => self.update_accounts(count),
             Err(e) => tracing::error!(account = %row.name, error = %e, "cannot take back a refused account"),
@@ -282,12 +288,14 @@ impl Node {
         let messaging_secret = parse_secret("messaging_secret", &params.messaging_secret)?;
         let identity = Identity::from_secrets(&identity_secret, &messaging_secret);
         let burner = params.burner.unwrap_or(false);
-        let (row, count) = self
+        let stored = self
             .with_db(move |db, ks| {
                 let row = store(db, ks, &params.name, &identity, burner)?;
                 Ok((row, db.count_accounts()?))
             })
-            .await?;
+            .await;
+        self.forget_local_accounts();
+        let (row, count) = stored?;
         self.update_accounts(count);
         tracing::info!(account = %row.name, account_id = %row.id, "account imported");
         Ok(to_api(row))

@@ -447,6 +447,7 @@ impl Node {
         file.keep();
         match Database::open(&db_path, &opts) {
             Ok(db) => {
+                self.forget_local_accounts();
                 if let Ok(n) = db.count_accounts() {
                     self.update_accounts(n);
                 }

@@ -179,6 +179,14 @@ impl Node {
             .cloned()
     }
 
+    /// After anything that may have changed the accounts table, whether or
+    /// not it succeeded: the local accounts are read again on next use.
+    pub(crate) fn forget_local_accounts(&self) {
+        let mut locals = self.local_accounts.lock().unwrap_or_else(|p| p.into_inner());
+        locals.generation += 1;
+        locals.known = None;
+    }
+
     /// The local accounts, from memory after the first read.
     pub(crate) async fn local_accounts(self: &Arc<Self>) -> Result<Arc<Vec<LocalAccount>>, ServiceError> {
         let generation = {
@@ -235,11 +243,7 @@ impl Node {
     /// After any change to the accounts table: the count for the status,
     /// and the local accounts read again on next use.
     pub(crate) fn update_accounts(&self, accounts: u64) {
-        {
-            let mut locals = self.local_accounts.lock().unwrap_or_else(|p| p.into_inner());
-            locals.generation += 1;
-            locals.known = None;
-        }
+        self.forget_local_accounts();
         self.status
             .send_if_modified(|s| std::mem::replace(&mut s.accounts, accounts) != accounts);
     }
