@@ -2,7 +2,7 @@
 //! drop, and dchatctl runs against its nodes.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -135,7 +135,8 @@ pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Opti
 /// Turns on the Prometheus listener of `node` (call before `testnet up`)
 /// on a free loopback port, and returns its address.
 pub fn enable_metrics(dir: &Path, node: &str) -> SocketAddr {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = dchatctl::commands::testnet::ports::free_ports(1).unwrap()[0];
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = dir.join(node).join("dchatd.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     assert!(!text.contains("[metrics]"), "{node} already configures metrics");

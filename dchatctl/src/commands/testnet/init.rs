@@ -1,6 +1,5 @@
 //! `testnet init DIR`: genesis, node keys, configs and the manifest.
 
-use std::net::TcpListener;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,7 +36,7 @@ pub fn run(args: &InitArgs, json: bool) -> Result<u8, CtlError> {
     clear_dir(&dir, &plan, args.force)?;
 
     let consensus_count = plan.iter().filter(|(_, r)| *r == Role::Validator).count();
-    let mut ports = free_ports(plan.len() + consensus_count)?.into_iter();
+    let mut ports = super::ports::free_ports(plan.len() + consensus_count)?.into_iter();
     let mut nodes = Vec::with_capacity(plan.len());
     let mut identities = Vec::with_capacity(plan.len());
     for (name, role) in plan {
@@ -145,21 +144,6 @@ fn remove(path: &Path, is_dir: bool) -> Result<(), CtlError> {
         }
         _ => Ok(()),
     }
-}
-
-/// `n` distinct ports the kernel considers free on 127.0.0.1. All are held
-/// until the last is found so none repeats; another program may still take
-/// one before the node binds it, as with any port chosen ahead of time.
-fn free_ports(n: usize) -> Result<Vec<u16>, CtlError> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CtlError::Failed(format!("cannot find a free port on 127.0.0.1: {e}")))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CtlError::Failed(format!("cannot find a free port on 127.0.0.1: {e}")))
 }
 
 /// libp2p's peer id for the node's ed25519 key, for bootstrap addresses:

@@ -17,6 +17,7 @@ mod down;
 mod init;
 mod manifest;
 mod notify;
+pub mod ports;
 mod process;
 mod render;
 mod status;
