@@ -59,6 +59,19 @@ fn connect(socket: &Path) -> (UnixStream, BufReader<UnixStream>) {
     (stream, reader)
 }
 
+/// The replies to `SENDS` pipelined SendDm calls, texts `{prefix}0`… in
+/// call order.
+fn expect_sent(reader: &mut BufReader<UnixStream>, prefix: &str) {
+    for i in 0..SENDS {
+        let reply = read_reply(reader);
+        assert_eq!(
+            ok(&reply)["message"]["text"],
+            format!("{prefix}{i}"),
+            "reply {i} out of order"
+        );
+    }
+}
+
 fn ok(reply: &Value) -> &Value {
     assert!(reply.get("error").is_none(), "{reply}");
     &reply["parameters"]
@@ -95,14 +108,7 @@ fn pipelined_calls_are_answered_in_order_and_see_what_came_before() {
     let (mut stream, mut reader) = connect(&socket);
     pipeline(&mut stream, &calls);
 
-    for i in 0..SENDS {
-        let reply = read_reply(&mut reader);
-        assert_eq!(
-            ok(&reply)["message"]["text"],
-            format!("first {i}"),
-            "reply {i} out of order"
-        );
-    }
+    expect_sent(&mut reader, "first ");
     let listed = read_reply(&mut reader);
     assert_eq!(ok(&listed)["messages"].as_array().unwrap().len(), SENDS);
     assert!(ok(&read_reply(&mut reader)).get("accounts").is_some());
@@ -117,14 +123,7 @@ fn pipelined_calls_are_answered_in_order_and_see_what_came_before() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"carol"), "{accounts}");
-    for i in 0..SENDS {
-        let reply = read_reply(&mut reader);
-        assert_eq!(
-            ok(&reply)["message"]["text"],
-            format!("second {i}"),
-            "reply {i} out of order"
-        );
-    }
+    expect_sent(&mut reader, "second ");
     let last = read_reply(&mut reader);
     assert!(ok(&last)["messages"].as_array().is_some(), "{last}");
 
