@@ -20,11 +20,11 @@ use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
 use super::dm_batch::Acks;
-use super::dm_inbound::{check_all, receive, take_all, Received};
+use super::dm_inbound::{check_all, take_all, Received};
 use super::presence::{self, Presence};
 use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
-use crate::messaging::{self, Content, DirectMessage, Envelope, FetchRequest, MessagingError, Receipt};
+use crate::messaging::{self, Content, DirectMessage, FetchRequest, MessagingError, Receipt};
 use crate::service::{Node, ServiceError};
 use crate::storage::{Delivery, DeliveryState, Direction, DmWrite, MessageRow, OutboxEntry, RetryPolicy};
 
@@ -118,27 +118,30 @@ impl Draft {
             MessagingError::TooLarge { .. } => ServiceError::InvalidParameter(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })?;
+        // Encoded once: the id is the SHA-256 of the encoding (Envelope::id).
+        let encoded = envelope.encode();
         let entry = OutboxEntry {
-            envelope_id: envelope.id(),
+            envelope_id: crate::ledger::codec::sha256(&encoded),
             account: msg.from.clone(),
             message_id: msg.id,
             mailbox: envelope.mailbox,
-            envelope: envelope.encode(),
+            envelope: encoded,
             expires_at_ms: expires,
             attempts: 0,
             next_attempt_ms: now,
         };
-        let (text, is_text) = match &msg.content {
-            Content::Text(text) => (text.clone(), true),
+        let content_hash = msg.content_hash();
+        let (text, is_text) = match msg.content {
+            Content::Text(text) => (text, true),
             Content::Delivered(_) => (String::new(), false),
         };
         let row = MessageRow {
-            account: msg.from.clone(),
+            account: msg.from,
             id: msg.id,
-            peer: msg.to.clone(),
+            peer: msg.to,
             direction: Direction::Out,
             seq: msg.seq,
-            content_hash: if is_text { msg.content_hash() } else { [0; 32] },
+            content_hash: if is_text { content_hash } else { [0; 32] },
             text,
             sent_at_ms: now,
             received_at_ms: now,
@@ -214,12 +217,10 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
     let mut done = Vec::new();
     let mut by_host: Vec<(PeerId, Vec<OutboxEntry>)> = Vec::new();
     let mut to_relays = Vec::new();
-    let acks = Acks::default();
+    let mut local = Vec::new();
     for entry in due {
         if node.local_for_mailbox(&entry.mailbox).await.is_some() {
-            if let Some(state) = deliver_locally(node, shared, &entry, &acks).await {
-                done.push(delivery(&entry, state));
-            }
+            local.push(entry);
             continue;
         }
         match shared.host_of(&entry.mailbox) {
@@ -230,7 +231,9 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
             None => to_relays.push(entry),
         }
     }
-    acks.queue(node).await;
+    if !local.is_empty() {
+        done.extend(deliver_locally(node, shared, &local).await);
+    }
     // Batches side by side, a few at a time (each is up to a request's
     // size, and a connection takes a bounded number of streams): a
     // recipient opens and stores them side by side (the reader orders by
@@ -299,21 +302,26 @@ fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {
     }
 }
 
-/// Both ends on this node: the state reached, or None to retry.
-async fn deliver_locally(
-    node: &Arc<Node>,
-    shared: &Arc<Shared>,
-    entry: &OutboxEntry,
-    acks: &Acks,
-) -> Option<DeliveryState> {
-    match receive(node, shared, &entry.envelope, acks).await {
-        Received::New | Received::Duplicate => Some(DeliveryState::Sent),
-        Received::NotHere | Received::Later(_) => None,
-        Received::Dropped(why) => {
-            tracing::warn!(why, "own envelope refused locally; dropping it");
-            Some(DeliveryState::Sent)
-        }
-    }
+/// Both ends on this node: taken in together, as a batch from a peer
+/// would be. What reached its recipient (or was refused for good); the
+/// rest is retried.
+async fn deliver_locally(node: &Arc<Node>, shared: &Arc<Shared>, entries: &[OutboxEntry]) -> Vec<Delivery> {
+    let envelopes: Vec<&[u8]> = entries.iter().map(|e| e.envelope.as_slice()).collect();
+    let acks = Acks::default();
+    let received = take_all(node, shared, check_all(node, shared, &envelopes).await, &acks).await;
+    acks.queue(node).await;
+    entries
+        .iter()
+        .zip(received)
+        .filter_map(|(entry, received)| match received {
+            Received::New | Received::Duplicate => Some(delivery(entry, DeliveryState::Sent)),
+            Received::NotHere | Received::Later(_) => None,
+            Received::Dropped(why) => {
+                tracing::warn!(why, "own envelope refused locally; dropping it");
+                Some(delivery(entry, DeliveryState::Sent))
+            }
+        })
+        .collect()
 }
 
 /// Leaves an envelope with up to [`RELAY_COPIES`] relays; true when at
@@ -410,9 +418,7 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
         return Page::Done;
     }
     let acks = Acks::default();
-    let list: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
-    let checked = check_all(node, shared, &list).await;
-    let received = take_all(node, shared, checked, &acks).await;
+    let received = take_all(node, shared, check_all(node, shared, &envelopes).await, &acks).await;
     acks.queue(node).await;
     let news = received.contains(&Received::New);
     let mut handled = Vec::new();
@@ -425,11 +431,9 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
             Received::Later(_) | Received::NotHere => continue,
             _ => {}
         }
-        if let Ok(env) = Envelope::decode(bytes) {
-            handled.push(env.id());
-        } else {
-            handled.push(crate::ledger::codec::sha256(bytes));
-        }
+        // An envelope's id is the SHA-256 of its encoding, and decoding is
+        // strict (one encoding per envelope): the bytes as they came.
+        handled.push(crate::ledger::codec::sha256(bytes));
     }
     let mut receipted = 0;
     for ids in handled.chunks(crate::messaging::MAX_RECEIPT_IDS) {

@@ -40,17 +40,6 @@ pub enum Received {
     Dropped(String),
 }
 
-/// Opens, checks and stores one envelope for a local account; a text
-/// stored (or seen before) is owed an acknowledgement in `acks`.
-pub async fn receive(node: &Arc<Node>, shared: &Shared, bytes: &[u8], acks: &Acks) -> Received {
-    let checked = check_all(node, shared, &[bytes]).await.pop();
-    match checked {
-        Some(Ok(checked)) => take(node, shared, checked, acks).await,
-        Some(Err(received)) => received,
-        None => Received::Dropped("not stored: nothing came of opening it".into()),
-    }
-}
-
 /// An inbound envelope opened, verified and matched to the keys its
 /// sender registered: ready to be stored ([`take`]).
 pub(super) struct Checked {
@@ -75,9 +64,9 @@ struct ToOpen {
 pub(super) async fn check_all(
     node: &Arc<Node>,
     shared: &Shared,
-    envelopes: &[&[u8]],
+    envelopes: &[impl AsRef<[u8]>],
 ) -> Vec<Result<Checked, Received>> {
-    let prepared = futures::future::join_all(envelopes.iter().map(|bytes| prepare(node, shared, bytes))).await;
+    let prepared = futures::future::join_all(envelopes.iter().map(|bytes| prepare(node, shared, bytes.as_ref()))).await;
     let mut results: Vec<Option<Result<Checked, Received>>> = Vec::with_capacity(prepared.len());
     let mut to_open = Vec::new();
     for (i, p) in prepared.into_iter().enumerate() {
@@ -308,8 +297,7 @@ pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, 
             );
             continue;
         }
-        let chunk: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let opened = check_all(node, shared, &chunk).await;
+        let opened = check_all(node, shared, chunk).await;
         bad += opened.iter().filter(|r| matches!(r, Err(Received::Dropped(_)))).count();
         checked.extend(opened);
     }

@@ -32,7 +32,7 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dchat_keyfile::Identity;
 use libp2p::PeerId;
@@ -72,12 +72,13 @@ pub enum Change {
     Post { channel: String, id: [u8; 16] },
 }
 
-/// The local accounts' keys by mailbox, reloaded when an unknown mailbox
-/// shows up (an account was created since).
+/// The local accounts' keys by mailbox, rebuilt whenever the node's list of
+/// local accounts changes ([`Node::local_accounts`] hands out a new list
+/// after any change to the accounts).
 #[derive(Default)]
 struct Locals {
     by_mailbox: HashMap<[u8; 32], (String, Identity)>,
-    loaded: Option<Instant>,
+    built_from: Option<Arc<Vec<crate::service::LocalAccount>>>,
 }
 
 /// State the workers, the router and the control handlers share.
@@ -204,26 +205,23 @@ impl Node {
     /// The local account (name and keys) whose mailbox this is.
     pub(crate) async fn local_for_mailbox(self: &Arc<Self>, mailbox: &[u8; 32]) -> Option<(String, Identity)> {
         let shared = self.p2p()?;
+        let accounts = self.local_accounts().await.ok()?;
         {
             let locals = lock(&shared.locals);
-            if let Some(found) = locals.by_mailbox.get(mailbox) {
-                return Some(found.clone());
-            }
-            if locals
-                .loaded
-                .is_some_and(|at| at.elapsed() < Duration::from_millis(500))
-            {
-                return None;
+            if locals.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &accounts)) {
+                return locals.by_mailbox.get(mailbox).cloned();
             }
         }
-        let loaded = self.local_identities().await.ok()?;
+        let mut by_mailbox = HashMap::with_capacity(accounts.len());
+        for local in accounts.iter() {
+            let identity = self.signing_key(&local.id).await.ok()?;
+            by_mailbox.insert(mailbox_id(&identity.identity_public()), (local.name.clone(), identity));
+        }
+        let found = by_mailbox.get(mailbox).cloned();
         let mut locals = lock(&shared.locals);
-        locals.by_mailbox = loaded
-            .into_iter()
-            .map(|(name, id)| (mailbox_id(&id.identity_public()), (name, id)))
-            .collect();
-        locals.loaded = Some(Instant::now());
-        locals.by_mailbox.get(mailbox).cloned()
+        locals.by_mailbox = by_mailbox;
+        locals.built_from = Some(accounts);
+        found
     }
 
     /// Every local account's name and keys.
