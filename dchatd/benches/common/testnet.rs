@@ -38,10 +38,13 @@ pub struct Testnet {
 impl Testnet {
     /// Inits and starts every node, then waits for block 1 on validator1.
     pub fn up(ctl: &Path, dchatd: &str, layout: &Layout) -> Testnet {
-        let tmp = tempfile::Builder::new()
+        let mut tmp = tempfile::Builder::new()
             .prefix("dchat-bench-")
             .tempdir()
             .expect("temp dir");
+        if std::env::var_os("DCHAT_BENCH_KEEP").is_some_and(|v| v == "1") {
+            tmp.disable_cleanup(true);
+        }
         let mut net = Testnet {
             dir: tmp.path().join("net"),
             _tmp: tmp,
@@ -50,6 +53,9 @@ impl Testnet {
             metrics: Vec::new(),
         };
         let d = net.d();
+        // `DCHAT_BENCH_LOG_LEVEL` (default warn) for the nodes' logs;
+        // `DCHAT_BENCH_KEEP=1` leaves the testnet directory for reading.
+        let log_level = std::env::var("DCHAT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         let (validators, relays, users, interval) = (
             layout.validators.to_string(),
             layout.relays.to_string(),
@@ -69,7 +75,7 @@ impl Testnet {
             "--block-interval-ms",
             &interval,
             "--log-level",
-            "warn",
+            &log_level,
         ]);
         for node in layout.metrics_on {
             let addr = TcpListener::bind("127.0.0.1:0")

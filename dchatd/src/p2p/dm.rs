@@ -162,27 +162,36 @@ impl Draft {
 }
 
 /// Delivers what the outbox holds, as described in the module docs; what
-/// a round moved is committed together.
+/// a round moved is committed together. A round starts when a message is
+/// queued or a peer appears, when the earliest retry falls due, and at
+/// once after a round that took all it could ([`next_round_in`]).
 pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: CancellationToken) {
+    // What a previous run left due goes out at once.
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = shared.outbox_kick.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let now = now_ms();
-        let due = match node
+        let taken = node
             .with_db(move |db, _| {
                 for (account, id) in db.drop_expired_outbox(now)? {
                     tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
                 }
-                Ok(db.take_due_outbox(now, ROUND, &RETRY)?)
+                let due = db.take_due_outbox(now, ROUND, &RETRY)?;
+                Ok((due, db.next_outbox_attempt()?))
             })
-            .await
-        {
-            Ok(due) => due,
+            .await;
+        let due = match taken {
+            Ok((due, next_attempt)) => {
+                wait = next_round_in(due.len(), next_attempt, now);
+                due
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
+                wait = IDLE_ROUND;
                 continue;
             }
         };
@@ -205,6 +214,25 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
             // Leased, not lost: they are sent again after their backoff.
             Err(e) => tracing::warn!(error = %e, "cannot record deliveries"),
         }
+    }
+}
+
+/// The longest the outbox worker sleeps without a reason to wake (a
+/// safety net: queued messages and new peers wake it anyway).
+const IDLE_ROUND: Duration = Duration::from_secs(5);
+
+/// How long to wait before the next round, after one that took `taken`
+/// envelopes at `now_ms`, with `next_attempt_ms` the earliest retry still
+/// in the outbox. A full round may have left due envelopes behind: the next
+/// starts at once, not at the next wake-up, so a backlog drains as fast as
+/// the network takes it.
+fn next_round_in(taken: usize, next_attempt_ms: Option<u64>, now_ms: u64) -> Duration {
+    if taken >= ROUND as usize {
+        return Duration::ZERO;
+    }
+    match next_attempt_ms {
+        Some(at) => Duration::from_millis(at.saturating_sub(now_ms)).min(IDLE_ROUND),
+        None => IDLE_ROUND,
     }
 }
 
@@ -449,5 +477,26 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
         Page::FullWithNews
     } else {
         Page::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_round_is_followed_at_once() {
+        // Whatever the retries: a round that took all it could may have
+        // left due envelopes behind.
+        assert_eq!(next_round_in(ROUND as usize, None, 1_000), Duration::ZERO);
+        assert_eq!(next_round_in(ROUND as usize, Some(61_000), 1_000), Duration::ZERO);
+    }
+
+    #[test]
+    fn otherwise_the_worker_sleeps_until_the_earliest_retry() {
+        assert_eq!(next_round_in(3, Some(1_250), 1_000), Duration::from_millis(250));
+        assert_eq!(next_round_in(0, Some(900), 1_000), Duration::ZERO, "already due");
+        assert_eq!(next_round_in(ROUND as usize - 1, Some(60_000), 1_000), IDLE_ROUND);
+        assert_eq!(next_round_in(0, None, 1_000), IDLE_ROUND, "an empty outbox");
     }
 }

@@ -214,6 +214,16 @@ impl Database {
         Ok(due)
     }
 
+    /// When the earliest envelope in the outbox is next due (its first
+    /// attempt, or the retry it was leased until); None when it is empty.
+    pub fn next_outbox_attempt(&self) -> Result<Option<u64>, StorageError> {
+        let at: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT min(next_attempt) FROM outbox")?
+            .query_row([], |r| r.get(0))?;
+        Ok(at.map(i64::unsigned_abs))
+    }
+
     /// Removes a delivered envelope from the outbox; false if it was gone.
     pub fn outbox_done(&self, envelope_id: &[u8; 32]) -> Result<bool, StorageError> {
         remove(self.conn(), envelope_id)
@@ -288,6 +298,24 @@ mod tests {
         assert!(db.outbox_done(&[1; 32]).unwrap());
         assert!(!db.outbox_done(&[1; 32]).unwrap());
         assert_eq!(db.count_outbox().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_next_attempt_is_the_earliest_in_the_outbox() {
+        let db = Database::in_memory().unwrap();
+        assert_eq!(db.next_outbox_attempt().unwrap(), None);
+        db.enqueue_outbox(&entry(1, 700, 10_000)).unwrap();
+        db.enqueue_outbox(&entry(2, 300, 10_000)).unwrap();
+        assert_eq!(db.next_outbox_attempt().unwrap(), Some(300));
+        // Leasing the one due moves it behind the other.
+        let retry = RetryPolicy {
+            base_ms: 1_000,
+            max_ms: 1_000,
+        };
+        assert_eq!(db.take_due_outbox(300, 10, &retry).unwrap().len(), 1);
+        assert_eq!(db.next_outbox_attempt().unwrap(), Some(700));
+        assert!(db.outbox_done(&[1; 32]).unwrap());
+        assert_eq!(db.next_outbox_attempt().unwrap(), Some(1_300));
     }
 
     #[test]
