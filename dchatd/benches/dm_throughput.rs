@@ -39,6 +39,8 @@
 #[path = "dm_throughput/client.rs"]
 mod client;
 mod common;
+#[path = "dm_throughput/cpu.rs"]
+mod cpu;
 #[path = "dm_throughput/db.rs"]
 mod db;
 
@@ -61,6 +63,7 @@ use tokio::sync::mpsc;
 use client::*;
 use common::testnet::{Layout, Testnet};
 use common::{dchatctl, env_num, loadavg, percentile, scrape};
+use cpu::CpuUse;
 use db::*;
 
 const DCHATD: &str = env!("CARGO_BIN_EXE_dchatd");
@@ -220,7 +223,9 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     println!("\n== 1b. throughput, user1 -> user2 online ==");
     println!("load average before: {}", loadavg());
     let first_send_wall = wall_ms();
+    let cpu = CpuUse::start(net, &["user1", "user2"]);
     let b = burst(&user1, "bob", "thr", n, conns, window, &mut bob).await;
+    let cpu = cpu.stop();
     let (sent, arrivals, accept_time) = (b.sent, b.arrivals, b.accept_time);
     let accepted_per_s = sent.ok as f64 / accept_time.as_secs_f64();
     let last = arrivals.last_at.map_or(f64::NAN, |t| (t - b.t0).as_secs_f64());
@@ -239,6 +244,7 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
         arrivals.count,
         verdict(delivered_per_s >= TARGET_PER_S)
     );
+    cpu.report(arrivals.count);
     let bob_rows = db_count_in(&bob_db, "bob", "thr");
     if let (count, Some(last_ms)) = bob_rows {
         let span = (last_ms - first_send_wall) as f64 / 1e3;

@@ -1,7 +1,9 @@
 //! Per-message cost of direct messages, 1 KB of text each:
 //!
 //! - seal: sign + Noise_X encrypt into an envelope;
-//! - open: Noise decrypt + verify;
+//! - open: Noise decrypt + verify, one at a time, and in parts of 16 whose
+//!   signatures are checked together (`open_all`), as a recipient opens a
+//!   `DeliverBatch` split over two cores;
 //! - sender storage: the message row and its outbox row in one transaction
 //!   (`insert_outgoing`), as a lone send does before it acknowledges; and
 //!   the same in group commits of 64 (`write_dms`), as sends and arrivals
@@ -22,13 +24,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dchat_keyfile::Identity;
-use dchatd::messaging::{mailbox_id, open, seal, Content, DirectMessage, Envelope};
+use dchatd::messaging::{mailbox_id, open, open_all, seal, Content, DirectMessage, Envelope};
 use dchatd::storage::{
     Database, DeliveryState, Direction, DmWrite, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
     Synchronous,
 };
 
 const TEXT_BYTES: usize = 1024;
+/// Envelopes opened together: a 32-envelope batch split over 2 cores.
+const OPEN_PART: usize = 16;
 /// Writes per group commit in the grouped measurement.
 const GROUP: usize = 64;
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -68,6 +72,14 @@ fn main() {
         black_box(open(&bob, env).expect("open"));
     }
     report("open", n, start.elapsed());
+
+    let start = Instant::now();
+    for part in envelopes.chunks(OPEN_PART) {
+        for opened in open_all(part.iter().map(|env| (&bob, env))) {
+            black_box(opened.expect("open"));
+        }
+    }
+    report(&format!("open, {OPEN_PART} together"), n, start.elapsed());
 
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let dir = tempfile::tempdir().expect("temp dir");

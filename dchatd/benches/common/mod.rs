@@ -55,6 +55,39 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// CPU time a process has used so far (user + system), in seconds; None
+/// once it is gone. `/proc` counts it in USER_HZ, 100 per second on Linux.
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU time the whole machine has spent busy (not idle or waiting for
+/// the disk) so far, over all cores, in seconds.
+pub fn machine_busy_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = cpu
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Some(busy as f64 / 100.0)
+}
+
 /// `GET /metrics` on a new connection, as Prometheus scrapes; the body.
 /// Panics unless the answer is a complete 200.
 pub fn scrape(addr: SocketAddr) -> String {

@@ -105,6 +105,15 @@ impl Testnet {
         self.dir.display().to_string()
     }
 
+    /// The pid of `node`'s dchatd, from its state lock.
+    pub fn pid(&self, node: &str) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(node).join("dchatd.lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn socket(&self, node: &str) -> PathBuf {
         self.dir.join(node).join("dchatd.sock")
     }

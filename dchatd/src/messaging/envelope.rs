@@ -23,7 +23,9 @@
 use dchat_keyfile::Identity;
 use snow::params::NoiseParams;
 
-use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
+use super::wire::{
+    check_input, check_len, read_array_list, verify_signature, verify_signatures, MessagingError, MAX_NAME_BYTES,
+};
 use super::x25519::Resolver;
 use crate::ledger::codec::{sha256, Reader, Writer};
 use crate::ledger::DecodeError;
@@ -293,9 +295,20 @@ pub fn seal(
         return Err(MessagingError::SenderKeyMismatch);
     }
     let signature = sender.sign(&msg.signing_message());
+    seal_signed(sender, msg, &signature, recipient_x25519, expires_at_ms)
+}
+
+/// Encrypts `msg` with `signature` as it is (the tests forge some).
+pub(super) fn seal_signed(
+    sender: &Identity,
+    msg: &DirectMessage,
+    signature: &[u8; 64],
+    recipient_x25519: &[u8; 32],
+    expires_at_ms: u64,
+) -> Result<Envelope, MessagingError> {
     let mut signed = Writer::new();
     msg.write(&mut signed);
-    signed.raw(&signature);
+    signed.raw(signature);
     let signed = signed.into_bytes();
     // Cannot exceed MAX_SIGNED_DM_BYTES once the caps hold, which fits a u32.
     let mut plain = Vec::with_capacity(4 + signed.len());
@@ -339,6 +352,64 @@ pub fn seal(
 /// check expiry or the chain: see [`Envelope::is_expired`] and
 /// [`Opened::sender_matches`].
 pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingError> {
+    decrypt(recipient, env)?.verify()
+}
+
+/// [`open`] for several envelopes, each with its recipient, in order. The
+/// signatures are checked together ([`verify_signatures`]), so a bad one is
+/// refused alone and with the error `open` gives.
+pub fn open_all<'a>(
+    envelopes: impl IntoIterator<Item = (&'a Identity, &'a Envelope)>,
+) -> Vec<Result<Opened, MessagingError>> {
+    let decrypted: Vec<Result<Decrypted, MessagingError>> = envelopes
+        .into_iter()
+        .map(|(recipient, env)| decrypt(recipient, env))
+        .collect();
+    let signing: Vec<Vec<u8>> = decrypted
+        .iter()
+        .flatten()
+        .map(|d| d.opened.message.signing_message())
+        .collect();
+    let batch: Vec<([u8; 32], &[u8], [u8; 64])> = decrypted
+        .iter()
+        .flatten()
+        .zip(&signing)
+        .map(|(d, m)| (d.opened.message.from_key, m.as_slice(), d.opened.signature))
+        .collect();
+    let mut verdicts = verify_signatures(&batch).into_iter();
+    decrypted
+        .into_iter()
+        .map(|d| {
+            let d = d?;
+            verdicts.next().unwrap_or(Err(MessagingError::BadSignature))?;
+            d.addressed()
+        })
+        .collect()
+}
+
+/// An envelope decrypted and its message parsed; the signature and the
+/// message's recipient key are not checked yet.
+struct Decrypted {
+    opened: Opened,
+    own_key: [u8; 32],
+}
+
+impl Decrypted {
+    fn verify(self) -> Result<Opened, MessagingError> {
+        self.opened.message.verify(&self.opened.signature)?;
+        self.addressed()
+    }
+
+    /// The last check, once the signature holds.
+    fn addressed(self) -> Result<Opened, MessagingError> {
+        if self.opened.message.to_key != self.own_key {
+            return Err(MessagingError::WrongRecipient);
+        }
+        Ok(self.opened)
+    }
+}
+
+fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Decrypted, MessagingError> {
     let own_key = recipient.identity_public();
     if env.mailbox != mailbox_id(&own_key) {
         return Err(MessagingError::WrongRecipient);
@@ -389,13 +460,12 @@ pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingErr
     let message = DirectMessage::read(&mut r)?;
     let signature: [u8; 64] = r.array()?;
     r.finish()?;
-    message.verify(&signature)?;
-    if message.to_key != own_key {
-        return Err(MessagingError::WrongRecipient);
-    }
-    Ok(Opened {
-        message,
-        signature,
-        sender_x25519,
+    Ok(Decrypted {
+        opened: Opened {
+            message,
+            signature,
+            sender_x25519,
+        },
+        own_key,
     })
 }

@@ -29,8 +29,8 @@ mod x25519;
 mod tests;
 
 pub use envelope::{
-    mailbox_id, open, seal, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC,
-    MAX_ACK_IDS, MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES, NOISE_PARAMS,
+    mailbox_id, open, open_all, seal, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN,
+    ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES, NOISE_PARAMS,
 };
 pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
 pub use post::{ChannelPost, MAX_POST_BYTES, MAX_POST_TEXT_BYTES, POST_MAGIC};

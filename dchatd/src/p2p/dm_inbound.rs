@@ -57,8 +57,8 @@ struct ToOpen {
 }
 
 /// Opens envelopes for local accounts and checks them, in order; for each,
-/// what became of it when it cannot be stored. The opening (X25519 and a
-/// signature check) runs on the blocking pool, split in as many tasks as
+/// what became of it when it cannot be stored. The opening (X25519 and
+/// signature checks, a part's together) runs on the blocking pool, split in as many tasks as
 /// there are cores: not on the threads the network runs on, and not one
 /// thread wake-up per envelope.
 pub(super) async fn check_all(
@@ -86,11 +86,11 @@ pub(super) async fn check_all(
         let part: Vec<(usize, ToOpen)> = to_open.drain(..per_task.min(to_open.len())).collect();
         let indices: Vec<usize> = part.iter().map(|(i, _)| *i).collect();
         let task = tokio::task::spawn_blocking(move || {
+            // The part's signatures are checked together.
+            let opened = messaging::open_all(part.iter().map(|(_, t)| (&t.identity, &t.envelope)));
             part.into_iter()
-                .map(|(i, t)| {
-                    let opened = messaging::open(&t.identity, &t.envelope);
-                    (i, t.account, t.identity, opened)
-                })
+                .zip(opened)
+                .map(|((i, t), opened)| (i, t.account, t.identity, opened))
                 .collect::<Vec<_>>()
         });
         tasks.push((indices, task));
