@@ -9,7 +9,11 @@
 //!   the same in group commits of 64 (`write_dms`), as sends and arrivals
 //!   under load share commits;
 //! - relay storage: `relay_store` (quota check + insert) then `relay_delete`
-//!   of the same envelope, as a relay does for a fetched-and-receipted one.
+//!   of the same envelope, as a relay does for a fetched-and-receipted one;
+//! - arrivals in group commits of 64 into a history of `HISTORY` messages,
+//!   with random ids and with ids that start with their time
+//!   (`new_message_id`): what the order of ids costs the `(account, id)`
+//!   index once a conversation is long.
 //!
 //! Storage runs on a database file in the temp dir, once with
 //! synchronous=FULL (the default: each commit is fsynced) and once with
@@ -33,6 +37,8 @@ use dchatd::storage::{
 const TEXT_BYTES: usize = 1024;
 /// Envelopes opened together: a 32-envelope batch split over 2 cores.
 const OPEN_PART: usize = 16;
+/// Messages already stored before the arrivals measurement.
+const HISTORY: usize = 50_000;
 /// Writes per group commit in the grouped measurement.
 const GROUP: usize = 64;
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -134,6 +140,62 @@ fn main() {
         }
         report(&format!("relay store + delete, sync={label}"), n, start.elapsed());
         db.close().expect("close");
+    }
+
+    for (ids, id_of) in [
+        ("random ids", random_id as fn(usize) -> [u8; 16]),
+        ("time-ordered ids", timed_id),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(&dir.path().join("history.db"), &StorageOptions::default()).expect("db");
+        let history: Vec<DmWrite> = (0..HISTORY).map(|i| DmWrite::Incoming(incoming(id_of(i), i))).collect();
+        for batch in history.chunks(1000) {
+            db.write_dms(batch).expect("history");
+        }
+        let arrivals: Vec<DmWrite> = (HISTORY..HISTORY + n)
+            .map(|i| DmWrite::Incoming(incoming(id_of(i), i)))
+            .collect();
+        let start = Instant::now();
+        for batch in arrivals.chunks(GROUP) {
+            let outcomes = db.write_dms(batch).expect("insert");
+            assert!(outcomes.iter().all(|new| matches!(new, Ok(true))));
+        }
+        report(
+            &format!("arrivals after {HISTORY} messages, group commits of {GROUP}, sync=full, {ids}"),
+            n,
+            start.elapsed(),
+        );
+        db.close().expect("close");
+    }
+}
+
+/// A random id, as message ids were before they started with their time.
+fn random_id(_: usize) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).expect("randomness");
+    id
+}
+
+/// An id as `new_message_id` makes them, for the `i`th message of a
+/// conversation sent one per millisecond.
+fn timed_id(i: usize) -> [u8; 16] {
+    let mut id = random_id(i);
+    id[..6].copy_from_slice(&(NOW_MS + i as u64).to_be_bytes()[2..]);
+    id
+}
+
+fn incoming(id: [u8; 16], i: usize) -> MessageRow {
+    MessageRow {
+        account: "bob".into(),
+        id,
+        peer: "alice".into(),
+        direction: Direction::In,
+        seq: i as u64,
+        text: "m".repeat(TEXT_BYTES),
+        content_hash: [7; 32],
+        sent_at_ms: NOW_MS + i as u64,
+        received_at_ms: NOW_MS + i as u64,
+        state: DeliveryState::Delivered,
     }
 }
 

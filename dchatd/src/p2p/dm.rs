@@ -45,6 +45,8 @@ const RELAY_STORES_AT_ONCE: usize = 32;
 /// Relays an envelope is left with when its recipient is unreachable.
 const RELAY_COPIES: usize = 2;
 const PRESENCE_EVERY: Duration = Duration::from_secs(3);
+/// The shortest time between two presence announcements.
+const PRESENCE_AT_MOST: Duration = Duration::from_millis(200);
 const FETCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Seals `content` from `from` to the account `to` and commits it (with,
@@ -383,9 +385,16 @@ pub async fn announce_presence(node: Arc<Node>, shared: Arc<Shared>, stop: Cance
                 let _ = shared.net.publish(presence::TOPIC, p.encode()).await;
             }
         }
+        // A kick (a peer came or went) announces again at once, though not
+        // more often than every PRESENCE_AT_MOST: peers come in crowds.
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PRESENCE_EVERY) => {}
+            _ = tokio::time::sleep(PRESENCE_AT_MOST) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = shared.presence_kick.notified() => {}
+            _ = tokio::time::sleep(PRESENCE_EVERY - PRESENCE_AT_MOST) => {}
         }
     }
 }

@@ -106,6 +106,8 @@ pub struct Shared {
     tx_screening: Arc<tokio::sync::Semaphore>,
     /// Wakes the mailbox fetcher (a relay connected).
     pub fetch_kick: Notify,
+    /// Wakes the presence announcer (a peer came or went).
+    pub presence_kick: Notify,
     pub changes: broadcast::Sender<Change>,
     /// The genesis validators' peer ids (their node keys are their
     /// consensus keys).
@@ -285,6 +287,7 @@ pub fn start(
         seen_txs: Arc::new(Mutex::new(chain_sync::SeenTxs::default())),
         tx_screening: Arc::new(tokio::sync::Semaphore::new(chain_sync::SCREENING_AT_ONCE)),
         fetch_kick: Notify::new(),
+        presence_kick: Notify::new(),
         changes,
         validators,
         verifier,
@@ -383,10 +386,17 @@ async fn router(
                 node.set_peers(shared.stats.peers() as u64);
                 shared.outbox_kick.notify_one();
                 shared.fetch_kick.notify_one();
+                shared.presence_kick.notify_one();
             }
             NetEvent::PeerDisconnected(peer) => {
                 node.set_peers(shared.stats.peers() as u64);
                 lock(&shared.presence).forget_peer(&peer);
+                // The peer forgets what we announced in turn. When only
+                // the connection ended (a relay circuit reaching its
+                // limits, say), our next announcement tells it where our
+                // accounts are again; sooner than on the timer, so that
+                // its messages to us do not detour through mailboxes.
+                shared.presence_kick.notify_one();
             }
             NetEvent::Gossip {
                 topic,
