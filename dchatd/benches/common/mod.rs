@@ -78,13 +78,9 @@ pub fn machine_busy_s() -> Option<f64> {
         .skip(1)
         .map(|v| v.parse().unwrap_or(0))
         .collect();
-    // user nice system idle iowait irq softirq steal
-    let busy: u64 = cpu
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum();
+    // user nice system idle iowait irq softirq steal guest guest_nice; the
+    // guests' time is in user and nice already, and steal is not ours.
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|i| cpu.get(*i)).sum();
     Some(busy as f64 / 100.0)
 }
 

@@ -83,7 +83,8 @@ pub enum Content {
 /// One direct message, as signed by its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
-    /// Random, chosen by the sender; duplicates are dropped by id.
+    /// Chosen by the sender ([`super::new_message_id`]: its time, then
+    /// random bits); duplicates are dropped by id.
     pub id: [u8; 16],
     /// The sender's account name.
     pub from: String,
@@ -295,15 +296,18 @@ pub fn seal(
         return Err(MessagingError::SenderKeyMismatch);
     }
     let signature = sender.sign(&msg.signing_message());
-    seal_signed(sender, msg, &signature, recipient_x25519, expires_at_ms)
+    let mailbox = mailbox_id(&msg.to_key);
+    seal_signed(sender, msg, &signature, recipient_x25519, mailbox, expires_at_ms)
 }
 
-/// Encrypts `msg` with `signature` as it is (the tests forge some).
+/// Encrypts `msg` with `signature` as it is, for `mailbox` (the tests forge
+/// signatures and misaddress messages with it).
 pub(super) fn seal_signed(
     sender: &Identity,
     msg: &DirectMessage,
     signature: &[u8; 64],
     recipient_x25519: &[u8; 32],
+    mailbox: [u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
     let mut signed = Writer::new();
@@ -315,7 +319,6 @@ pub(super) fn seal_signed(
     plain.extend_from_slice(&u32::try_from(signed.len()).unwrap_or(u32::MAX).to_be_bytes());
     plain.extend_from_slice(&signed);
 
-    let mailbox = mailbox_id(&msg.to_key);
     let seal_err = |e: snow::Error| MessagingError::Seal(e.to_string());
     let secret = sender.messaging_secret();
     let prologue = prologue(&mailbox, expires_at_ms);

@@ -24,7 +24,8 @@ pub const MAX_POST_BYTES: usize =
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelPost {
-    /// Random, chosen by the author; duplicates are dropped by id.
+    /// Chosen by the author ([`super::new_message_id`]: its time, then
+    /// random bits); duplicates are dropped by id.
     pub id: [u8; 16],
     pub channel: String,
     pub author: String,

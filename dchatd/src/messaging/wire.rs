@@ -89,18 +89,30 @@ pub(crate) fn verify_signature(key: &[u8; 32], message: &[u8], signature: &[u8; 
 }
 
 /// Checks several ed25519 signatures, each (key, message, signature), at
-/// about half the cost of one at a time: they are first checked together
-/// (ed25519-dalek's batch equation, with coefficients drawn from a
-/// transcript of the inputs), and only if that fails one at a time with
-/// [`verify_signature`]. So every refusal is the strict check's; an
-/// acceptance is the batch equation's, which can differ from the strict
-/// check only on signatures their own signer shaped with small-order
-/// components: no one else can forge or alter one. A key that cannot be
-/// decoded, or of small order, never enters the batch.
+/// about 60 % of the cost of one at a time in parts of 16, and with the strict
+/// check's verdict on each except as below. Those whose key decodes and is
+/// not of small order, and whose R is canonical and not of small order,
+/// are checked together first (ed25519-dalek's batch equation, with
+/// coefficients drawn from a transcript of all the inputs); the others,
+/// and all of them if the batch fails, one at a time with
+/// [`verify_signature`]. So every refusal is the strict check's.
+///
+/// An acceptance is the batch equation's. It differs from the strict
+/// check only for a signature whose R its own signer built with a
+/// small-order part mixed in: such a one passes a batch about half the
+/// time. Nobody but the signer can make one (every input is in the
+/// transcript), so at worst a sender who does has its own message taken
+/// or refused depending on its neighbours. One bad signature costs its
+/// whole part the batch and then one check each: about 1.6 times one at a
+/// time, at worst.
 pub(crate) fn verify_signatures(items: &[([u8; 32], &[u8], [u8; 64])]) -> Vec<Result<(), MessagingError>> {
     let keys: Vec<Option<VerifyingKey>> = items
         .iter()
-        .map(|(key, _, _)| VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak()))
+        .map(|(key, _, signature)| {
+            VerifyingKey::from_bytes(key)
+                .ok()
+                .filter(|k| !k.is_weak() && batchable_r(signature))
+        })
         .collect();
     let batch: Vec<usize> = (0..items.len()).filter(|i| keys[*i].is_some()).collect();
     let mut passed = vec![false; items.len()];
@@ -125,6 +137,33 @@ pub(crate) fn verify_signatures(items: &[([u8; 32], &[u8], [u8; 64])]) -> Vec<Re
             }
         })
         .collect()
+}
+
+/// Whether a signature's R may go into a batch: its encoding is canonical
+/// (y below the field's prime) and it is not one of the eight points of
+/// small order, which the strict check refuses and the batch equation does
+/// not. Compares bytes only: no point is decoded.
+fn batchable_r(signature: &[u8; 64]) -> bool {
+    static SMALL_ORDER_Y: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    let mut y = [0u8; 32];
+    y.copy_from_slice(&signature[..32]);
+    y[31] &= 0x7f; // the sign of x
+                   // p = 2^255 - 19, little-endian: ed ff … ff 7f.
+    let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|b| *b == 0xff) && y[0] >= 0xed;
+    if at_least_p {
+        return false;
+    }
+    let small = SMALL_ORDER_Y.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|point| {
+                let mut y = point.compress().to_bytes();
+                y[31] &= 0x7f;
+                y
+            })
+            .collect()
+    });
+    !small.contains(&y)
 }
 
 /// Refuses a value to be encoded when it is over its cap.

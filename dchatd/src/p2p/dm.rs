@@ -46,7 +46,9 @@ const RELAY_STORES_AT_ONCE: usize = 32;
 const RELAY_COPIES: usize = 2;
 const PRESENCE_EVERY: Duration = Duration::from_secs(3);
 /// The shortest time between two presence announcements.
-const PRESENCE_AT_MOST: Duration = Duration::from_millis(200);
+const PRESENCE_AT_MOST: Duration = Duration::from_secs(1);
+/// How long after a peer came or went the announcement waits.
+const PRESENCE_SETTLE: Duration = Duration::from_millis(250);
 const FETCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Seals `content` from `from` to the account `to` and commits it (with,
@@ -165,15 +167,18 @@ impl Draft {
 
 /// Delivers what the outbox holds, as described in the module docs; what
 /// a round moved is committed together. A round starts when a message is
-/// queued or a peer appears, when the earliest retry falls due, and at
-/// once after a round that took all it could ([`next_round_in`]).
+/// queued, a peer appears or the database is restored, when the earliest
+/// retry falls due, and at once after a round that delivered something
+/// and left due envelopes behind ([`next_round_in`]).
 pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut restored = node.watch_database();
     // What a previous run left due goes out at once.
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = shared.outbox_kick.notified() => {}
+            Ok(()) = restored.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
         let now = now_ms();
@@ -183,58 +188,77 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
                     tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
                 }
                 let due = db.take_due_outbox(now, ROUND, &RETRY)?;
-                Ok((due, db.next_outbox_attempt()?))
+                // Leased already: an error here must not lose the round.
+                let next = db.next_outbox_attempt().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the outbox's next retry");
+                    None
+                });
+                Ok((due, next))
             })
             .await;
-        let due = match taken {
-            Ok((due, next_attempt)) => {
-                wait = next_round_in(due.len(), next_attempt, now);
-                due
-            }
+        let (due, next_attempt) = match taken {
+            Ok(taken) => taken,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
                 wait = IDLE_ROUND;
                 continue;
             }
         };
-        if due.is_empty() {
-            continue;
-        }
-        let done = deliver_round(&node, &shared, due).await;
-        if done.is_empty() {
-            continue;
-        }
-        let changed: Vec<(String, [u8; 16])> = done.iter().map(|d| (d.account.clone(), d.message_id)).collect();
-        match node.with_db(move |db, _| Ok(db.finish_deliveries(&done)?)).await {
-            Ok(moved) => {
-                for ((account, id), moved) in changed.into_iter().zip(moved) {
-                    if moved {
-                        shared.notify(Change::Dm { account, id });
-                    }
-                }
-            }
-            // Leased, not lost: they are sent again after their backoff.
-            Err(e) => tracing::warn!(error = %e, "cannot record deliveries"),
-        }
+        let delivered = if due.is_empty() {
+            None
+        } else {
+            Some(deliver_and_record(&node, &shared, due).await)
+        };
+        wait = next_round_in(delivered, next_attempt, now);
     }
 }
 
-/// The longest the outbox worker sleeps without a reason to wake (a
-/// safety net: queued messages and new peers wake it anyway).
-const IDLE_ROUND: Duration = Duration::from_secs(5);
-
-/// How long to wait before the next round, after one that took `taken`
-/// envelopes at `now_ms`, with `next_attempt_ms` the earliest retry still
-/// in the outbox. A full round may have left due envelopes behind: the next
-/// starts at once, not at the next wake-up, so a backlog drains as fast as
-/// the network takes it.
-fn next_round_in(taken: usize, next_attempt_ms: Option<u64>, now_ms: u64) -> Duration {
-    if taken >= ROUND as usize {
-        return Duration::ZERO;
+/// Delivers a round and records what reached someone; whether anything did.
+async fn deliver_and_record(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEntry>) -> bool {
+    let done = deliver_round(node, shared, due).await;
+    if done.is_empty() {
+        return false;
     }
-    match next_attempt_ms {
+    let changed: Vec<(String, [u8; 16])> = done.iter().map(|d| (d.account.clone(), d.message_id)).collect();
+    match node.with_db(move |db, _| Ok(db.finish_deliveries(&done)?)).await {
+        Ok(moved) => {
+            for ((account, id), moved) in changed.into_iter().zip(moved) {
+                if moved {
+                    shared.notify(Change::Dm { account, id });
+                }
+            }
+        }
+        // Leased, not lost: they are sent again after their backoff.
+        Err(e) => tracing::warn!(error = %e, "cannot record deliveries"),
+    }
+    true
+}
+
+/// The longest the outbox worker sleeps without a reason to wake (a
+/// safety net: sends, new peers and restores wake it anyway).
+const IDLE_ROUND: Duration = Duration::from_secs(5);
+/// The shortest pause after a round that delivered nothing (the network is
+/// down, say): a backlog then waits for its retries, not for back-to-back
+/// rounds that hold the database.
+const FRUITLESS_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long to wait before the next round, given whether the last one
+/// (started at `now_ms`) delivered anything (None: nothing was due) and
+/// `next_attempt_ms`, the earliest retry in the outbox once the round's
+/// envelopes were leased. Envelopes still due then (a round takes at most
+/// [`ROUND`]) go at once, so a backlog drains as fast as the network takes
+/// it; otherwise the worker sleeps until the next retry, at most
+/// [`IDLE_ROUND`], and at least [`FRUITLESS_PAUSE`] after a round that
+/// reached no one.
+fn next_round_in(delivered: Option<bool>, next_attempt_ms: Option<u64>, now_ms: u64) -> Duration {
+    let until_next = match next_attempt_ms {
         Some(at) => Duration::from_millis(at.saturating_sub(now_ms)).min(IDLE_ROUND),
         None => IDLE_ROUND,
+    };
+    if delivered == Some(false) {
+        until_next.max(FRUITLESS_PAUSE)
+    } else {
+        until_next
     }
 }
 
@@ -385,15 +409,23 @@ pub async fn announce_presence(node: Arc<Node>, shared: Arc<Shared>, stop: Cance
                 let _ = shared.net.publish(presence::TOPIC, p.encode()).await;
             }
         }
-        // A kick (a peer came or went) announces again at once, though not
-        // more often than every PRESENCE_AT_MOST: peers come in crowds.
+        // A kick (a peer came or went) announces again soon, though not
+        // more often than every PRESENCE_AT_MOST: peers come in crowds, and
+        // a peer that connects and disconnects on purpose must not make us
+        // gossip much more than the timer does. After a kick, a moment for
+        // gossipsub to learn a new peer's subscriptions.
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(PRESENCE_AT_MOST) => {}
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = shared.presence_kick.notified() => {}
+            _ = shared.presence_kick.notified() => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(PRESENCE_SETTLE) => {}
+                }
+            }
             _ = tokio::time::sleep(PRESENCE_EVERY - PRESENCE_AT_MOST) => {}
         }
     }
@@ -494,18 +526,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_round_is_followed_at_once() {
-        // Whatever the retries: a round that took all it could may have
-        // left due envelopes behind.
-        assert_eq!(next_round_in(ROUND as usize, None, 1_000), Duration::ZERO);
-        assert_eq!(next_round_in(ROUND as usize, Some(61_000), 1_000), Duration::ZERO);
+    fn envelopes_left_due_go_at_once() {
+        // The round took ROUND and more were due: at once, whether it
+        // delivered or nothing was due (a restore brought them).
+        assert_eq!(next_round_in(Some(true), Some(900), 1_000), Duration::ZERO);
+        assert_eq!(next_round_in(Some(true), Some(1_000), 1_000), Duration::ZERO);
+        assert_eq!(next_round_in(None, Some(1_000), 1_000), Duration::ZERO);
     }
 
     #[test]
     fn otherwise_the_worker_sleeps_until_the_earliest_retry() {
-        assert_eq!(next_round_in(3, Some(1_250), 1_000), Duration::from_millis(250));
-        assert_eq!(next_round_in(0, Some(900), 1_000), Duration::ZERO, "already due");
-        assert_eq!(next_round_in(ROUND as usize - 1, Some(60_000), 1_000), IDLE_ROUND);
-        assert_eq!(next_round_in(0, None, 1_000), IDLE_ROUND, "an empty outbox");
+        assert_eq!(
+            next_round_in(Some(true), Some(1_250), 1_000),
+            Duration::from_millis(250)
+        );
+        assert_eq!(next_round_in(None, Some(1_250), 1_000), Duration::from_millis(250));
+        assert_eq!(next_round_in(Some(true), Some(60_000), 1_000), IDLE_ROUND);
+        assert_eq!(next_round_in(None, None, 1_000), IDLE_ROUND, "an empty outbox");
+    }
+
+    #[test]
+    fn a_round_that_reached_no_one_pauses() {
+        // The network is down and a backlog is due: not back to back.
+        assert_eq!(next_round_in(Some(false), Some(900), 1_000), FRUITLESS_PAUSE);
+        assert_eq!(next_round_in(Some(false), Some(1_100), 1_000), FRUITLESS_PAUSE);
+        assert_eq!(next_round_in(Some(false), Some(3_000), 1_000), Duration::from_secs(2));
+        assert_eq!(next_round_in(Some(false), None, 1_000), IDLE_ROUND);
     }
 }
