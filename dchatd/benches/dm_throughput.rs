@@ -9,7 +9,10 @@
 //!    bob. Reported: accepted/s at the sender, delivered/s end to end (first
 //!    send → last arrival), and how many reached `delivered` at alice within
 //!    a grace period. The counts are checked against the nodes' databases
-//!    (read-only, WAL), since a stream that lags skips changes.
+//!    (read-only, WAL), since a stream that lags skips changes. Also the
+//!    CPU time per DM of user1's and user2's daemons and of the whole
+//!    machine over the burst (from `/proc`), and the rate the cores could
+//!    carry at that cost.
 //! 2. Latency: a steady 100 msg/s for 10 s on one connection; each text
 //!    carries its send instant, bob's stream gives the arrival instant;
 //!    p50/p99/max (the SendDm round trip is part of it).
@@ -33,6 +36,9 @@
 //!
 //! Run: `cargo bench -p dchatd --bench dm_throughput`. dchatctl is built in
 //! release beside dchatd if missing (`DCHAT_BENCH_DCHATCTL` overrides).
+//! `DCHAT_BENCH_LOG_LEVEL` sets the nodes' log level (default warn) and
+//! `DCHAT_BENCH_KEEP=1` leaves the testnet directory, logs and databases
+//! included, for reading afterwards.
 //! Prints the figures, the targets beside them (never failing the run) and
 //! a final `dm_throughput: key=value …` line for scripts.
 
