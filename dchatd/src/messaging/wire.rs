@@ -106,22 +106,23 @@ pub(crate) fn verify_signature(key: &[u8; 32], message: &[u8], signature: &[u8; 
 /// whole part the batch and then one check each: about 1.6 times one at a
 /// time, at worst.
 pub(crate) fn verify_signatures(items: &[([u8; 32], &[u8], [u8; 64])]) -> Vec<Result<(), MessagingError>> {
-    let keys: Vec<Option<VerifyingKey>> = items
+    // The decoded key of each item that may go into the batch.
+    let batchable: Vec<(usize, VerifyingKey)> = items
         .iter()
-        .map(|(key, _, signature)| {
-            VerifyingKey::from_bytes(key)
-                .ok()
-                .filter(|k| !k.is_weak() && batchable_r(signature))
-        })
+        .enumerate()
+        .filter(|(_, (_, _, signature))| batchable_r(signature))
+        .filter_map(|(i, (key, _, _))| Some((i, VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak())?)))
         .collect();
-    let batch: Vec<usize> = (0..items.len()).filter(|i| keys[*i].is_some()).collect();
     let mut passed = vec![false; items.len()];
-    if batch.len() > 1 {
-        let messages: Vec<&[u8]> = batch.iter().map(|i| items[*i].1).collect();
-        let signatures: Vec<Signature> = batch.iter().map(|i| Signature::from_bytes(&items[*i].2)).collect();
-        let keys: Vec<VerifyingKey> = batch.iter().filter_map(|i| keys[*i]).collect();
+    if batchable.len() > 1 {
+        let messages: Vec<&[u8]> = batchable.iter().map(|(i, _)| items[*i].1).collect();
+        let signatures: Vec<Signature> = batchable
+            .iter()
+            .map(|(i, _)| Signature::from_bytes(&items[*i].2))
+            .collect();
+        let keys: Vec<VerifyingKey> = batchable.iter().map(|(_, k)| *k).collect();
         if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-            for i in batch {
+            for (i, _) in batchable {
                 passed[i] = true;
             }
         }
@@ -147,8 +148,8 @@ fn batchable_r(signature: &[u8; 64]) -> bool {
     static SMALL_ORDER_Y: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
     let mut y = [0u8; 32];
     y.copy_from_slice(&signature[..32]);
-    y[31] &= 0x7f; // the sign of x
-                   // p = 2^255 - 19, little-endian: ed ff … ff 7f.
+    // Without the sign of x; p = 2^255 - 19 is ed ff … ff 7f little-endian.
+    y[31] &= 0x7f;
     let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|b| *b == 0xff) && y[0] >= 0xed;
     if at_least_p {
         return false;

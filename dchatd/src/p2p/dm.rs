@@ -414,19 +414,25 @@ pub async fn announce_presence(node: Arc<Node>, shared: Arc<Shared>, stop: Cance
         // a peer that connects and disconnects on purpose must not make us
         // gossip much more than the timer does. After a kick, a moment for
         // gossipsub to learn a new peer's subscriptions.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PRESENCE_AT_MOST) => {}
+        if stop
+            .run_until_cancelled(tokio::time::sleep(PRESENCE_AT_MOST))
+            .await
+            .is_none()
+        {
+            return;
         }
-        tokio::select! {
+        let kicked = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = shared.presence_kick.notified() => {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(PRESENCE_SETTLE) => {}
-                }
-            }
-            _ = tokio::time::sleep(PRESENCE_EVERY - PRESENCE_AT_MOST) => {}
+            _ = shared.presence_kick.notified() => true,
+            _ = tokio::time::sleep(PRESENCE_EVERY - PRESENCE_AT_MOST) => false,
+        };
+        if kicked
+            && stop
+                .run_until_cancelled(tokio::time::sleep(PRESENCE_SETTLE))
+                .await
+                .is_none()
+        {
+            return;
         }
     }
 }

@@ -58,9 +58,9 @@ struct ToOpen {
 
 /// Opens envelopes for local accounts and checks them, in order; for each,
 /// what became of it when it cannot be stored. The opening (X25519 and
-/// signature checks, a part's together) runs on the blocking pool, split in as many tasks as
-/// there are cores: not on the threads the network runs on, and not one
-/// thread wake-up per envelope.
+/// signature checks, a part's together) runs on the blocking pool, split
+/// in as many tasks as there are cores: not on the threads the network
+/// runs on, and not one thread wake-up per envelope.
 pub(super) async fn check_all(
     node: &Arc<Node>,
     shared: &Shared,
@@ -264,7 +264,7 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
 
 /// Answers `Deliver`: an envelope for an account hosted here.
 pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, bytes: &[u8]) -> Response {
-    match accept_batch(node, shared, peer, &[bytes.to_vec()]).await {
+    match accept_batch(node, shared, peer, &[bytes]).await {
         Response::Each(mut outcomes) => match outcomes.pop().flatten() {
             None => Response::Ok,
             Some(why) => Response::Refused(why),
@@ -282,7 +282,12 @@ const MAX_BAD_IN_BATCH: usize = 16;
 /// would, a chunk at a time together, so that they share commits; one
 /// acknowledgement per sender for the whole batch, queued before the
 /// answer. A batch full of junk stops being opened.
-pub async fn accept_batch(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerId, envelopes: &[Vec<u8>]) -> Response {
+pub async fn accept_batch(
+    node: &Arc<Node>,
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    envelopes: &[impl AsRef<[u8]>],
+) -> Response {
     // Opened a chunk at a time (in parallel within it), so that a batch of
     // forgeries costs at most a chunk past MAX_BAD_IN_BATCH; then stored
     // together, sharing a commit.
