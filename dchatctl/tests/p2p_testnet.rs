@@ -9,6 +9,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -320,23 +321,22 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
     }
 }
 
-#[test]
-fn users_behind_nat_talk_directly_through_a_relay_circuit() {
-    // Neither user listens anywhere: like nodes behind NAT, they can only
-    // dial out. Each holds a reservation on the relay; a DM goes over a
-    // circuit through it, not into its mailbox.
+/// A testnet of one relay and two users that listen nowhere (like nodes
+/// behind NAT: they can only dial out), alice on user1 and bob on user2;
+/// `prepare` edits the configuration further. Returns the net, the
+/// relay's metrics address and user2's peer id once user2 holds a
+/// reservation on the relay (the circuit address is its one address).
+fn users_behind_nat(prepare: impl FnOnce(&Path)) -> (Net, SocketAddr, String) {
     let mut relay_metrics = None;
     let net = small_net_with("2", |dir| {
         for user in ["user1", "user2"] {
             set_network_key(dir, user, "listen", "[]");
         }
         relay_metrics = Some(enable_metrics(dir, "relay1"));
+        prepare(dir);
     });
-    let relay_metrics = relay_metrics.unwrap();
     let dir = net.dir.clone();
     alice_on_user1_and_bob_on_user2(&dir);
-    // Reachable only through the relay: the circuit address is the one
-    // address user2 has.
     let user2 = wait_for("user2's reservation on the relay", WAIT, || {
         let status = json_on(&dir, "user2", &["status"]);
         let addresses: Vec<String> = status["addresses"]
@@ -348,29 +348,41 @@ fn users_behind_nat_talk_directly_through_a_relay_circuit() {
         (!addresses.is_empty() && addresses.iter().all(|a| a.contains("/p2p-circuit/")))
             .then(|| status["peer_id"].as_str().unwrap().to_string())
     });
-    // Until bob's presence reaches user1, a DM waits in the relay's
-    // mailbox; once it has, DMs go over a circuit. Each try waits for its
-    // DM to arrive and be acknowledged, then looks at what the relay
-    // stored meanwhile.
+    (net, relay_metrics.unwrap(), user2)
+}
+
+/// Sends alice's DMs to bob (`{tag} 0`, `{tag} 1`, …) until one reaches
+/// bob without the relay storing anything meanwhile, so over a circuit;
+/// until bob's presence reaches user1, a DM waits in the relay's mailbox.
+/// Each try waits for its DM to arrive and be acknowledged. Panics after
+/// 10 tries.
+fn until_a_dm_goes_over_a_circuit(dir: &Path, relay_metrics: SocketAddr, tag: &str) {
     let relayed = || sample(&scrape(relay_metrics), "dchat_messages_relayed_total");
-    let mut direct = None;
     for attempt in 0..10 {
-        let text = format!("through the hole {attempt}");
+        let text = format!("{tag} {attempt}");
         let before = relayed();
-        ok(&["--socket", &sock(&dir, "user1"), "dm", "send", "bob", &text]);
+        ok(&["--socket", &sock(dir, "user1"), "dm", "send", "bob", &text]);
         wait_for("bob to receive the DM", WAIT, || {
-            texts(&dms(&dir, "user2")).contains(&text).then_some(())
+            texts(&dms(dir, "user2")).contains(&text).then_some(())
         });
         wait_for("alice to see `delivered`", WAIT, || {
-            (state_of(&dir, "user1", &text).as_deref() == Some("delivered")).then_some(())
+            (state_of(dir, "user1", &text).as_deref() == Some("delivered")).then_some(())
         });
         if relayed() == before {
-            direct = Some(attempt);
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert!(direct.is_some(), "every DM went through the relay's mailbox");
+    panic!("every DM tagged {tag:?} went through the relay's mailbox");
+}
+
+#[test]
+fn users_behind_nat_talk_directly_through_a_relay_circuit() {
+    // Each user holds a reservation on the relay; a DM goes over a circuit
+    // through it, not into its mailbox.
+    let (net, relay_metrics, user2) = users_behind_nat(|_| {});
+    let dir = net.dir.clone();
+    until_a_dm_goes_over_a_circuit(&dir, relay_metrics, "through the hole");
     let peers = json_on(&dir, "user1", &["peers"]);
     let to_user2 = peers
         .as_array()
@@ -387,4 +399,53 @@ fn users_behind_nat_talk_directly_through_a_relay_circuit() {
         }),
         "{to_user2}"
     );
+}
+
+#[test]
+fn a_circuit_closed_at_its_byte_cap_is_opened_again_and_nothing_is_lost() {
+    // The relay closes a circuit after 64 KiB (its floor), about 50 DMs of
+    // 1 KB with their batches and acknowledgements.
+    let (net, relay_metrics, _) =
+        users_behind_nat(|dir| set_network_key(dir, "relay1", "relay_circuit_bytes", "65536"));
+    let dir = net.dir.clone();
+    let circuits = |event: &str| sample(&scrape(relay_metrics), &format!("dchat_relay_circuits_{event}_total"));
+    until_a_dm_goes_over_a_circuit(&dir, relay_metrics, "before the burst");
+    let (opened, closed) = (circuits("opened"), circuits("closed"));
+    assert!(opened >= 1.0, "the relay counted no circuit");
+
+    // 150 DMs of 1 KB: more than two circuits carry.
+    let burst: Vec<String> = (0..150).map(|i| format!("burst {i:03} {}", "x".repeat(1000))).collect();
+    for text in &burst {
+        ok(&["--socket", &sock(&dir, "user1"), "dm", "send", "bob", text]);
+    }
+    // Whether a DM went over a circuit or through the mailbox while the
+    // users opened the next one, bob reads each once, in the order sent,
+    // and alice sees every one delivered.
+    let arrived = || -> Vec<String> {
+        texts(&dms(&dir, "user2"))
+            .into_iter()
+            .filter(|t| t.starts_with("burst "))
+            .collect()
+    };
+    wait_for("bob to receive the whole burst", WAIT, || {
+        (arrived().len() >= burst.len()).then_some(())
+    });
+    assert_eq!(arrived(), burst, "bob's burst is not the one sent, once, in order");
+    wait_for("alice to see the whole burst `delivered`", WAIT, || {
+        dms(&dir, "user1")
+            .iter()
+            .filter(|m| m["text"].as_str().unwrap().starts_with("burst "))
+            .all(|m| m["state"] == "delivered")
+            .then_some(())
+    });
+    assert!(
+        circuits("closed") > closed,
+        "no circuit closed at the cap (opened {opened} -> {}, closed {closed} -> {})",
+        circuits("opened"),
+        circuits("closed")
+    );
+    // Delivery goes back to a circuit: a later DM skips the mailbox, and
+    // it took a circuit opened after the burst's first.
+    until_a_dm_goes_over_a_circuit(&dir, relay_metrics, "after the burst");
+    assert!(circuits("opened") > opened, "no circuit was opened again");
 }

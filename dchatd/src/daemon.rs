@@ -211,6 +211,7 @@ async fn start_network(
     params.max_connections = config.network.max_connections;
     params.rate =
         crate::network::RateLimit::per_second(config.network.peer_messages_per_s, config.network.peer_bytes_per_s);
+    params.max_circuit_bytes = config.network.relay_circuit_bytes;
     params.metrics = Some(node.metrics().clone());
     let network = crate::network::start(&identity.identity_secret(), params, stop.clone())
         .await
@@ -372,7 +373,7 @@ async fn reload_on_hangup(
 
 /// Keys that SIGHUP does not apply; each change is named in a warning.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 18] = [
+    let checks: [(&'static str, bool); 19] = [
         ("node.roles", old.roles != new.roles),
         ("node.shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),
         ("network.listen", old.network.listen != new.network.listen),
@@ -388,6 +389,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (
             "network.peer_bytes_per_s",
             old.network.peer_bytes_per_s != new.network.peer_bytes_per_s,
+        ),
+        (
+            "network.relay_circuit_bytes",
+            old.network.relay_circuit_bytes != new.network.relay_circuit_bytes,
         ),
         ("control.socket", old.control.socket != new.control.socket),
         ("control.group", old.control.group != new.control.group),

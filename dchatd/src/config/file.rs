@@ -47,6 +47,7 @@ section!(NetworkSection {
     max_connections: u64,
     peer_messages_per_s: u64,
     peer_bytes_per_s: u64,
+    relay_circuit_bytes: u64,
 });
 section!(ControlSection {
     socket: String,

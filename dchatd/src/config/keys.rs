@@ -49,6 +49,8 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Messages (gossip and requests) one peer may send per second, with bursts of twice that; more are dropped and counted as rate_limited." },
     KeyDoc { section: "network", key: "peer_bytes_per_s", kind: Kind::Int, default: "8388608",
         doc: "Bytes one peer may send per second in messages and requests, with bursts of twice that." },
+    KeyDoc { section: "network", key: "relay_circuit_bytes", kind: Kind::Int, default: "16777216",
+        doc: "Relays only: bytes one circuit between two peers that cannot dial each other carries, both ways, before the relay closes it; the peers then open another." },
     KeyDoc { section: "control", key: "socket", kind: Kind::Str, default: r#""/run/dchat/dchatd.sock""#,
         doc: "Path of the control socket. Ignored when systemd passes the socket (dchatd.socket)." },
     KeyDoc { section: "control", key: "group", kind: Kind::Str, default: r#""dchat""#,

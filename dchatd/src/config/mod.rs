@@ -61,6 +61,8 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     pub peer_messages_per_s: u32,
     pub peer_bytes_per_s: u64,
+    /// Bytes a relay lets one circuit carry, both ways (relay role).
+    pub relay_circuit_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

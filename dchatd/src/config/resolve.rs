@@ -155,6 +155,11 @@ pub(super) fn resolve(
         1..=10_000_000,
     )?;
     let peer_bytes_per_s = limit("peer_bytes_per_s", merged.network.peer_bytes_per_s, 1024..=(1 << 40))?;
+    let relay_circuit_bytes = limit(
+        "relay_circuit_bytes",
+        merged.network.relay_circuit_bytes,
+        (64 << 10)..=(1 << 40),
+    )?;
 
     let state_flag = flags.state_dir.as_ref().map(|_| "--state-dir");
     let state_dir = match &flags.state_dir {
@@ -211,6 +216,7 @@ pub(super) fn resolve(
             max_connections: u32::try_from(max_connections).unwrap_or(u32::MAX),
             peer_messages_per_s: u32::try_from(peer_messages_per_s).unwrap_or(u32::MAX),
             peer_bytes_per_s,
+            relay_circuit_bytes,
         },
         control,
         storage: StorageConfig { state_dir, synchronous },

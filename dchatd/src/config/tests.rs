@@ -187,3 +187,23 @@ fn network_limits_have_defaults_ranges_and_env_overrides() {
     let env = vec![("DCHAT_NETWORK_PEER_BYTES_PER_S".to_string(), "65536".to_string())];
     assert_eq!(load_with_env(&flags, env).unwrap().network.peer_bytes_per_s, 65536);
 }
+
+#[test]
+fn the_relay_circuit_cap_has_a_default_a_floor_and_an_env_override() {
+    let (_f, flags) = with_file("");
+    let c = load_with_env(&flags, no_env()).unwrap();
+    assert_eq!(c.network.relay_circuit_bytes, crate::network::DEFAULT_CIRCUIT_BYTES);
+    let e = err("[network]\nrelay_circuit_bytes = 1000\n");
+    assert!(
+        e.contains("network.relay_circuit_bytes") && e.contains("between 65536"),
+        "{e}"
+    );
+    let (_f, flags) = with_file("[network]\nrelay_circuit_bytes = 65536\n");
+    assert_eq!(
+        load_with_env(&flags, no_env()).unwrap().network.relay_circuit_bytes,
+        65536
+    );
+    let (_f, flags) = with_file("");
+    let env = vec![("DCHAT_NETWORK_RELAY_CIRCUIT_BYTES".to_string(), "131072".to_string())];
+    assert_eq!(load_with_env(&flags, env).unwrap().network.relay_circuit_bytes, 131072);
+}

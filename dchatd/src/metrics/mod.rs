@@ -172,6 +172,10 @@ pub struct Metrics {
     /// Relay: envelopes waiting in mailboxes, and their size.
     pub mailbox_entries: Gauge,
     pub mailbox_bytes: Gauge,
+    /// Relay: circuits opened between two peers, and circuits closed (at
+    /// their byte or time cap, or by either peer).
+    pub relay_circuits_opened: Counter,
+    pub relay_circuits_closed: Counter,
 
     /// Control calls by method, and how long each took to answer.
     pub control_requests: Family<MethodLabels, Counter>,
@@ -227,6 +231,8 @@ impl Metrics {
             messages_dropped: Family::default(),
             mailbox_entries: Gauge::default(),
             mailbox_bytes: Gauge::default(),
+            relay_circuits_opened: Counter::default(),
+            relay_circuits_closed: Counter::default(),
             control_requests: Family::default(),
             control_request_duration: Family::new_with_constructor(control_histogram as fn() -> Histogram),
             errors: Family::default(),
@@ -295,6 +301,16 @@ impl Metrics {
             "mailbox_entries",
             "Envelopes waiting in this relay's mailboxes",
             m.mailbox_entries.clone(),
+        );
+        r.register(
+            "relay_circuits_opened",
+            "Circuits this relay opened between two peers",
+            m.relay_circuits_opened.clone(),
+        );
+        r.register(
+            "relay_circuits_closed",
+            "Circuits this relay carried that closed: at their byte or time cap, or by either peer",
+            m.relay_circuits_closed.clone(),
         );
         r.register_with_unit(
             "mailbox",

@@ -30,6 +30,8 @@ fn every_family_of_the_issue_is_registered_with_conventional_names() {
         "dchat_messages_dropped_total counter",
         "dchat_mailbox_entries gauge",
         "dchat_mailbox_bytes gauge",
+        "dchat_relay_circuits_opened_total counter",
+        "dchat_relay_circuits_closed_total counter",
         "dchat_control_requests_total counter",
         "dchat_control_request_duration_seconds histogram",
         "dchat_chain_height gauge",

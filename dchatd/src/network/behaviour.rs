@@ -21,10 +21,11 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/1");
 const MAX_CIRCUITS: usize = 64;
 /// How long one circuit lasts before the peers must open another.
 const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
-/// Bytes one circuit carries, both ways, before it is closed (libp2p's
-/// default of 128 KiB is about a hundred DMs); a relay's bandwidth cap per
-/// circuit, on top of the per-peer rate limits.
-const MAX_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes one circuit carries, both ways, before it is closed, unless
+/// `network.relay_circuit_bytes` says otherwise (libp2p's default of
+/// 128 KiB is about a hundred DMs); a relay's bandwidth cap per circuit, on
+/// top of the per-peer rate limits.
+pub const DEFAULT_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest gossip message (a channel post is at most 64 KiB of text).
 pub const MAX_GOSSIP: usize = 128 * 1024;
 
@@ -89,7 +90,7 @@ impl Behaviour {
                 relay::Config {
                     max_circuits: MAX_CIRCUITS,
                     max_circuit_duration: MAX_CIRCUIT_DURATION,
-                    max_circuit_bytes: MAX_CIRCUIT_BYTES,
+                    max_circuit_bytes: params.max_circuit_bytes,
                     ..relay::Config::default()
                 },
             )

@@ -28,7 +28,7 @@ use libp2p::{noise, tcp, yamux, Multiaddr};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use behaviour::MAX_GOSSIP;
+pub use behaviour::{DEFAULT_CIRCUIT_BYTES, MAX_GOSSIP};
 pub use codec::{MAX_REQUEST, MAX_RESPONSE};
 pub use handle::{NetError, NetEvent, NetworkHandle, PeerInfo, Responder, Verdict};
 pub use libp2p::{gossipsub::MessageId, PeerId};
@@ -48,6 +48,9 @@ pub struct NetworkParams {
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub rate: RateLimit,
+    /// Bytes one relayed circuit carries, both ways, before this relay
+    /// closes it.
+    pub max_circuit_bytes: u64,
     pub gossip_heartbeat: Duration,
     /// identify's agent string: `dchatd/<version> roles=<roles>`.
     pub agent: String,
@@ -66,6 +69,7 @@ impl NetworkParams {
             max_connections: 512,
             max_connections_per_peer: 2,
             rate: RateLimit::default(),
+            max_circuit_bytes: DEFAULT_CIRCUIT_BYTES,
             gossip_heartbeat: Duration::from_millis(500),
             agent: format!("dchatd/{} roles={}", crate::VERSION, roles.join(",")),
             metrics: None,
@@ -98,6 +102,16 @@ impl NetStats {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.message_dropped(crate::metrics::DropReason::RateLimited);
+        }
+    }
+
+    /// A circuit this relay carries opened (`true`) or closed.
+    fn count_circuit(&self, opened: bool) {
+        if let Some(m) = &self.metrics {
+            match opened {
+                true => m.relay_circuits_opened.inc(),
+                false => m.relay_circuits_closed.inc(),
+            };
         }
     }
 

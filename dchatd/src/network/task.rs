@@ -372,6 +372,22 @@ impl SwarmTask {
             }) => {
                 tracing::info!(relay = %relay_peer_id, "relay reservation accepted: reachable through it");
             }
+            BehaviourEvent::Relay(relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            }) => {
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, "relay circuit opened");
+                self.stats.count_circuit(true);
+            }
+            BehaviourEvent::Relay(relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            }) => {
+                let why = error.map_or_else(|| "closed by a peer".to_string(), |e| e.to_string());
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, why, "relay circuit closed");
+                self.stats.count_circuit(false);
+            }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
                 self.public = matches!(new, autonat::NatStatus::Public(_));
                 tracing::info!(status = ?new, "reachability from outside");
