@@ -196,7 +196,8 @@ pub enum ChannelCommand {
 pub enum DmCommand {
     /// Send a direct message; returns once it is queued, not delivered
     Send(DmSendArgs),
-    /// A local account's direct messages, oldest first
+    /// A local account's direct messages, oldest first, each with its state
+    /// (sent, relayed, delivered; expired when nobody took it in 7 days)
     List(DmListArgs),
 }
 

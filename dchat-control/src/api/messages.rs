@@ -37,6 +37,10 @@ pub mod dm_state {
     pub const SENT: &str = "sent";
     /// A relay holds it for the recipient.
     pub const RELAYED: &str = "relayed";
+    /// Its envelope expired (7 days) in this node's outbox before a relay
+    /// or the recipient took it: it will not be sent again. A receipt
+    /// that comes after all still makes it `delivered`.
+    pub const EXPIRED: &str = "expired";
     /// The recipient acknowledged it.
     pub const DELIVERED: &str = "delivered";
 }

@@ -184,20 +184,24 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
         let now = now_ms();
         let taken = node
             .with_db(move |db, _| {
-                for (account, id) in db.drop_expired_outbox(now)? {
-                    tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
-                }
+                let expired = db.drop_expired_outbox(now)?;
                 let due = db.take_due_outbox(now, ROUND, &RETRY)?;
                 // Leased already: an error here must not lose the round.
                 let next = db.next_outbox_attempt().unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cannot read the outbox's next retry");
                     None
                 });
-                Ok((due, next))
+                Ok((expired, due, next))
             })
             .await;
         let (due, next_attempt) = match taken {
-            Ok(taken) => taken,
+            Ok((expired, due, next)) => {
+                for (account, id) in expired {
+                    tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
+                    shared.notify(Change::Dm { account, id });
+                }
+                (due, next)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
                 wait = IDLE_ROUND;

@@ -28,6 +28,10 @@ pub enum DeliveryState {
     Sent,
     /// Accepted by at least one relay or handed to the recipient's node.
     Relayed,
+    /// Outgoing, and its envelope expired in this node's outbox: neither a
+    /// relay nor the recipient's node took it in time, and it is no longer
+    /// sent. A receipt that comes after all still makes it `Delivered`.
+    Expired,
     /// The recipient acknowledged it.
     Delivered,
 }
@@ -52,7 +56,7 @@ pub struct MessageRow {
 }
 
 /// The stored state's position in the forward order, as SQL.
-const RANK_SQL: &str = "(CASE state WHEN 'sent' THEN 0 WHEN 'relayed' THEN 1 ELSE 2 END)";
+const RANK_SQL: &str = "(CASE state WHEN 'sent' THEN 0 WHEN 'relayed' THEN 1 WHEN 'expired' THEN 2 ELSE 3 END)";
 
 const COLUMNS: &str = "account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state";
 
@@ -87,6 +91,7 @@ impl DeliveryState {
         match self {
             DeliveryState::Sent => "sent",
             DeliveryState::Relayed => "relayed",
+            DeliveryState::Expired => "expired",
             DeliveryState::Delivered => "delivered",
         }
     }
@@ -95,6 +100,7 @@ impl DeliveryState {
         match s {
             "sent" => Some(DeliveryState::Sent),
             "relayed" => Some(DeliveryState::Relayed),
+            "expired" => Some(DeliveryState::Expired),
             "delivered" => Some(DeliveryState::Delivered),
             _ => None,
         }
@@ -105,7 +111,8 @@ impl DeliveryState {
         match self {
             DeliveryState::Sent => 0,
             DeliveryState::Relayed => 1,
-            DeliveryState::Delivered => 2,
+            DeliveryState::Expired => 2,
+            DeliveryState::Delivered => 3,
         }
     }
 }

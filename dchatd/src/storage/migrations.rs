@@ -206,6 +206,36 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX outbox_by_expiry ON outbox (expires_at);
     ",
     },
+    Migration {
+        version: 6,
+        name: "messaging: a direct message can be expired",
+        // A DM whose envelope expired in the sender's outbox (nobody took
+        // it in 7 days) stayed `sent`, as if still on its way. SQLite cannot
+        // change a CHECK in place, so the table is copied as it stands,
+        // rowid order (the conversation order of migration 4) included.
+        sql: "
+        CREATE TABLE messages_v6 (
+            account      TEXT NOT NULL,
+            id           BLOB NOT NULL CHECK (length(id) = 16),
+            peer         TEXT NOT NULL,
+            direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            seq          INTEGER NOT NULL CHECK (seq >= 0),
+            text         TEXT NOT NULL,
+            content_hash BLOB NOT NULL CHECK (length(content_hash) = 32),
+            sent_at      INTEGER NOT NULL CHECK (sent_at >= 0),
+            received_at  INTEGER NOT NULL CHECK (received_at >= 0),
+            state        TEXT NOT NULL CHECK (state IN ('sent', 'relayed', 'expired', 'delivered')),
+            UNIQUE (account, id)
+        ) STRICT;
+        INSERT INTO messages_v6
+            (rowid, account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state)
+            SELECT rowid, account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state
+            FROM messages ORDER BY rowid;
+        DROP TABLE messages;
+        ALTER TABLE messages_v6 RENAME TO messages;
+        CREATE INDEX messages_by_conversation ON messages (account, peer, sent_at, seq);
+    ",
+    },
 ];
 
 /// The schema version this build writes and understands.
@@ -397,6 +427,61 @@ mod tests {
                 [vec![2u8; 16]],
             )
             .is_err());
+    }
+
+    #[test]
+    fn v5_messages_are_copied_whole_and_may_then_be_expired() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate_with(&conn, &MIGRATIONS[..5]).unwrap();
+        for (rowid, id, state) in [(3, 9u8, "delivered"), (7, 1, "sent"), (8, 5, "relayed")] {
+            conn.execute(
+                "INSERT INTO messages (rowid, account, id, peer, direction, seq, text, content_hash, sent_at, received_at, state)
+                 VALUES (?1, 'alice', ?2, 'bob', 'out', ?1, 'hello', zeroblob(32), ?1, ?1, ?3)",
+                rusqlite::params![rowid, vec![id; 16], state],
+            )
+            .unwrap();
+        }
+        let dump = |conn: &Connection| -> Vec<(i64, Vec<u8>, String)> {
+            conn.prepare("SELECT rowid, id, state FROM messages ORDER BY rowid")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = dump(&conn);
+        assert!(conn
+            .execute("UPDATE messages SET state = 'expired' WHERE seq = 7", [])
+            .is_err());
+
+        let applied = migrate_with(&conn, &MIGRATIONS[..6]).unwrap();
+        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![6]);
+        assert_eq!(dump(&conn), before);
+        assert_eq!(
+            conn.execute("UPDATE messages SET state = 'expired' WHERE seq = 7", [])
+                .unwrap(),
+            1
+        );
+        assert!(conn
+            .execute("UPDATE messages SET state = 'lost' WHERE seq = 7", [])
+            .is_err());
+        let again = conn
+            .execute(
+                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 9, 'x', zeroblob(32), 1, 1, 'sent')
+                 ON CONFLICT (account, id) DO NOTHING",
+                [vec![1u8; 16]],
+            )
+            .unwrap();
+        assert_eq!(again, 0);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_by_conversation'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
     }
 
     #[test]

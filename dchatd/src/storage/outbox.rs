@@ -229,14 +229,19 @@ impl Database {
         remove(self.conn(), envelope_id)
     }
 
-    /// Drops envelopes that expired undelivered and returns (account,
-    /// message id) of each, so the caller can tell the sender.
+    /// Drops envelopes that expired undelivered, marks their messages
+    /// `expired` (unless a receipt came meanwhile) and returns
+    /// (account, message id) of each, so the caller can tell the sender.
     pub fn drop_expired_outbox(&self, now_ms: u64) -> Result<Vec<(String, [u8; 16])>, StorageError> {
-        let dropped = self
-            .conn()
+        let tx = self.conn().unchecked_transaction()?;
+        let dropped: Vec<(String, [u8; 16])> = tx
             .prepare_cached("DELETE FROM outbox WHERE expires_at <= ?1 RETURNING account, message_id")?
             .query_map([sql_i64(now_ms)?], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        for (account, id) in &dropped {
+            messages::advance(&tx, account, id, super::DeliveryState::Expired)?;
+        }
+        tx.commit()?;
         Ok(dropped)
     }
 
@@ -340,6 +345,32 @@ mod tests {
             vec![("alice".to_string(), [1; 16])]
         );
         assert_eq!(db.count_outbox().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_message_whose_envelope_expires_unsent_is_expired_until_a_receipt_comes() {
+        let db = Database::in_memory().unwrap();
+        for (id, expires) in [(1, 1_000), (2, 1_000), (3, 5_000)] {
+            db.insert_outgoing(&text(id, Direction::Out), &entry(id, 0, expires))
+                .unwrap();
+        }
+        // Message 2 was acknowledged while its envelope waited (a receipt
+        // for a copy that went through after all).
+        db.mark_delivered("alice", "bob", &[[2; 16]]).unwrap();
+        // The same sweep at the same time finds nothing more.
+        assert_eq!(db.drop_expired_outbox(1_000).unwrap().len(), 2);
+        assert_eq!(db.drop_expired_outbox(1_000).unwrap(), vec![]);
+        let state = |id: u8| db.message("alice", &[id; 16]).unwrap().unwrap().state;
+        assert_eq!(state(1), DeliveryState::Expired);
+        assert_eq!(state(2), DeliveryState::Delivered, "`delivered` stays");
+        assert_eq!(state(3), DeliveryState::Sent, "not expired yet");
+        assert_eq!(db.list_messages("alice", None).unwrap().len(), 3, "nothing is deleted");
+        // Nothing moves an expired message back; a receipt after all does
+        // move it on.
+        assert!(!db.set_message_state("alice", &[1; 16], DeliveryState::Relayed).unwrap());
+        assert!(!db.set_message_state("alice", &[1; 16], DeliveryState::Sent).unwrap());
+        assert_eq!(db.mark_delivered("alice", "bob", &[[1; 16]]).unwrap(), 1);
+        assert_eq!(state(1), DeliveryState::Delivered);
     }
 
     #[test]
