@@ -85,6 +85,48 @@ fn alice_on_user1_and_bob_on_user2(dir: &Path) {
     wait_height(dir, &["user1", "user2"], top, WAIT);
 }
 
+/// Runs `dchatctl <args> --follow --json` on `node`; its lines, parsed, as
+/// they come. The child is killed when the returned guard drops.
+fn follow(dir: &Path, node: &str, args: &[&str]) -> (Following, std::sync::mpsc::Receiver<Value>) {
+    let mut child = Command::new(bin("dchatctl"))
+        .args(["--socket", &sock(dir, node)])
+        .args(args)
+        .args(["--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    (Following(child), rx)
+}
+
+struct Following(std::process::Child);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What `rx` has printed so far, waiting up to a second for more.
+fn printed(rx: &std::sync::mpsc::Receiver<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Ok(v) = rx.recv_timeout(Duration::from_secs(1)) {
+        out.push(v);
+    }
+    out
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -117,6 +159,9 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
         "user1 sees the validator and the relay: {peers}"
     );
 
+    // Both follow their DMs meanwhile.
+    let (_alice_following, alice_rx) = follow(&dir, "user1", &["dm", "list"]);
+    let (_bob_following, bob_rx) = follow(&dir, "user2", &["dm", "list"]);
     let sent = json_on(&dir, "user1", &["dm", "send", "bob", "hello bob, online"]);
     assert_eq!(sent["from"], "alice");
     assert_eq!(sent["state"], "sent");
@@ -130,6 +175,18 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
     wait_for("alice to see `delivered`", WAIT, || {
         (state_of(&dir, "user1", "hello bob, online").as_deref() == Some("delivered")).then_some(())
     });
+    // Followers saw the message whole, once as stored, and alice its move
+    // to `delivered`: each printed object is the one `dm list` shows.
+    let of = |list: Vec<Value>| -> Vec<Value> { list.into_iter().filter(|m| m["id"] == sent["id"]).collect() };
+    assert_eq!(of(printed(&bob_rx)), vec![got.clone()], "bob's follower");
+    let alice_saw = of(printed(&alice_rx));
+    let delivered = of(dms(&dir, "user1")).pop().unwrap();
+    assert_eq!(
+        alice_saw.first(),
+        Some(&sent),
+        "alice's follower shows the message as sent"
+    );
+    assert_eq!(alice_saw.last(), Some(&delivered), "then as delivered: {alice_saw:?}");
     // Bob answers; alice sees it once.
     ok(&["--socket", &sock(&dir, "user2"), "dm", "send", "alice", "hi alice"]);
     wait_for("alice to receive the answer", WAIT, || {
@@ -234,29 +291,7 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
     wait_height(&dir, &["user1", "user2", "user3"], top, WAIT);
 
     // carol follows the channel while the others post.
-    let mut follow = Command::new(bin("dchatctl"))
-        .args([
-            "--socket",
-            &sock(&dir, "user3"),
-            "channel",
-            "messages",
-            "team",
-            "--follow",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follow.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (following, rx) = follow(&dir, "user3", &["channel", "messages", "team"]);
 
     json_on(&dir, "user1", &["channel", "post", "team", "hello team from alice"]);
     json_on(&dir, "user2", &["channel", "post", "team", "bob here"]);
@@ -270,13 +305,11 @@ fn a_channel_across_three_nodes_create_join_post_read_follow() {
     let mut followed = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     while followed.len() < 2 && std::time::Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let v: Value = serde_json::from_str(&line).unwrap();
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
             followed.push(v["text"].as_str().unwrap().to_string());
         }
     }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(following);
     assert!(followed.contains(&"hello team from alice".to_string()), "{followed:?}");
     assert!(followed.contains(&"bob here".to_string()), "{followed:?}");
 

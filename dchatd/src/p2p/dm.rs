@@ -156,10 +156,7 @@ impl Draft {
         shared.outbox_kick.notify_one();
         if is_text {
             shared.metrics.messages_sent.inc();
-            shared.notify(Change::Dm {
-                account: row.account.clone(),
-                id: row.id,
-            });
+            shared.notify_stored(&row);
         }
         Ok(row)
     }
@@ -198,7 +195,7 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
             Ok((expired, due, next)) => {
                 for (account, id) in expired {
                     tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
-                    shared.notify(Change::Dm { account, id });
+                    shared.notify(Change::Dm { account, id, row: None });
                 }
                 (due, next)
             }
@@ -228,7 +225,7 @@ async fn deliver_and_record(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<Out
         Ok(moved) => {
             for ((account, id), moved) in changed.into_iter().zip(moved) {
                 if moved {
-                    shared.notify(Change::Dm { account, id });
+                    shared.notify(Change::Dm { account, id, row: None });
                 }
             }
         }

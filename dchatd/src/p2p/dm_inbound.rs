@@ -225,6 +225,8 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                 received_at_ms: now,
                 state: DeliveryState::Delivered,
             };
+            // Kept for followers only if it is new; the writer takes the row.
+            let shown = (shared.changes.receiver_count() > 0).then(|| row.clone());
             let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
                 Ok(new) => new,
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
@@ -233,7 +235,11 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
             acks.push(&account, &identity, &sender, msg.id);
             if new {
                 shared.metrics.messages_delivered.inc();
-                shared.notify(Change::Dm { account, id: msg.id });
+                shared.notify(Change::Dm {
+                    account,
+                    id: msg.id,
+                    row: shown.map(Arc::new),
+                });
                 Received::New
             } else {
                 shared.dropped(DropReason::Duplicate);
@@ -252,6 +258,7 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                         shared.notify(Change::Dm {
                             account: account.clone(),
                             id,
+                            row: None,
                         });
                     }
                     Received::New

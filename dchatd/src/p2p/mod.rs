@@ -46,6 +46,7 @@ use crate::messaging::mailbox_id;
 use crate::metrics::DropReason;
 use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo, Verdict};
 use crate::service::{Node, ServiceError};
+use crate::storage::MessageRow;
 use presence::PresenceTable;
 use wire::{Request, Response};
 
@@ -66,8 +67,15 @@ pub fn now_ms() -> u64 {
 /// --follow`) should look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A DM of a local account arrived or changed state.
-    Dm { account: String, id: [u8; 16] },
+    /// A DM of a local account arrived or changed state. `row` is the
+    /// message as just stored, when it was stored whole (sent or
+    /// received) and someone follows: followers then show it without
+    /// reading it back; on a change of state they read the row.
+    Dm {
+        account: String,
+        id: [u8; 16],
+        row: Option<Arc<MessageRow>>,
+    },
     /// A channel post was stored.
     Post { channel: String, id: [u8; 16] },
 }
@@ -200,6 +208,17 @@ impl Shared {
 
     fn notify(&self, change: Change) {
         let _ = self.changes.send(change);
+    }
+
+    /// Tells followers that `row` was stored, handing it to them when
+    /// anyone follows (only then is it copied).
+    fn notify_stored(&self, row: &MessageRow) {
+        let shown = (self.changes.receiver_count() > 0).then(|| Arc::new(row.clone()));
+        self.notify(Change::Dm {
+            account: row.account.clone(),
+            id: row.id,
+            row: shown,
+        });
     }
 }
 

@@ -228,8 +228,11 @@ impl Filter {
     /// The reply for a change this stream shows, if it shows it.
     async fn fetch(&self, node: &Arc<Node>, change: Change) -> Option<Value> {
         match (self, change) {
-            (Filter::Dms { account, with }, Change::Dm { account: a, id }) if a.eq_ignore_ascii_case(account) => {
-                let row = node.dm(&a, id).await.ok()??;
+            (Filter::Dms { account, with }, Change::Dm { account: a, id, row }) if a.eq_ignore_ascii_case(account) => {
+                let row = match row {
+                    Some(row) => row,
+                    None => Arc::new(node.dm(&a, id).await.ok()??),
+                };
                 if with.as_ref().is_some_and(|w| !row.peer.eq_ignore_ascii_case(w)) {
                     return None;
                 }
