@@ -6,15 +6,38 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dchat_testkit::{call, Daemon};
+use dchat_testkit::{bin, call, Daemon};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
 const THREADS: usize = 8;
 const EACH: usize = 25;
+
+/// `dchatctl dm list --user USER --follow --json`, read on a thread of its
+/// own until the process is killed: every object it printed.
+fn follow(socket: &Path, user: &str) -> (Child, std::thread::JoinHandle<Vec<Value>>) {
+    let mut child = Command::new(bin("dchatctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(["dm", "list", "--user", user, "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .map(|line| serde_json::from_str(&line).unwrap())
+            .collect()
+    });
+    (child, reader)
+}
 
 fn dms(socket: &Path, user: &str) -> Vec<Value> {
     let reply = call(socket, "io.dchat.Messages.ListDms", json!({ "user": user }));
@@ -32,6 +55,10 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
         let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
         assert!(created.get("error").is_none(), "{created}");
     }
+
+    // Both follow their DMs while the sends run.
+    let followers = ["alice", "bob"].map(|user| follow(&socket, user));
+    std::thread::sleep(Duration::from_millis(300));
 
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -73,6 +100,36 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
             received.len()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The followers printed every message, bob's once as received and
+    // alice's last as delivered (a burst of changes of state is read
+    // together), each as `dm list` shows it.
+    std::thread::sleep(Duration::from_secs(1));
+    let [alice_printed, bob_printed] = followers.map(|(mut child, reader)| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap()
+    });
+    let mut bob_listed = dms(&socket, "bob");
+    let mut bob_printed = bob_printed;
+    let by_id = |a: &Value, b: &Value| a["id"].as_str().cmp(&b["id"].as_str());
+    bob_listed.sort_by(by_id);
+    bob_printed.sort_by(by_id);
+    assert_eq!(bob_printed, bob_listed, "bob's follower");
+    let mut last_seen = std::collections::HashMap::new();
+    for m in &alice_printed {
+        last_seen.insert(m["id"].as_str().unwrap().to_string(), m.clone());
+    }
+    let alice_listed = dms(&socket, "alice");
+    assert_eq!(
+        last_seen.len(),
+        total,
+        "alice's follower printed {} messages",
+        last_seen.len()
+    );
+    for m in &alice_listed {
+        assert_eq!(last_seen.get(m["id"].as_str().unwrap()), Some(m), "alice's follower");
     }
 
     // Distinct sequence numbers, in the order of the send times: what bob

@@ -102,6 +102,24 @@ impl Node {
         self.with_db(move |db, _| Ok(db.message(&account, &id)?)).await
     }
 
+    /// Stored direct messages of local accounts by (account, id), read
+    /// together; `None` for each that is not there.
+    pub async fn dms(
+        self: &Arc<Self>,
+        wanted: Vec<(String, [u8; 16])>,
+    ) -> Result<Vec<Option<MessageRow>>, ServiceError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_db(move |db, _| {
+            wanted
+                .iter()
+                .map(|(account, id)| Ok(db.message(account, id)?))
+                .collect()
+        })
+        .await
+    }
+
     /// Posts to a channel as a local member.
     pub async fn post_channel(
         self: &Arc<Self>,

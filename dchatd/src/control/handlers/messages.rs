@@ -8,7 +8,7 @@ use dchat_control::api::{self, errors as dchat_errors};
 use dchat_control::varlink::errors as std_errors;
 use dchat_control::Reply;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::conn::Conn;
@@ -195,21 +195,32 @@ pub async fn stream(
             }
             _ = conn.closed() => return Flow::Close,
         };
-        let value = match change {
-            Ok(change) => match filter.fetch(node, change).await {
-                Some(v) => v,
-                None => continue,
-            },
+        let mut batch = match change {
+            Ok(change) => vec![change],
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return Flow::Close,
         };
-        let mut reply = Reply::ok(value);
-        reply.continues = true;
-        if conn.send(&reply).await.is_err() {
-            return Flow::Close;
+        // What else is waiting already is looked at together: the rows a
+        // burst of changes needs are read in one go.
+        while batch.len() < FOLLOW_BATCH {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        for value in filter.fetch(node, batch).await {
+            let mut reply = Reply::ok(value);
+            reply.continues = true;
+            if conn.send(&reply).await.is_err() {
+                return Flow::Close;
+            }
         }
     }
 }
+
+/// Most changes a follower looks at together.
+const FOLLOW_BATCH: usize = 256;
 
 async fn send_last(conn: &mut Conn, reply: Reply) -> Flow {
     if conn.send(&reply).await.is_err() {
@@ -225,28 +236,57 @@ enum Filter {
 }
 
 impl Filter {
-    /// The reply for a change this stream shows, if it shows it.
-    async fn fetch(&self, node: &Arc<Node>, change: Change) -> Option<Value> {
-        match (self, change) {
-            (Filter::Dms { account, with }, Change::Dm { account: a, id, row }) if a.eq_ignore_ascii_case(account) => {
-                let row = match row {
-                    Some(row) => row,
-                    None => Arc::new(node.dm(&a, id).await.ok()??),
-                };
-                if with.as_ref().is_some_and(|w| !row.peer.eq_ignore_ascii_case(w)) {
-                    return None;
+    /// The replies for those of `changes` this stream shows, in order.
+    async fn fetch(&self, node: &Arc<Node>, changes: Vec<Change>) -> Vec<Value> {
+        match self {
+            Filter::Dms { account, with } => {
+                let ours: Vec<(String, [u8; 16], Option<Arc<MessageRow>>)> = changes
+                    .into_iter()
+                    .filter_map(|change| match change {
+                        Change::Dm { account: a, id, row } if a.eq_ignore_ascii_case(account) => Some((a, id, row)),
+                        _ => None,
+                    })
+                    .collect();
+                // A change of state carries no row: read those together.
+                let wanted = ours
+                    .iter()
+                    .filter(|(_, _, row)| row.is_none())
+                    .map(|(a, id, _)| (a.clone(), *id))
+                    .collect();
+                let mut read = node.dms(wanted).await.unwrap_or_default().into_iter();
+                ours.into_iter()
+                    .filter_map(|(_, _, row)| match row {
+                        Some(row) => Some(row),
+                        None => read.next().flatten().map(Arc::new),
+                    })
+                    .filter(|row| with.as_ref().is_none_or(|w| row.peer.eq_ignore_ascii_case(w)))
+                    .filter_map(|row| {
+                        serde_json::to_value(api::DmList {
+                            messages: vec![dm(&row)],
+                        })
+                        .ok()
+                    })
+                    .collect()
+            }
+            Filter::Channel(channel) => {
+                let mut out = Vec::new();
+                for change in changes {
+                    let Change::Post { channel: c, id } = change else {
+                        continue;
+                    };
+                    if c != *channel {
+                        continue;
+                    }
+                    let Some(row) = node.channel_post(&c, id).await.ok().flatten() else {
+                        continue;
+                    };
+                    let messages = posts(node, std::slice::from_ref(&row)).await;
+                    if let Ok(v) = serde_json::to_value(api::PostList { messages }) {
+                        out.push(v);
+                    }
                 }
-                serde_json::to_value(api::DmList {
-                    messages: vec![dm(&row)],
-                })
-                .ok()
+                out
             }
-            (Filter::Channel(channel), Change::Post { channel: c, id }) if c == *channel => {
-                let row = node.channel_post(&c, id).await.ok()??;
-                let messages = posts(node, std::slice::from_ref(&row)).await;
-                serde_json::to_value(api::PostList { messages }).ok()
-            }
-            _ => None,
         }
     }
 }
