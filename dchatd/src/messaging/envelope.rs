@@ -295,7 +295,7 @@ pub fn seal(
     if msg.from_key != sender.identity_public() {
         return Err(MessagingError::SenderKeyMismatch);
     }
-    let signature = sender.sign(&msg.signing_message());
+    let signature = super::ed25519::sign(sender, &msg.signing_message());
     let mailbox = mailbox_id(&msg.to_key);
     seal_signed(sender, msg, &signature, recipient_x25519, mailbox, expires_at_ms)
 }

@@ -13,12 +13,15 @@
 //! - `wire`: the error type and the pieces every format shares.
 //! - `x25519`: the DH under the Noise handshakes (aws-lc's, with results of
 //!   static keys remembered).
+//! - `ed25519`: a sender's signatures, aws-lc's (the same bytes as
+//!   dalek's, sooner).
 //!
 //! Every format starts with a tag naming it and its version, uses the
 //! ledger's canonical codec (big-endian integers, `u32`-length-prefixed
 //! strings) and is decoded strictly: caps on every field, no trailing bytes,
 //! a typed error and never a panic on hostile input.
 
+mod ed25519;
 mod envelope;
 mod mailbox;
 mod post;
