@@ -404,23 +404,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(seqs, vec![0, 1, 2]);
-        // (account, id) is still the key, as ON CONFLICT needs.
-        let again = conn
-            .execute(
-                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 7, 'x', zeroblob(32), 1, 1, 'sent')
-                 ON CONFLICT (account, id) DO NOTHING",
-                [vec![1u8; 16]],
-            )
-            .unwrap();
-        assert_eq!(again, 0);
-        let index: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_by_conversation'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(index, 1);
+        keyed_and_indexed_as_before(&conn, [1; 16]);
         assert!(conn
             .execute(
                 "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 7, 'x', zeroblob(32), 1, 1, 'lost')",
@@ -466,11 +450,18 @@ mod tests {
         assert!(conn
             .execute("UPDATE messages SET state = 'lost' WHERE seq = 7", [])
             .is_err());
+        keyed_and_indexed_as_before(&conn, [1; 16]);
+    }
+
+    /// After a copy of `messages`: (account, id) is still the key, as ON
+    /// CONFLICT needs (alice's `id` is stored already), and the
+    /// conversation index is there.
+    fn keyed_and_indexed_as_before(conn: &Connection, id: [u8; 16]) {
         let again = conn
             .execute(
-                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 9, 'x', zeroblob(32), 1, 1, 'sent')
+                "INSERT INTO messages VALUES ('alice', ?1, 'bob', 'out', 99, 'x', zeroblob(32), 1, 1, 'sent')
                  ON CONFLICT (account, id) DO NOTHING",
-                [vec![1u8; 16]],
+                [id.to_vec()],
             )
             .unwrap();
         assert_eq!(again, 0);
