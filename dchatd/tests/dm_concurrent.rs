@@ -5,10 +5,11 @@
 //! directly (read-only, WAL) for the sequence numbers, which no reply shows.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dchat_testkit::{bin, call, Daemon};
@@ -18,9 +19,9 @@ use serde_json::{json, Value};
 const THREADS: usize = 8;
 const EACH: usize = 25;
 
-/// `dchatctl dm list --user USER --follow --json`, read on a thread of its
-/// own until the process is killed: every object it printed.
-fn follow(socket: &Path, user: &str) -> (Child, std::thread::JoinHandle<Vec<Value>>) {
+/// `dchatctl dm list --user USER --follow --json`: the child, and every
+/// object it prints as it comes.
+fn follow(socket: &Path, user: &str) -> (Child, mpsc::Receiver<Value>) {
     let mut child = Command::new(bin("dchatctl"))
         .arg("--socket")
         .arg(socket)
@@ -29,14 +30,22 @@ fn follow(socket: &Path, user: &str) -> (Child, std::thread::JoinHandle<Vec<Valu
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .map(|line| serde_json::from_str(&line).unwrap())
-            .collect()
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // A line cut short when the child is killed is not an object.
+            let Ok(value) = serde_json::from_str(&line) else { break };
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
     });
-    (child, reader)
+    (child, rx)
+}
+
+/// Everything `rx` holds now.
+fn drain(rx: &mpsc::Receiver<Value>, into: &mut Vec<Value>) {
+    into.extend(rx.try_iter());
 }
 
 fn dms(socket: &Path, user: &str) -> Vec<Value> {
@@ -56,9 +65,25 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
         assert!(created.get("error").is_none(), "{created}");
     }
 
-    // Both follow their DMs while the sends run.
+    // One DM first; both then follow their DMs, and have subscribed once
+    // each has printed its first list, which holds it.
+    let first = call(
+        &socket,
+        "io.dchat.Messages.SendDm",
+        json!({ "from": "alice", "to": "bob", "text": "before the burst" }),
+    );
+    let first_id = first["parameters"]["message"]["id"].clone();
+    assert!(first_id.is_string(), "{first}");
     let followers = ["alice", "bob"].map(|user| follow(&socket, user));
-    std::thread::sleep(Duration::from_millis(300));
+    for (_, rx) in &followers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rx
+            .recv_timeout(Duration::from_millis(100))
+            .map_or(true, |m| m["id"] != first_id)
+        {
+            assert!(Instant::now() < deadline, "a follower printed no first list");
+        }
+    }
 
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -80,6 +105,8 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
         s.join().unwrap();
     }
     let total = THREADS * EACH;
+    // With the first DM.
+    let all = total + 1;
 
     // Bob has each message once; alice sees every one delivered.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -89,48 +116,65 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
             .iter()
             .filter(|m| m["state"] == "delivered")
             .count();
-        if received.len() == total && delivered == total {
+        if received.len() == all && delivered == all {
             let texts: HashSet<&str> = received.iter().map(|m| m["text"].as_str().unwrap()).collect();
-            assert_eq!(texts.len(), total, "each message once");
+            assert_eq!(texts.len(), all, "each message once");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "bob has {} of {total}, alice sees {delivered} delivered",
+            "bob has {} of {all}, alice sees {delivered} delivered",
             received.len()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // The followers printed every message, bob's once as received and
-    // alice's last as delivered (a burst of changes of state is read
-    // together), each as `dm list` shows it.
-    std::thread::sleep(Duration::from_secs(1));
-    let [alice_printed, bob_printed] = followers.map(|(mut child, reader)| {
+    // The followers printed every message of the burst, bob's once as
+    // received and alice's last as delivered (a burst of changes of state
+    // is read together), each as `dm list` shows it.
+    let burst = |list: Vec<Value>| -> Vec<Value> { list.into_iter().filter(|m| m["id"] != first_id).collect() };
+    let by_id = |a: &Value, b: &Value| a["id"].as_str().cmp(&b["id"].as_str());
+    let mut bob_listed = burst(dms(&socket, "bob"));
+    bob_listed.sort_by(by_id);
+    let alice_listed = burst(dms(&socket, "alice"));
+    let (mut alice_printed, mut bob_printed) = (Vec::new(), Vec::new());
+    let last_seen = |printed: &[Value]| -> HashMap<String, Value> {
+        printed
+            .iter()
+            .map(|m| (m["id"].as_str().unwrap().to_string(), m.clone()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        drain(&followers[0].1, &mut alice_printed);
+        drain(&followers[1].1, &mut bob_printed);
+        let alice_last = last_seen(&alice_printed);
+        let alice_done = alice_listed
+            .iter()
+            .all(|m| alice_last.get(m["id"].as_str().unwrap()) == Some(m));
+        if alice_done && burst(bob_printed.clone()).len() >= bob_listed.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "followers printed {} of alice's changes and {} of bob's {} messages",
+            alice_printed.len(),
+            bob_printed.len(),
+            bob_listed.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Anything more (a copy printed twice) would come now.
+    std::thread::sleep(Duration::from_millis(500));
+    drain(&followers[1].1, &mut bob_printed);
+    for (mut child, _) in followers {
         child.kill().unwrap();
         child.wait().unwrap();
-        reader.join().unwrap()
-    });
-    let mut bob_listed = dms(&socket, "bob");
-    let mut bob_printed = bob_printed;
-    let by_id = |a: &Value, b: &Value| a["id"].as_str().cmp(&b["id"].as_str());
-    bob_listed.sort_by(by_id);
+    }
+    let mut bob_printed = burst(bob_printed);
     bob_printed.sort_by(by_id);
     assert_eq!(bob_printed, bob_listed, "bob's follower");
-    let mut last_seen = std::collections::HashMap::new();
-    for m in &alice_printed {
-        last_seen.insert(m["id"].as_str().unwrap().to_string(), m.clone());
-    }
-    let alice_listed = dms(&socket, "alice");
-    assert_eq!(
-        last_seen.len(),
-        total,
-        "alice's follower printed {} messages",
-        last_seen.len()
-    );
-    for m in &alice_listed {
-        assert_eq!(last_seen.get(m["id"].as_str().unwrap()), Some(m), "alice's follower");
-    }
+    assert_eq!(last_seen(&burst(alice_printed)).len(), total, "alice's follower");
 
     // Distinct sequence numbers, in the order of the send times: what bob
     // reads is the order alice sent in.
@@ -149,9 +193,9 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(rows.len(), total);
+    assert_eq!(rows.len(), all);
     let seqs: HashSet<i64> = rows.iter().map(|r| r.0).collect();
-    assert_eq!(seqs.len(), total, "a sequence number used twice");
+    assert_eq!(seqs.len(), all, "a sequence number used twice");
     assert!(
         rows.windows(2).all(|w| w[0].1 <= w[1].1),
         "a later sequence number with an earlier send time"

@@ -158,7 +158,7 @@ pub(super) fn resolve(
     let relay_circuit_bytes = limit(
         "relay_circuit_bytes",
         merged.network.relay_circuit_bytes,
-        (64 << 10)..=(1 << 40),
+        (1 << 20)..=(1 << 40),
     )?;
 
     let state_flag = flags.state_dir.as_ref().map(|_| "--state-dir");

@@ -193,17 +193,19 @@ fn the_relay_circuit_cap_has_a_default_a_floor_and_an_env_override() {
     let (_f, flags) = with_file("");
     let c = load_with_env(&flags, no_env()).unwrap();
     assert_eq!(c.network.relay_circuit_bytes, crate::network::DEFAULT_CIRCUIT_BYTES);
-    let e = err("[network]\nrelay_circuit_bytes = 1000\n");
+    // Below one request (up to 256 KiB) with room for the rest of a
+    // connection's traffic, nothing large could ever cross a circuit.
+    let e = err("[network]\nrelay_circuit_bytes = 65536\n");
     assert!(
-        e.contains("network.relay_circuit_bytes") && e.contains("between 65536"),
+        e.contains("network.relay_circuit_bytes") && e.contains("between 1048576"),
         "{e}"
     );
-    let (_f, flags) = with_file("[network]\nrelay_circuit_bytes = 65536\n");
+    let (_f, flags) = with_file("[network]\nrelay_circuit_bytes = 1048576\n");
     assert_eq!(
         load_with_env(&flags, no_env()).unwrap().network.relay_circuit_bytes,
-        65536
+        1 << 20
     );
     let (_f, flags) = with_file("");
-    let env = vec![("DCHAT_NETWORK_RELAY_CIRCUIT_BYTES".to_string(), "131072".to_string())];
-    assert_eq!(load_with_env(&flags, env).unwrap().network.relay_circuit_bytes, 131072);
+    let env = vec![("DCHAT_NETWORK_RELAY_CIRCUIT_BYTES".to_string(), "2097152".to_string())];
+    assert_eq!(load_with_env(&flags, env).unwrap().network.relay_circuit_bytes, 2 << 20);
 }

@@ -31,6 +31,7 @@ mod x25519;
 #[cfg(test)]
 mod tests;
 
+pub use ed25519::forget as forget_signer;
 pub use envelope::{
     mailbox_id, open, open_all, seal, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN,
     ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES, NOISE_PARAMS,

@@ -104,6 +104,17 @@ impl EncodeLabelValue for DropReason {
     }
 }
 
+/// Why a relay circuit closed: `byte_cap`, `time_cap` or `other` (either
+/// peer hung up or its connection went).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitCloseLabels {
+    pub reason: &'static str,
+}
+
+impl CircuitCloseLabels {
+    pub const REASONS: [&'static str; 3] = ["byte_cap", "time_cap", "other"];
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: DropReason,
@@ -172,10 +183,10 @@ pub struct Metrics {
     /// Relay: envelopes waiting in mailboxes, and their size.
     pub mailbox_entries: Gauge,
     pub mailbox_bytes: Gauge,
-    /// Relay: circuits opened between two peers, and circuits closed (at
-    /// their byte or time cap, or by either peer).
+    /// Relay: circuits opened between two peers, and circuits closed, by
+    /// reason.
     pub relay_circuits_opened: Counter,
-    pub relay_circuits_closed: Counter,
+    pub relay_circuits_closed: Family<CircuitCloseLabels, Counter>,
 
     /// Control calls by method, and how long each took to answer.
     pub control_requests: Family<MethodLabels, Counter>,
@@ -232,7 +243,7 @@ impl Metrics {
             mailbox_entries: Gauge::default(),
             mailbox_bytes: Gauge::default(),
             relay_circuits_opened: Counter::default(),
-            relay_circuits_closed: Counter::default(),
+            relay_circuits_closed: Family::default(),
             control_requests: Family::default(),
             control_request_duration: Family::new_with_constructor(control_histogram as fn() -> Histogram),
             errors: Family::default(),
@@ -309,7 +320,7 @@ impl Metrics {
         );
         r.register(
             "relay_circuits_closed",
-            "Circuits this relay carried that closed: at their byte or time cap, or by either peer",
+            "Circuits this relay carried that closed, by reason: byte_cap, time_cap, other (a peer or its connection went)",
             m.relay_circuits_closed.clone(),
         );
         r.register_with_unit(
@@ -359,6 +370,9 @@ impl Metrics {
             let labels = MethodLabels { method: info.method };
             drop(m.control_requests.get_or_create(&labels));
             drop(m.control_request_duration.get_or_create(&labels));
+        }
+        for reason in CircuitCloseLabels::REASONS {
+            drop(m.relay_circuits_closed.get_or_create(&CircuitCloseLabels { reason }));
         }
         for reason in DropReason::ALL {
             drop(m.messages_dropped.get_or_create(&ReasonLabels { reason }));

@@ -105,13 +105,19 @@ impl NetStats {
         }
     }
 
-    /// A circuit this relay carries opened (`true`) or closed.
-    fn count_circuit(&self, opened: bool) {
+    /// A circuit this relay carries opened.
+    fn count_circuit_opened(&self) {
         if let Some(m) = &self.metrics {
-            match opened {
-                true => m.relay_circuits_opened.inc(),
-                false => m.relay_circuits_closed.inc(),
-            };
+            m.relay_circuits_opened.inc();
+        }
+    }
+
+    /// A circuit this relay carried closed, for `reason`.
+    fn count_circuit_closed(&self, reason: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.relay_circuits_closed
+                .get_or_create(&crate::metrics::CircuitCloseLabels { reason })
+                .inc();
         }
     }
 

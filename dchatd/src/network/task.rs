@@ -57,6 +57,9 @@ pub(super) struct SwarmTask {
     /// Connected relays (announced role and the hop protocol) and the
     /// address each listens on, for circuits through them.
     relays: HashMap<PeerId, Multiaddr>,
+    /// Relay role: circuits open through this node, by (source,
+    /// destination), so that each closes once in the metrics.
+    circuits: HashMap<(PeerId, PeerId), u32>,
     /// Our reservations: the circuit listener on each relay.
     reservations: HashMap<PeerId, ListenerId>,
     /// autonat found this node reachable from outside: no reservation needed.
@@ -87,6 +90,7 @@ impl SwarmTask {
             reserve_on_relays,
             relay_server,
             relays: HashMap::new(),
+            circuits: HashMap::new(),
             reservations: HashMap::new(),
             public: false,
         }
@@ -377,16 +381,27 @@ impl SwarmTask {
                 dst_peer_id,
             }) => {
                 tracing::debug!(from = %src_peer_id, to = %dst_peer_id, "relay circuit opened");
-                self.stats.count_circuit(true);
+                *self.circuits.entry((src_peer_id, dst_peer_id)).or_default() += 1;
+                self.stats.count_circuit_opened();
             }
             BehaviourEvent::Relay(relay::Event::CircuitClosed {
                 src_peer_id,
                 dst_peer_id,
                 error,
             }) => {
-                let why = error.map_or_else(|| "closed by a peer".to_string(), |e| e.to_string());
-                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, why, "relay circuit closed");
-                self.stats.count_circuit(false);
+                // libp2p can report one circuit closed twice (its connection
+                // went, then its copy ended): only circuits still open count.
+                let pair = (src_peer_id, dst_peer_id);
+                let Some(open) = self.circuits.get_mut(&pair) else {
+                    return;
+                };
+                *open -= 1;
+                if *open == 0 {
+                    self.circuits.remove(&pair);
+                }
+                let reason = circuit_close_reason(error.as_ref());
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, reason, error = ?error, "relay circuit closed");
+                self.stats.count_circuit_closed(reason);
             }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
                 self.public = matches!(new, autonat::NatStatus::Public(_));
@@ -487,6 +502,17 @@ pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
 }
 
 /// The address to listen on or dial through `relay` at `addr`.
+/// Why libp2p's relay closed a circuit, as a metric label. Its byte cap is
+/// an error of kind `Other` with a message only (libp2p-relay's
+/// `copy_future`); the time cap is `TimedOut`.
+fn circuit_close_reason(error: Option<&std::io::Error>) -> &'static str {
+    match error {
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => "time_cap",
+        Some(e) if e.to_string().contains("circuit bytes") => "byte_cap",
+        _ => "other",
+    }
+}
+
 fn circuit_to(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
     let mut circuit = addr.clone();
     if peer_in(&circuit).is_none() {
@@ -520,6 +546,22 @@ pub(super) fn roles_in_agent(agent: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuits_close_for_their_caps_or_for_other_reasons() {
+        use std::io::{Error, ErrorKind};
+        // libp2p-relay 0.22's own errors for its caps.
+        assert_eq!(
+            circuit_close_reason(Some(&Error::other("Max circuit bytes reached."))),
+            "byte_cap"
+        );
+        assert_eq!(circuit_close_reason(Some(&ErrorKind::TimedOut.into())), "time_cap");
+        assert_eq!(
+            circuit_close_reason(Some(&ErrorKind::ConnectionAborted.into())),
+            "other"
+        );
+        assert_eq!(circuit_close_reason(None), "other");
+    }
 
     #[test]
     fn roles_come_from_the_agent_string() {

@@ -156,7 +156,13 @@ impl Draft {
         shared.outbox_kick.notify_one();
         if is_text {
             shared.metrics.messages_sent.inc();
-            shared.notify_stored(&row);
+            // Not handed over: by the time a follower prints it, the
+            // outbox may have moved it on (a follower reads it then).
+            shared.notify(Change::Dm {
+                account: row.account.clone(),
+                id: row.id,
+                row: None,
+            });
         }
         Ok(row)
     }
@@ -193,9 +199,13 @@ pub async fn deliver_outbox(node: Arc<Node>, shared: Arc<Shared>, stop: Cancella
             .await;
         let (due, next_attempt) = match taken {
             Ok((expired, due, next)) => {
-                for (account, id) in expired {
-                    tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
-                    shared.notify(Change::Dm { account, id, row: None });
+                for (account, id, moved) in expired {
+                    if moved {
+                        tracing::info!(account, id = %hex::encode(id), "undelivered message expired");
+                        shared.notify(Change::Dm { account, id, row: None });
+                    } else {
+                        tracing::debug!(account, id = %hex::encode(id), "expired envelope dropped (an acknowledgement, or acknowledged meanwhile)");
+                    }
                 }
                 (due, next)
             }

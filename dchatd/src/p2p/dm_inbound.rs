@@ -225,8 +225,9 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                 received_at_ms: now,
                 state: DeliveryState::Delivered,
             };
-            // Kept for followers only if it is new; the writer takes the row.
-            let shown = (shared.changes.receiver_count() > 0).then(|| row.clone());
+            // Kept for followers, handed over if it is new; the writer takes
+            // the row.
+            let shown = shared.handed(&row);
             let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
                 Ok(new) => new,
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
@@ -238,7 +239,7 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                 shared.notify(Change::Dm {
                     account,
                     id: msg.id,
-                    row: shown.map(Arc::new),
+                    row: shown,
                 });
                 Received::New
             } else {

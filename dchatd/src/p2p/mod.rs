@@ -63,14 +63,18 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Longest text a [`Change`] carries: the change channel keeps 4096 of
+/// them until the slowest follower has read them, so at most ~17 MiB.
+const HANDED_TEXT_BYTES: usize = 4096;
+
 /// Something a follower (`dchatctl dm list --follow`, `channel messages
 /// --follow`) should look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A DM of a local account arrived or changed state. `row` is the
-    /// message as just stored, when it was stored whole (sent or
-    /// received) and someone follows: followers then show it without
-    /// reading it back; on a change of state they read the row.
+    /// A DM of a local account arrived or changed state. `row` is a
+    /// received message as just stored (its state never changes after),
+    /// when someone follows and the text is short: followers then show it
+    /// without reading it back; otherwise they read the row.
     Dm {
         account: String,
         id: [u8; 16],
@@ -210,15 +214,11 @@ impl Shared {
         let _ = self.changes.send(change);
     }
 
-    /// Tells followers that `row` was stored, handing it to them when
-    /// anyone follows (only then is it copied).
-    fn notify_stored(&self, row: &MessageRow) {
-        let shown = (self.changes.receiver_count() > 0).then(|| Arc::new(row.clone()));
-        self.notify(Change::Dm {
-            account: row.account.clone(),
-            id: row.id,
-            row: shown,
-        });
+    /// A copy of a row just stored for followers to print, if anyone
+    /// follows and its text is at most [`HANDED_TEXT_BYTES`]: rows stay in
+    /// the channel's 4096 slots until every follower has read them.
+    fn handed(&self, row: &MessageRow) -> Option<Arc<MessageRow>> {
+        (self.changes.receiver_count() > 0 && row.text.len() <= HANDED_TEXT_BYTES).then(|| Arc::new(row.clone()))
     }
 }
 

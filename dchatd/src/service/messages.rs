@@ -75,6 +75,15 @@ impl Node {
         Ok(self.local_signer(user).await?.name)
     }
 
+    /// The registered name of the account `with` names (a name or an
+    /// identity key in hex, a leading `@` ignored), as `dm list --with`
+    /// takes it.
+    pub fn peer_name(self: &Arc<Self>, with: &str) -> Result<String, ServiceError> {
+        self.recipient(with.trim_start_matches('@'))
+            .map(|a| a.name)
+            .map_err(|_| ServiceError::NotFound(with.to_string()))
+    }
+
     /// A local account's direct messages, optionally with one peer only,
     /// in reading order.
     pub async fn list_dms(
@@ -84,22 +93,12 @@ impl Node {
     ) -> Result<Vec<MessageRow>, ServiceError> {
         let signer = self.local_signer(user).await?;
         let peer = match with {
-            Some(w) => Some(
-                self.recipient(w.trim_start_matches('@'))
-                    .map(|a| a.name)
-                    .map_err(|_| ServiceError::NotFound(w))?,
-            ),
+            Some(w) => Some(self.peer_name(&w)?),
             None => None,
         };
         let name = signer.name;
         self.with_db(move |db, _| Ok(db.list_messages(&name, peer.as_deref())?))
             .await
-    }
-
-    /// One stored direct message of a local account.
-    pub async fn dm(self: &Arc<Self>, account: &str, id: [u8; 16]) -> Result<Option<MessageRow>, ServiceError> {
-        let account = account.to_string();
-        self.with_db(move |db, _| Ok(db.message(&account, &id)?)).await
     }
 
     /// Stored direct messages of local accounts by (account, id), read

@@ -215,7 +215,10 @@ impl Node {
     }
 
     pub(crate) fn forget_signing_key(&self, id: &str) {
-        self.signing_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let removed = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Some(identity) = removed {
+            crate::messaging::forget_signer(&identity);
+        }
     }
 
     pub(crate) fn cache_signing_key(&self, id: String, identity: dchat_keyfile::Identity) {

@@ -3,7 +3,8 @@
 //!
 //! Messages arrive more than once (retries, several relays, replays): the
 //! insert reports whether the row is new, so each is shown once. Delivery
-//! states only move forward: sent → relayed → delivered.
+//! states only move forward: sent → relayed → delivered, or sent →
+//! expired (nothing took it in time) → delivered (a receipt came after all).
 
 use std::time::{Duration, UNIX_EPOCH};
 

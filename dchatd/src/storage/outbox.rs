@@ -229,20 +229,23 @@ impl Database {
         remove(self.conn(), envelope_id)
     }
 
-    /// Drops envelopes that expired undelivered, marks their messages
-    /// `expired` (unless a receipt came meanwhile) and returns
-    /// (account, message id) of each, so the caller can tell the sender.
-    pub fn drop_expired_outbox(&self, now_ms: u64) -> Result<Vec<(String, [u8; 16])>, StorageError> {
+    /// Drops envelopes that expired undelivered and marks their messages
+    /// `expired` (unless a receipt came meanwhile). Returns (account,
+    /// message id, whether the message became `expired`) of each; an
+    /// acknowledgement's envelope has no message.
+    pub fn drop_expired_outbox(&self, now_ms: u64) -> Result<Vec<(String, [u8; 16], bool)>, StorageError> {
         let tx = self.conn().unchecked_transaction()?;
         let dropped: Vec<(String, [u8; 16])> = tx
             .prepare_cached("DELETE FROM outbox WHERE expires_at <= ?1 RETURNING account, message_id")?
             .query_map([sql_i64(now_ms)?], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        for (account, id) in &dropped {
-            messages::advance(&tx, account, id, super::DeliveryState::Expired)?;
+        let mut out = Vec::with_capacity(dropped.len());
+        for (account, id) in dropped {
+            let moved = messages::advance(&tx, &account, &id, super::DeliveryState::Expired)?;
+            out.push((account, id, moved));
         }
         tx.commit()?;
-        Ok(dropped)
+        Ok(out)
     }
 
     pub fn count_outbox(&self) -> Result<u64, StorageError> {
@@ -340,9 +343,10 @@ mod tests {
         db.enqueue_outbox(&entry(2, 0, 5_000)).unwrap();
         let due = db.take_due_outbox(1_000, 10, &RetryPolicy::default()).unwrap();
         assert_eq!(due.iter().map(|e| e.envelope_id[0]).collect::<Vec<_>>(), vec![2]);
+        // No message goes with these envelopes: nothing became `expired`.
         assert_eq!(
             db.drop_expired_outbox(1_000).unwrap(),
-            vec![("alice".to_string(), [1; 16])]
+            vec![("alice".to_string(), [1; 16], false)]
         );
         assert_eq!(db.count_outbox().unwrap(), 1);
     }
@@ -357,8 +361,17 @@ mod tests {
         // Message 2 was acknowledged while its envelope waited (a receipt
         // for a copy that went through after all).
         db.mark_delivered("alice", "bob", &[[2; 16]]).unwrap();
-        // The same sweep at the same time finds nothing more.
-        assert_eq!(db.drop_expired_outbox(1_000).unwrap().len(), 2);
+        // Only message 1 becomes `expired`; the same sweep at the same time
+        // finds nothing more.
+        let mut swept = db.drop_expired_outbox(1_000).unwrap();
+        swept.sort();
+        assert_eq!(
+            swept,
+            vec![
+                ("alice".to_string(), [1; 16], true),
+                ("alice".to_string(), [2; 16], false)
+            ]
+        );
         assert_eq!(db.drop_expired_outbox(1_000).unwrap(), vec![]);
         let state = |id: u8| db.message("alice", &[id; 16]).unwrap().unwrap().state;
         assert_eq!(state(1), DeliveryState::Expired);

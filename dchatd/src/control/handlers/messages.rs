@@ -170,7 +170,7 @@ pub async fn stream(
             let account = node.local_signer_name(p.user).await.ok();
             Filter::Dms {
                 account: account.unwrap_or_default(),
-                with: p.with.map(|w| w.to_lowercase()),
+                with: p.with.map(|w| node.peer_name(&w).unwrap_or(w)),
             }
         }
         _ => {
@@ -210,6 +210,10 @@ pub async fn stream(
             }
         }
         for value in filter.fetch(node, batch).await {
+            if shutdown.is_cancelled() {
+                let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
+                return Flow::Close;
+            }
             let mut reply = Reply::ok(value);
             reply.continues = true;
             if conn.send(&reply).await.is_err() {
@@ -253,7 +257,11 @@ impl Filter {
                     .filter(|(_, _, row)| row.is_none())
                     .map(|(a, id, _)| (a.clone(), *id))
                     .collect();
-                let mut read = node.dms(wanted).await.unwrap_or_default().into_iter();
+                let read = node.dms(wanted).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "a follower cannot read the messages that changed");
+                    Vec::new()
+                });
+                let mut read = read.into_iter();
                 ours.into_iter()
                     .filter_map(|(_, _, row)| match row {
                         Some(row) => Some(row),
