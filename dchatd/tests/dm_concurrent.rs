@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dchat_testkit::{bin, call, Daemon};
+use dchat_testkit::{bin, call, Daemon, RawConn, Recv};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
@@ -222,4 +222,80 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
     }
     drop(db);
     assert!(daemon.is_running());
+}
+
+#[test]
+fn a_follower_that_falls_behind_gets_the_whole_list_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut daemon = Daemon::builder().dev(&state).notify(true).spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let socket = daemon.socket_path().to_owned();
+    for name in ["alice", "bob"] {
+        let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
+        assert!(created.get("error").is_none(), "{created}");
+    }
+    // Bob's follower subscribes, then reads nothing: once the socket's
+    // buffer is full the daemon cannot hand it changes, and the change
+    // channel (4096 slots) overflows while alice sends. Each DM is three
+    // changes (sent, received, delivered).
+    let mut follower = RawConn::connect(&socket).unwrap();
+    follower
+        .send_frame(r#"{"method":"io.dchat.Messages.ListDms","parameters":{"user":"bob"},"more":true}"#)
+        .unwrap();
+    const SENDS: usize = 3000;
+    let text = "x".repeat(2000);
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (socket, text) = (socket.clone(), text.clone());
+            std::thread::spawn(move || {
+                for i in (t..SENDS).step_by(THREADS) {
+                    let sent = call(
+                        &socket,
+                        "io.dchat.Messages.SendDm",
+                        json!({ "from": "alice", "to": "bob", "text": format!("{i} {text}") }),
+                    );
+                    assert!(sent.get("error").is_none(), "{sent}");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+
+    // Read at last, once bob has every message: each is printed, none lost.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wanted: HashSet<String> = loop {
+        let have: HashSet<String> = dms(&socket, "bob")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        if have.len() == SENDS {
+            break have;
+        }
+        assert!(Instant::now() < deadline, "bob has {} of {SENDS}", have.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !wanted.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower printed {} of bob's {SENDS} messages",
+            wanted.intersection(&seen).count()
+        );
+        match follower.recv(Duration::from_secs(5)) {
+            Recv::Frame(frame) => {
+                let reply: Value = serde_json::from_str(&frame).unwrap();
+                assert!(reply.get("error").is_none(), "{reply}");
+                for m in reply["parameters"]["messages"].as_array().unwrap() {
+                    seen.insert(m["id"].as_str().unwrap().to_string());
+                }
+            }
+            other => panic!("the stream ended: {other:?}"),
+        }
+    }
+    // It did fall behind (the daemon finds out when it reads again).
+    daemon.wait_log(&["a follower fell behind"], Duration::from_secs(10));
 }

@@ -160,6 +160,7 @@ pub async fn stream(
         Ok(v) => v,
         Err(reply) => return send_last(conn, reply).await,
     };
+    let relist = params.clone();
     let filter = match method {
         api::LIST_DMS => {
             let p: api::ListDms = match parse(params) {
@@ -188,24 +189,35 @@ pub async fn stream(
     }
     loop {
         let change = tokio::select! {
-            c = changes.recv() => c,
+            biased;
             _ = shutdown.cancelled() => {
                 let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
                 return Flow::Close;
             }
             _ = conn.closed() => return Flow::Close,
+            c = changes.recv() => c,
         };
         let mut batch = match change {
             Ok(change) => vec![change],
-            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Lagged(missed)) => {
+                if let Some(flow) = list_again(node, conn, method, &relist, missed).await {
+                    return flow;
+                }
+                continue;
+            }
             Err(RecvError::Closed) => return Flow::Close,
         };
         // What else is waiting already is looked at together: the rows a
         // burst of changes needs are read in one go.
+        let mut missed = 0;
         while batch.len() < FOLLOW_BATCH {
             match changes.try_recv() {
                 Ok(change) => batch.push(change),
-                Err(TryRecvError::Lagged(_)) => continue,
+                // Changes missed: the whole list follows this batch.
+                Err(TryRecvError::Lagged(n)) => {
+                    missed = n;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -220,6 +232,27 @@ pub async fn stream(
                 return Flow::Close;
             }
         }
+        if missed > 0 {
+            if let Some(flow) = list_again(node, conn, method, &relist, missed).await {
+                return flow;
+            }
+        }
+    }
+}
+
+/// A follower fell behind the change channel's 4096 slots and `missed`
+/// changes are gone: rather than lose messages, it gets the whole list
+/// again (a reply may always hold messages it has seen). Some(flow) when
+/// the stream ends.
+async fn list_again(node: &Arc<Node>, conn: &mut Conn, method: &str, params: &Value, missed: u64) -> Option<Flow> {
+    tracing::warn!(missed, "a follower fell behind; sending it the whole list again");
+    match call(node, method, params.clone()).await {
+        Ok(list) => {
+            let mut reply = Reply::ok(list);
+            reply.continues = true;
+            conn.send(&reply).await.is_err().then_some(Flow::Close)
+        }
+        Err(reply) => Some(send_last(conn, reply).await),
     }
 }
 
