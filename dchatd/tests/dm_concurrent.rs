@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -48,6 +48,20 @@ fn drain(rx: &mpsc::Receiver<Value>, into: &mut Vec<Value>) {
     into.extend(rx.try_iter());
 }
 
+/// A `dchatd --dev` in a temporary directory (its state in `state/`)
+/// hosting alice and bob; and its socket.
+fn alice_and_bob() -> (tempfile::TempDir, Daemon, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::builder().dev(tmp.path().join("state")).notify(true).spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let socket = daemon.socket_path().to_owned();
+    for name in ["alice", "bob"] {
+        let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
+        assert!(created.get("error").is_none(), "{created}");
+    }
+    (tmp, daemon, socket)
+}
+
 fn dms(socket: &Path, user: &str) -> Vec<Value> {
     let reply = call(socket, "io.dchat.Messages.ListDms", json!({ "user": user }));
     reply["parameters"]["messages"].as_array().unwrap().clone()
@@ -55,15 +69,8 @@ fn dms(socket: &Path, user: &str) -> Vec<Value> {
 
 #[test]
 fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, mut daemon, socket) = alice_and_bob();
     let state = tmp.path().join("state");
-    let mut daemon = Daemon::builder().dev(&state).notify(true).spawn();
-    daemon.wait_ready(Duration::from_secs(30));
-    let socket = daemon.socket_path().to_owned();
-    for name in ["alice", "bob"] {
-        let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
-        assert!(created.get("error").is_none(), "{created}");
-    }
 
     // One DM first; both then follow their DMs, and have subscribed once
     // each has printed its first list, which holds it.
@@ -226,15 +233,7 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
 
 #[test]
 fn a_follower_that_falls_behind_gets_the_whole_list_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let mut daemon = Daemon::builder().dev(&state).notify(true).spawn();
-    daemon.wait_ready(Duration::from_secs(30));
-    let socket = daemon.socket_path().to_owned();
-    for name in ["alice", "bob"] {
-        let created = call(&socket, "io.dchat.Accounts.Create", json!({ "name": name }));
-        assert!(created.get("error").is_none(), "{created}");
-    }
+    let (_tmp, daemon, socket) = alice_and_bob();
     // Bob's follower subscribes, then reads nothing: once the socket's
     // buffer is full the daemon cannot hand it changes, and the change
     // channel (4096 slots) overflows while alice sends. Each DM is three
