@@ -28,7 +28,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dchat_keyfile::Identity;
-use dchatd::messaging::{mailbox_id, open, open_all, seal, Content, DirectMessage, Envelope};
+use dchatd::messaging::{mailbox_id, new_message_id, open, open_all, seal, Content, DirectMessage, Envelope};
 use dchatd::storage::{
     Database, DeliveryState, Direction, DmWrite, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
     Synchronous,
@@ -113,15 +113,10 @@ fn main() {
                 DmWrite::Outgoing(Some(row), entry)
             })
             .collect();
-        let start = Instant::now();
-        for batch in writes.chunks(GROUP) {
-            let outcomes = grouped.write_dms(batch).expect("insert");
-            assert!(outcomes.iter().all(|new| matches!(new, Ok(true))));
-        }
-        report(
+        group_commits(
+            &grouped,
+            &writes,
             &format!("store outgoing, group commits of {GROUP}, sync={label}"),
-            n,
-            start.elapsed(),
         );
         grouped.close().expect("close");
 
@@ -155,18 +150,24 @@ fn main() {
         let arrivals: Vec<DmWrite> = (HISTORY..HISTORY + n)
             .map(|i| DmWrite::Incoming(incoming(id_of(i), i)))
             .collect();
-        let start = Instant::now();
-        for batch in arrivals.chunks(GROUP) {
-            let outcomes = db.write_dms(batch).expect("insert");
-            assert!(outcomes.iter().all(|new| matches!(new, Ok(true))));
-        }
-        report(
+        group_commits(
+            &db,
+            &arrivals,
             &format!("arrivals after {HISTORY} messages, group commits of {GROUP}, sync=full, {ids}"),
-            n,
-            start.elapsed(),
         );
         db.close().expect("close");
     }
+}
+
+/// Stores `writes`, each new, in group commits of [`GROUP`], and reports
+/// the time per write as `what`.
+fn group_commits(db: &Database, writes: &[DmWrite], what: &str) {
+    let start = Instant::now();
+    for batch in writes.chunks(GROUP) {
+        let outcomes = db.write_dms(batch).expect("insert");
+        assert!(outcomes.iter().all(|new| matches!(new, Ok(true))));
+    }
+    report(what, writes.len(), start.elapsed());
 }
 
 /// A random id, as message ids were before they started with their time.
@@ -176,12 +177,9 @@ fn random_id(_: usize) -> [u8; 16] {
     id
 }
 
-/// An id as `new_message_id` makes them, for the `i`th message of a
-/// conversation sent one per millisecond.
+/// The id of the `i`th message of a conversation sent one per millisecond.
 fn timed_id(i: usize) -> [u8; 16] {
-    let mut id = random_id(i);
-    id[..6].copy_from_slice(&(NOW_MS + i as u64).to_be_bytes()[2..]);
-    id
+    new_message_id(NOW_MS + i as u64).expect("randomness")
 }
 
 fn incoming(id: [u8; 16], i: usize) -> MessageRow {

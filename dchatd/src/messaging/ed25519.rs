@@ -14,13 +14,12 @@
 //! identity's (which cannot happen for a seed dalek took), or a signing
 //! that fails inside aws-lc, falls back to dalek.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use dchat_keyfile::Identity;
 
-use crate::ledger::codec::sha256;
+use super::kept::KeptBySecret;
 
 /// Key pairs kept; beyond, the memory starts afresh.
 const KEPT: usize = 1024;
@@ -36,41 +35,17 @@ pub(super) fn sign(sender: &Identity, msg: &[u8]) -> [u8; 64] {
 
 /// Drops the key pair kept for `identity`, if any.
 pub fn forget(identity: &Identity) {
-    let id = sha256(&identity.identity_secret()[..]);
-    if let Some(kept) = kept().lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        kept.remove(&id);
-    }
+    KEPT_PAIRS.forget(&identity.identity_secret()[..]);
 }
 
-type KeptPairs = Mutex<Option<HashMap<[u8; 32], Arc<Ed25519KeyPair>>>>;
-
-fn kept() -> &'static KeptPairs {
-    static KEPT_PAIRS: KeptPairs = Mutex::new(None);
-    &KEPT_PAIRS
-}
+static KEPT_PAIRS: KeptBySecret<Arc<Ed25519KeyPair>> = KeptBySecret::new(KEPT);
 
 fn key_pair(sender: &Identity) -> Option<Arc<Ed25519KeyPair>> {
     let seed = sender.identity_secret();
-    let id = sha256(&seed[..]);
-    let found = {
-        let mut kept = kept().lock().unwrap_or_else(|p| p.into_inner());
-        kept.get_or_insert_with(HashMap::new).get(&id).cloned()
-    };
-    if found.is_some() {
-        return found;
-    }
-    let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..]).ok()?;
-    if pair.public_key().as_ref() != sender.identity_public() {
-        return None;
-    }
-    let pair = Arc::new(pair);
-    let mut kept = kept().lock().unwrap_or_else(|p| p.into_inner());
-    let kept = kept.get_or_insert_with(HashMap::new);
-    if kept.len() >= KEPT {
-        kept.clear();
-    }
-    kept.insert(id, pair.clone());
-    Some(pair)
+    KEPT_PAIRS.get_or_make(&seed[..], || {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..]).ok()?;
+        (pair.public_key().as_ref() == sender.identity_public()).then(|| Arc::new(pair))
+    })
 }
 
 #[cfg(test)]
@@ -105,8 +80,7 @@ mod tests {
     #[test]
     fn a_forgotten_identity_s_key_pair_is_dropped() {
         let sender = Identity::generate().unwrap();
-        let id = sha256(&sender.identity_secret()[..]);
-        let held = || kept().lock().unwrap().as_ref().is_some_and(|k| k.contains_key(&id));
+        let held = || KEPT_PAIRS.holds(&sender.identity_secret()[..]);
         sign(&sender, b"hello");
         assert!(held());
         forget(&sender);

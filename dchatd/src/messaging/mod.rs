@@ -23,6 +23,7 @@
 
 mod ed25519;
 mod envelope;
+mod kept;
 mod mailbox;
 mod post;
 mod wire;

@@ -58,22 +58,15 @@ pub enum MessagingError {
     Random(String),
 }
 
-/// A fresh 16-byte message or post id: the time in milliseconds since the
-/// Unix epoch (48 bits, big-endian) and 80 random bits, as in a UUIDv7.
+/// A fresh 16-byte message or post id sent at `now_ms`: that time in
+/// milliseconds since the Unix epoch (48 bits, big-endian) and 80 random
+/// bits, as in a UUIDv7.
 /// Ids are unique by their random part; the time in front makes each
 /// node's ids grow, so the indexes keyed by them (a message's
 /// `(account, id)`, a post's id) take new ones at their end instead of
 /// rewriting a page somewhere in the middle for each. The time is no news
 /// to anyone who sees an id: messages and posts carry their send time.
-pub fn new_message_id() -> Result<[u8; 16], MessagingError> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    message_id_at(now_ms)
-}
-
-/// [`new_message_id`] at `now_ms`.
-pub(crate) fn message_id_at(now_ms: u64) -> Result<[u8; 16], MessagingError> {
+pub fn new_message_id(now_ms: u64) -> Result<[u8; 16], MessagingError> {
     let mut id = [0u8; 16];
     id[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
     getrandom::fill(&mut id[6..]).map_err(|e| MessagingError::Random(e.to_string()))?;

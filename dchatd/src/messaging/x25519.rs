@@ -36,7 +36,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use zeroize::Zeroizing;
 
-use crate::ledger::codec::sha256;
+use super::kept::KeptBySecret;
 
 const KEY_LEN: usize = 32;
 /// Results kept per generation; at this many a new generation starts and
@@ -103,7 +103,7 @@ impl Dh for FastX25519 {
         let found = match privkey.get(..KEY_LEN) {
             Some(bytes) => {
                 self.private.copy_from_slice(bytes);
-                remembered().static_key(&self.private)
+                static_key(&self.private)
             }
             None => None,
         };
@@ -182,9 +182,17 @@ struct Remembered {
     /// Pairs seen once and not remembered (yet), by a keyed hash.
     seen_once: HashSet<u64>,
     seen_hasher: RandomState,
-    /// Static keys in aws-lc's form, with their public halves, by SHA-256
-    /// of the private key.
-    keys: HashMap<[u8; 32], (Arc<PrivateKey>, [u8; KEY_LEN])>,
+}
+
+/// Static keys in aws-lc's form, with their public halves.
+static STATIC_KEYS: KeptBySecret<(Arc<PrivateKey>, [u8; KEY_LEN])> = KeptBySecret::new(REMEMBERED);
+
+/// aws-lc's form of a static key and its public half, made once.
+fn static_key(private: &Secret) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
+    STATIC_KEYS.get_or_make(&private[..], || {
+        let (key, public) = key_pair(private)?;
+        Some((Arc::new(key), public))
+    })
 }
 
 fn remembered() -> RememberedHandle {
@@ -198,22 +206,6 @@ impl RememberedHandle {
     fn with<T>(&self, f: impl FnOnce(&mut Remembered) -> T) -> T {
         let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
         f(guard.get_or_insert_with(Remembered::default))
-    }
-
-    fn static_key(&self, private: &Secret) -> Option<(Arc<PrivateKey>, [u8; KEY_LEN])> {
-        let id = sha256(&private[..]);
-        if let Some(found) = self.with(|r| r.keys.get(&id).cloned()) {
-            return Some(found);
-        }
-        let (key, public) = key_pair(private)?;
-        let found = (Arc::new(key), public);
-        self.with(|r| {
-            if r.keys.len() >= REMEMBERED {
-                r.keys.clear();
-            }
-            r.keys.insert(id, found.clone());
-        });
-        Some(found)
     }
 
     fn shared(&self, key: &PrivateKey, own: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<Arc<Secret>> {

@@ -501,7 +501,6 @@ pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-/// The address to listen on or dial through `relay` at `addr`.
 /// Why libp2p's relay closed a circuit, as a metric label. Its byte cap is
 /// an error of kind `Other` with a message only (libp2p-relay's
 /// `copy_future`); the time cap is `TimedOut`.
@@ -513,6 +512,7 @@ fn circuit_close_reason(error: Option<&std::io::Error>) -> &'static str {
     }
 }
 
+/// The address to listen on or dial through `relay` at `addr`.
 fn circuit_to(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
     let mut circuit = addr.clone();
     if peer_in(&circuit).is_none() {

@@ -164,8 +164,9 @@ pub(crate) async fn publish(
     channel: &str,
     text: &str,
 ) -> Result<ChannelPostRow, ServiceError> {
-    let id = crate::messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let post = ChannelPost::create(identity, id, channel, author, now_ms(), text)
+    let now = now_ms();
+    let id = crate::messaging::new_message_id(now).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let post = ChannelPost::create(identity, id, channel, author, now, text)
         .map_err(|e| ServiceError::InvalidParameter(e.to_string()))?;
     check_against_chain(node, &post).map_err(|r| ServiceError::NotPermitted(r.reason()))?;
     let row = row_of(&post, channel, now_ms());

@@ -89,7 +89,7 @@ pub(crate) async fn draft(
         Content::Delivered(_) => (0, now_ms()),
         Content::Text(_) => shared.next_seq(node, from_name, &to.name).await?,
     };
-    let id = messaging::new_message_id().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let id = messaging::new_message_id(now).map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(Draft {
         from: from.clone(),
         messaging_key: to.messaging_key,

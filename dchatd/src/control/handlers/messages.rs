@@ -182,18 +182,13 @@ pub async fn stream(
             Filter::Channel(p.channel.trim_start_matches('#').to_lowercase())
         }
     };
-    let mut reply = Reply::ok(first);
-    reply.continues = true;
-    if conn.send(&reply).await.is_err() {
+    if !send_more(conn, first).await {
         return Flow::Close;
     }
     loop {
         let change = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
-                return Flow::Close;
-            }
+            _ = shutdown.cancelled() => return shutting_down(conn).await,
             _ = conn.closed() => return Flow::Close,
             c = changes.recv() => c,
         };
@@ -223,12 +218,9 @@ pub async fn stream(
         }
         for value in filter.fetch(node, batch).await {
             if shutdown.is_cancelled() {
-                let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
-                return Flow::Close;
+                return shutting_down(conn).await;
             }
-            let mut reply = Reply::ok(value);
-            reply.continues = true;
-            if conn.send(&reply).await.is_err() {
+            if !send_more(conn, value).await {
                 return Flow::Close;
             }
         }
@@ -247,13 +239,23 @@ pub async fn stream(
 async fn list_again(node: &Arc<Node>, conn: &mut Conn, method: &str, params: &Value, missed: u64) -> Option<Flow> {
     tracing::warn!(missed, "a follower fell behind; sending it the whole list again");
     match call(node, method, params.clone()).await {
-        Ok(list) => {
-            let mut reply = Reply::ok(list);
-            reply.continues = true;
-            conn.send(&reply).await.is_err().then_some(Flow::Close)
-        }
+        Ok(list) => (!send_more(conn, list).await).then_some(Flow::Close),
         Err(reply) => Some(send_last(conn, reply).await),
     }
+}
+
+/// Sends one reply of a stream (`"continues": true`); false when the
+/// client is gone.
+async fn send_more(conn: &mut Conn, value: Value) -> bool {
+    let mut reply = Reply::ok(value);
+    reply.continues = true;
+    conn.send(&reply).await.is_ok()
+}
+
+/// Ends a stream because the daemon stops.
+async fn shutting_down(conn: &mut Conn) -> Flow {
+    let _ = conn.send(&Reply::error(dchat_errors::SHUTTING_DOWN, json!({}))).await;
+    Flow::Close
 }
 
 /// Most changes a follower looks at together.
