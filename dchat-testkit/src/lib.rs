@@ -28,6 +28,7 @@
 mod builder;
 mod daemon;
 mod locks;
+mod metrics;
 mod notify;
 mod raw;
 
@@ -37,6 +38,7 @@ use std::process::{Command, Output};
 pub use builder::DaemonBuilder;
 pub use daemon::Daemon;
 pub use locks::record_lock_held;
+pub use metrics::{metrics_addr, scrape_value};
 pub use nix::sys::signal::Signal;
 pub use notify::{Notification, NotifySocket};
 pub use raw::{call, raw_call, raw_call_as, RawConn, Recv, CALL_TIMEOUT};

@@ -299,6 +299,64 @@ fn dms_wait_in_a_relay_mailbox_across_a_relay_restart_and_arrive_in_order_once()
 }
 
 #[test]
+fn a_mailbox_larger_than_a_fetch_answer_is_drained_whole() {
+    // 320 DMs of 20 KB while bob is away, sent from 4 threads at once so
+    // that messages waiting together share envelopes: more than 6 MB for
+    // bob's mailbox, more than one fetch answer (4 MiB) can carry.
+    let net = small_net("2");
+    let (dir, d) = (net.dir.clone(), net.d());
+    alice_on_user1_and_bob_on_user2(&dir);
+    ok(&["testnet", "down", &d, "user2"]);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let socket = sock(&dir, "user1");
+            std::thread::spawn(move || {
+                for i in 0..80 {
+                    let text = format!("away {t} {i:02} {}", "y".repeat(20_000));
+                    ok(&["--socket", &socket, "dm", "send", "bob", &text]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let away = |list: Vec<Value>| -> Vec<Value> {
+        list.into_iter()
+            .filter(|m| m["text"].as_str().unwrap().starts_with("away "))
+            .collect()
+    };
+    wait_for("the relay to hold all of them", WAIT, || {
+        away(dms(&dir, "user1"))
+            .iter()
+            .all(|m| m["state"] == "relayed")
+            .then_some(())
+    });
+
+    ok(&["testnet", "up", &d, "user2"]);
+    let got = wait_for("bob to fetch all of them", WAIT, || {
+        let got = away(dms(&dir, "user2"));
+        (got.len() >= 320).then_some(got)
+    });
+    // Each once, and each thread's in the order it sent them.
+    let got = texts(&got);
+    assert_eq!(got.len(), 320);
+    for t in 0..4 {
+        let mine: Vec<&String> = got.iter().filter(|x| x.starts_with(&format!("away {t} "))).collect();
+        let expected: Vec<String> = (0..80)
+            .map(|i| format!("away {t} {i:02} {}", "y".repeat(20_000)))
+            .collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "thread {t}");
+    }
+    wait_for("alice to see all of them `delivered`", WAIT, || {
+        away(dms(&dir, "user1"))
+            .iter()
+            .all(|m| m["state"] == "delivered")
+            .then_some(())
+    });
+}
+
+#[test]
 fn a_channel_across_three_nodes_create_join_post_read_follow() {
     let net = small_net("3");
     let dir = net.dir.clone();

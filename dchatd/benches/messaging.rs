@@ -4,6 +4,9 @@
 //! - open: Noise decrypt + verify, one at a time, and in parts of 16 whose
 //!   signatures are checked together (`open_all`), as a recipient opens a
 //!   `DeliverBatch` split over two cores;
+//! - seal and open `SHARED` messages of one conversation per envelope
+//!   (`seal_many`), as a sender under load seals them (ADR 0017): one
+//!   Noise handshake for all, each message still signed and checked;
 //! - sender storage: the message row and its outbox row in one transaction
 //!   (`insert_outgoing`), as a lone send does before it acknowledges; and
 //!   the same in group commits of 64 (`write_dms`), as sends and arrivals
@@ -28,7 +31,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dchat_keyfile::Identity;
-use dchatd::messaging::{mailbox_id, new_message_id, open, open_all, seal, Content, DirectMessage, Envelope};
+use dchatd::messaging::{
+    mailbox_id, new_message_id, open, open_all, seal, seal_many, Content, DirectMessage, Envelope,
+};
 use dchatd::storage::{
     Database, DeliveryState, Direction, DmWrite, MailboxQuota, MessageRow, OutboxEntry, RelayEnvelope, StorageOptions,
     Synchronous,
@@ -37,6 +42,8 @@ use dchatd::storage::{
 const TEXT_BYTES: usize = 1024;
 /// Envelopes opened together: a 32-envelope batch split over 2 cores.
 const OPEN_PART: usize = 16;
+/// Messages per envelope in the shared-envelope measurement.
+const SHARED: usize = 16;
 /// Messages already stored before the arrivals measurement.
 const HISTORY: usize = 50_000;
 /// Writes per group commit in the grouped measurement.
@@ -87,6 +94,26 @@ fn main() {
     }
     report(&format!("open, {OPEN_PART} together"), n, start.elapsed());
 
+    let start = Instant::now();
+    let shared: Vec<Envelope> = messages
+        .chunks(SHARED)
+        .map(|part| seal_many(&alice, part, &bob.messaging_public(), NOW_MS + 86_400_000).expect("seal"))
+        .collect();
+    report(&format!("seal, {SHARED} to an envelope"), n, start.elapsed());
+    let start = Instant::now();
+    let mut opened = 0;
+    for part in shared.chunks(2) {
+        for got in open_all(part.iter().map(|env| (&bob, env))) {
+            opened += black_box(got.expect("open")).len();
+        }
+    }
+    assert_eq!(opened, n);
+    report(
+        &format!("open, {SHARED} to an envelope, 2 envelopes together"),
+        n,
+        start.elapsed(),
+    );
+
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Database::open(&dir.path().join("bench.db"), &StorageOptions { synchronous: sync }).expect("db");
@@ -95,7 +122,7 @@ fn main() {
         let start = Instant::now();
         for (m, env) in messages.iter().zip(&envelopes) {
             let (row, entry) = outgoing_rows(m, env);
-            assert!(db.insert_outgoing(&row, &entry).expect("insert"));
+            assert!(db.insert_outgoing(&[row], &entry).expect("insert"));
         }
         report(
             &format!("store outgoing (message + outbox), sync={label}"),
@@ -110,7 +137,7 @@ fn main() {
             .zip(&envelopes)
             .map(|(m, env)| {
                 let (row, entry) = outgoing_rows(m, env);
-                DmWrite::Outgoing(Some(row), entry)
+                DmWrite::Outgoing(vec![row], entry)
             })
             .collect();
         group_commits(
@@ -231,7 +258,7 @@ fn outgoing_rows(m: &DirectMessage, env: &Envelope) -> (MessageRow, OutboxEntry)
     let entry = OutboxEntry {
         envelope_id: env.id(),
         account: m.from.clone(),
-        message_id: m.id,
+        message_ids: vec![m.id],
         mailbox: mailbox_id(&m.to_key),
         envelope: env.encode(),
         expires_at_ms: env.expires_at_ms,

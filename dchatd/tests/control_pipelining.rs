@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dchat_testkit::{call, Daemon};
+use dchat_testkit::{call, metrics_addr, scrape_value, Daemon};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
@@ -164,20 +163,6 @@ fn pipelined_calls_are_answered_in_order_and_see_what_came_before() {
     assert!(daemon.is_running());
 }
 
-/// The value of `series` in a classic-format scrape of `addr`'s /metrics.
-fn scrape(addr: SocketAddr, series: &str) -> f64 {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 #[test]
 fn pipelined_reads_run_beside_a_read_that_waits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -188,19 +173,13 @@ fn pipelined_reads_run_beside_a_read_that_waits() {
         .notify(true)
         .spawn();
     daemon.wait_ready(START);
-    let line = daemon.wait_log(&["HTTP listener bound", "metrics.listen"], START);
-    let metrics: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let metrics = metrics_addr(&daemon, START);
     let socket = daemon.socket_path().to_owned();
     for name in ["alice", "bob"] {
         ok(&call(&socket, "io.dchat.Accounts.Create", json!({ "name": name })));
     }
     let status = "dchat_control_requests_total{method=\"io.dchat.Daemon.Status\"}";
-    let before = scrape(metrics, status);
+    let before = scrape_value(metrics, status);
 
     // Another writer holds the database: the daemon's next write waits for
     // it, and every database call of the daemon waits behind that write.
@@ -222,7 +201,7 @@ fn pipelined_reads_run_beside_a_read_that_waits() {
         ],
     );
     let deadline = Instant::now() + Duration::from_secs(3);
-    while scrape(metrics, status) <= before {
+    while scrape_value(metrics, status) <= before {
         assert!(
             Instant::now() < deadline,
             "Status, pipelined behind a waiting ListDms, did not run"

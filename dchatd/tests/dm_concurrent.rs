@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dchat_testkit::{bin, call, Daemon, RawConn, Recv};
+use dchat_testkit::{bin, call, metrics_addr, scrape_value, Daemon, RawConn, Recv};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
@@ -48,11 +48,15 @@ fn drain(rx: &mpsc::Receiver<Value>, into: &mut Vec<Value>) {
     into.extend(rx.try_iter());
 }
 
-/// A `dchatd --dev` in a temporary directory (its state in `state/`)
-/// hosting alice and bob; and its socket.
+/// A `dchatd --dev` in a temporary directory (its state in `state/`,
+/// metrics on a free port) hosting alice and bob; and its socket.
 fn alice_and_bob() -> (tempfile::TempDir, Daemon, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::builder().dev(tmp.path().join("state")).notify(true).spawn();
+    let mut daemon = Daemon::builder()
+        .dev(tmp.path().join("state"))
+        .env("DCHAT_METRICS_LISTEN", "127.0.0.1:0")
+        .notify(true)
+        .spawn();
     daemon.wait_ready(Duration::from_secs(30));
     let socket = daemon.socket_path().to_owned();
     for name in ["alice", "bob"] {
@@ -71,6 +75,7 @@ fn dms(socket: &Path, user: &str) -> Vec<Value> {
 fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
     let (tmp, mut daemon, socket) = alice_and_bob();
     let state = tmp.path().join("state");
+    let metrics = metrics_addr(&daemon, Duration::from_secs(30));
 
     // One DM first; both then follow their DMs, and have subscribed once
     // each has printed its first list, which holds it.
@@ -112,6 +117,16 @@ fn concurrent_sends_of_one_conversation_keep_order_and_arrive_once() {
         s.join().unwrap();
     }
     let total = THREADS * EACH;
+    // Sends that were waiting together shared envelopes: fewer envelopes
+    // were sealed than messages (texts and acknowledgements).
+    let sealed = scrape_value(metrics, "dchat_dm_messages_sealed_total");
+    let envelopes = scrape_value(metrics, "dchat_dm_envelopes_sealed_total");
+    assert!(sealed > total as f64, "{sealed} messages sealed");
+    assert!(
+        envelopes < sealed,
+        "{sealed} messages sealed into as many envelopes: none shared one"
+    );
+    eprintln!("{sealed} messages sealed into {envelopes} envelopes");
     // With the first DM.
     let all = total + 1;
 

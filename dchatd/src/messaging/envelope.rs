@@ -8,8 +8,13 @@
 //! and expiry) into the handshake, so a relay that changes either breaks
 //! decryption instead of silently re-addressing or extending it.
 //!
+//! One envelope may carry several messages of one conversation (the same
+//! sender and recipient), each signed on its own: they share the Noise
+//! handshake, so its X25519 work is paid once for all of them (ADR 0017).
+//! An envelope of one message is the format of ADR 0009 unchanged.
+//!
 //! A Noise message is at most 65535 bytes and a text may be 64 KiB, so the
-//! plaintext `len:u32 ‖ signed message` is cut into the handshake message
+//! plaintext `len:u32 ‖ signed message…` is cut into the handshake message
 //! and, when needed, further transport messages of the same session. Each
 //! is written `u32`-length-prefixed into [`Envelope::ciphertext`]; their
 //! nonces fix the order, and the leading length makes a dropped tail frame
@@ -17,6 +22,8 @@
 //!
 //! ```text
 //! message  "dchat-dm/1" id[16] from to…  (see DirectMessage::write)
+//! signed   message signature[64]
+//! plain    len:u32 signed… (len: the bytes of every signed message)
 //! envelope "dchat-env/1" mailbox[32] expires_at_ms:u64 ciphertext:bytes
 //! ```
 
@@ -66,6 +73,14 @@ const NEXT_CHUNK: usize = NOISE_MAX_MSG - TAG_LEN;
 /// and acknowledgements have the same largest size (tag, count, 64 KiB).
 const MAX_SIGNED_DM_BYTES: usize =
     DM_MAGIC.len() + 16 + (4 + MAX_NAME_BYTES) + 32 + (4 + MAX_NAME_BYTES) + 32 + 8 + 8 + 1 + 4 + MAX_TEXT_BYTES + 64;
+/// Most messages one envelope carries. Each costs its recipient a
+/// signature check, so this bounds what a forged envelope can make it do.
+pub const MAX_DMS_PER_ENVELOPE: usize = 64;
+/// Most bytes of signed messages one envelope carries: as many as the
+/// largest single message, so an envelope of several is never larger than
+/// one of one could be.
+pub const MAX_SIGNED_BYTES_PER_ENVELOPE: usize = MAX_SIGNED_DM_BYTES;
+
 /// Envelope bytes before the ciphertext: tag, mailbox, expiry, length.
 const ENVELOPE_HEADER: usize = ENVELOPE_MAGIC.len() + 32 + 8 + 4;
 const MAX_CIPHERTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - ENVELOPE_HEADER;
@@ -112,7 +127,7 @@ pub struct Envelope {
     pub ciphertext: Vec<u8>,
 }
 
-/// A verified, decrypted direct message.
+/// A verified, decrypted direct message (one of those its envelope carried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     pub message: DirectMessage,
@@ -195,6 +210,22 @@ impl DirectMessage {
         check_len("from", self.from.len(), MAX_NAME_BYTES)?;
         check_len("to", self.to.len(), MAX_NAME_BYTES)?;
         self.content.check_caps()
+    }
+
+    /// Its length signed, in an envelope's plaintext: the encoding and the
+    /// signature. What [`seal_many`]'s callers add up to fill an envelope.
+    pub fn signed_len(&self) -> usize {
+        let content = match &self.content {
+            Content::Text(text) => 4 + text.len(),
+            Content::Delivered(ids) => 4 + 16 * ids.len(),
+        };
+        DM_MAGIC.len() + 16 + (4 + self.from.len()) + 32 + (4 + self.to.len()) + 32 + 8 + 8 + 1 + content + 64
+    }
+
+    /// Whether `other` goes from the same sender to the same recipient, so
+    /// that both may share an envelope.
+    fn same_ends(&self, other: &DirectMessage) -> bool {
+        self.from == other.from && self.from_key == other.from_key && self.to == other.to && self.to_key == other.to_key
     }
 
     /// The exact bytes the sender signs.
@@ -291,17 +322,50 @@ pub fn seal(
     recipient_x25519: &[u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
-    msg.check_caps()?;
-    if msg.from_key != sender.identity_public() {
-        return Err(MessagingError::SenderKeyMismatch);
+    seal_many(sender, std::slice::from_ref(msg), recipient_x25519, expires_at_ms)
+}
+
+/// Signs each of `msgs` as `sender` and encrypts them together, in order,
+/// into one envelope to `recipient_x25519`. They must all go from `sender`
+/// to one recipient, be at most [`MAX_DMS_PER_ENVELOPE`], and their
+/// [`DirectMessage::signed_len`]s add up to at most
+/// [`MAX_SIGNED_BYTES_PER_ENVELOPE`].
+pub fn seal_many(
+    sender: &Identity,
+    msgs: &[DirectMessage],
+    recipient_x25519: &[u8; 32],
+    expires_at_ms: u64,
+) -> Result<Envelope, MessagingError> {
+    let Some(first) = msgs.first() else {
+        return Err(MessagingError::Seal("no message to seal".into()));
+    };
+    check_len("messages of one envelope", msgs.len(), MAX_DMS_PER_ENVELOPE)?;
+    let own_key = sender.identity_public();
+    let mut signed = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        msg.check_caps()?;
+        if msg.from_key != own_key {
+            return Err(MessagingError::SenderKeyMismatch);
+        }
+        if !msg.same_ends(first) {
+            return Err(MessagingError::Seal(
+                "messages of one envelope must share sender and recipient".into(),
+            ));
+        }
+        signed.push((msg, super::ed25519::sign(sender, &msg.signing_message())));
     }
-    let signature = super::ed25519::sign(sender, &msg.signing_message());
-    let mailbox = mailbox_id(&msg.to_key);
-    seal_signed(sender, msg, &signature, recipient_x25519, mailbox, expires_at_ms)
+    seal_signed_many(
+        sender,
+        &signed,
+        recipient_x25519,
+        mailbox_id(&first.to_key),
+        expires_at_ms,
+    )
 }
 
 /// Encrypts `msg` with `signature` as it is, for `mailbox` (the tests forge
 /// signatures and misaddress messages with it).
+#[cfg(test)]
 pub(super) fn seal_signed(
     sender: &Identity,
     msg: &DirectMessage,
@@ -310,14 +374,28 @@ pub(super) fn seal_signed(
     mailbox: [u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
-    let mut signed = Writer::new();
-    msg.write(&mut signed);
-    signed.raw(signature);
-    let signed = signed.into_bytes();
-    // Cannot exceed MAX_SIGNED_DM_BYTES once the caps hold, which fits a u32.
-    let mut plain = Vec::with_capacity(4 + signed.len());
-    plain.extend_from_slice(&u32::try_from(signed.len()).unwrap_or(u32::MAX).to_be_bytes());
-    plain.extend_from_slice(&signed);
+    seal_signed_many(sender, &[(msg, *signature)], recipient_x25519, mailbox, expires_at_ms)
+}
+
+/// Encrypts messages with their signatures as they are, in order, for
+/// `mailbox`; nothing about them is checked but the total size.
+pub(super) fn seal_signed_many(
+    sender: &Identity,
+    signed: &[(&DirectMessage, [u8; 64])],
+    recipient_x25519: &[u8; 32],
+    mailbox: [u8; 32],
+    expires_at_ms: u64,
+) -> Result<Envelope, MessagingError> {
+    let total: usize = signed.iter().map(|(msg, _)| msg.signed_len()).sum();
+    check_len("signed messages of one envelope", total, MAX_SIGNED_BYTES_PER_ENVELOPE)?;
+    let mut plain = Writer::new();
+    // At most MAX_SIGNED_BYTES_PER_ENVELOPE, which fits a u32.
+    plain.u32(u32::try_from(total).unwrap_or(u32::MAX));
+    for (msg, signature) in signed {
+        msg.write(&mut plain);
+        plain.raw(signature);
+    }
+    let plain = plain.into_bytes();
 
     let seal_err = |e: snow::Error| MessagingError::Seal(e.to_string());
     let secret = sender.messaging_secret();
@@ -351,19 +429,22 @@ pub(super) fn seal_signed(
     Ok(env)
 }
 
-/// Decrypts and verifies an envelope addressed to `recipient`. Does not
-/// check expiry or the chain: see [`Envelope::is_expired`] and
-/// [`Opened::sender_matches`].
-pub fn open(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingError> {
-    decrypt(recipient, env)?.verify()
+/// Decrypts and verifies an envelope addressed to `recipient`: its
+/// messages, in the order sealed. Does not check expiry or the chain: see
+/// [`Envelope::is_expired`] and [`Opened::sender_matches`].
+pub fn open(recipient: &Identity, env: &Envelope) -> Result<Vec<Opened>, MessagingError> {
+    open_all([(recipient, env)])
+        .pop()
+        .unwrap_or(Err(MessagingError::Decrypt))
 }
 
 /// [`open`] for several envelopes, each with its recipient, in order. The
-/// signatures are checked together ([`verify_signatures`]), so a bad one is
-/// refused alone and with the error `open` gives.
+/// signatures of all their messages are checked together
+/// ([`verify_signatures`]), so a bad one is refused alone, with the error
+/// `open` gives; an envelope is taken whole or refused whole.
 pub fn open_all<'a>(
     envelopes: impl IntoIterator<Item = (&'a Identity, &'a Envelope)>,
-) -> Vec<Result<Opened, MessagingError>> {
+) -> Vec<Result<Vec<Opened>, MessagingError>> {
     let decrypted: Vec<Result<Decrypted, MessagingError>> = envelopes
         .into_iter()
         .map(|(recipient, env)| decrypt(recipient, env))
@@ -371,44 +452,58 @@ pub fn open_all<'a>(
     let signing: Vec<Vec<u8>> = decrypted
         .iter()
         .flatten()
-        .map(|d| d.opened.message.signing_message())
+        .flat_map(|d| &d.messages)
+        .map(|(message, _)| message.signing_message())
         .collect();
     let batch: Vec<([u8; 32], &[u8], [u8; 64])> = decrypted
         .iter()
         .flatten()
+        .flat_map(|d| &d.messages)
         .zip(&signing)
-        .map(|(d, m)| (d.opened.message.from_key, m.as_slice(), d.opened.signature))
+        .map(|((message, signature), m)| (message.from_key, m.as_slice(), *signature))
         .collect();
     let mut verdicts = verify_signatures(&batch).into_iter();
     decrypted
         .into_iter()
         .map(|d| {
             let d = d?;
-            verdicts.next().unwrap_or(Err(MessagingError::BadSignature))?;
+            // Every verdict of this envelope is taken, so the next
+            // envelope's start where they should.
+            let verdicts: Vec<_> = verdicts.by_ref().take(d.messages.len()).collect();
+            if verdicts.len() != d.messages.len() {
+                return Err(MessagingError::BadSignature);
+            }
+            verdicts.into_iter().collect::<Result<Vec<()>, _>>()?;
             d.addressed()
         })
         .collect()
 }
 
-/// An envelope decrypted and its message parsed; the signature and the
-/// message's recipient key are not checked yet.
+/// An envelope decrypted and its messages parsed; their signatures and
+/// recipient key are not checked yet.
 struct Decrypted {
-    opened: Opened,
+    messages: Vec<(DirectMessage, [u8; 64])>,
+    sender_x25519: [u8; 32],
     own_key: [u8; 32],
 }
 
 impl Decrypted {
-    fn verify(self) -> Result<Opened, MessagingError> {
-        self.opened.message.verify(&self.opened.signature)?;
-        self.addressed()
-    }
-
-    /// The last check, once the signature holds.
-    fn addressed(self) -> Result<Opened, MessagingError> {
-        if self.opened.message.to_key != self.own_key {
+    /// The last check, once the signatures hold. The messages share their
+    /// recipient ([`decrypt`] checks), so one comparison covers them all.
+    fn addressed(self) -> Result<Vec<Opened>, MessagingError> {
+        if self.messages.first().is_none_or(|(m, _)| m.to_key != self.own_key) {
             return Err(MessagingError::WrongRecipient);
         }
-        Ok(self.opened)
+        let sender_x25519 = self.sender_x25519;
+        Ok(self
+            .messages
+            .into_iter()
+            .map(|(message, signature)| Opened {
+                message,
+                signature,
+                sender_x25519,
+            })
+            .collect())
     }
 }
 
@@ -442,7 +537,7 @@ fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Decrypted, MessagingE
         return Err(MessagingError::BadPlaintext("shorter than its length prefix"));
     };
     let signed_len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
-    if signed_len > MAX_SIGNED_DM_BYTES {
+    if signed_len > MAX_SIGNED_BYTES_PER_ENVELOPE {
         return Err(MessagingError::BadPlaintext("length over the message cap"));
     }
     let total = 4 + signed_len;
@@ -460,15 +555,27 @@ fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Decrypted, MessagingE
     }
 
     let mut r = Reader::new(&plain[4..]);
-    let message = DirectMessage::read(&mut r)?;
-    let signature: [u8; 64] = r.array()?;
+    let mut messages: Vec<(DirectMessage, [u8; 64])> = Vec::new();
+    while r.remaining() > 0 {
+        if messages.len() == MAX_DMS_PER_ENVELOPE {
+            return Err(MessagingError::BadPlaintext("more messages than an envelope may carry"));
+        }
+        let message = DirectMessage::read(&mut r)?;
+        let signature: [u8; 64] = r.array()?;
+        if messages.first().is_some_and(|(m, _)| !m.same_ends(&message)) {
+            return Err(MessagingError::BadPlaintext(
+                "messages of one envelope differ in their ends",
+            ));
+        }
+        messages.push((message, signature));
+    }
     r.finish()?;
+    if messages.is_empty() {
+        return Err(MessagingError::BadPlaintext("no message"));
+    }
     Ok(Decrypted {
-        opened: Opened {
-            message,
-            signature,
-            sender_x25519,
-        },
+        messages,
+        sender_x25519,
         own_key,
     })
 }

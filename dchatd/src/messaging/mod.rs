@@ -3,9 +3,10 @@
 //! build, check and open what it sends and receives; `storage` keeps the
 //! results.
 //!
-//! - `envelope`: [`DirectMessage`] signed by its sender and sealed with
-//!   Noise_X to the recipient's X25519 key into an [`Envelope`], the only
-//!   thing a relay sees (mailbox id, expiry, ciphertext).
+//! - `envelope`: [`DirectMessage`]s signed by their sender and sealed with
+//!   Noise_X to the recipient's X25519 key into an [`Envelope`] (one or
+//!   several of a conversation in each), the only thing a relay sees
+//!   (mailbox id, expiry, ciphertext).
 //! - `mailbox`: what a recipient sends a relay: a signed [`FetchRequest`]
 //!   proving it owns a mailbox, and a signed [`Receipt`] that lets the relay
 //!   delete what was fetched.
@@ -34,8 +35,9 @@ mod tests;
 
 pub use ed25519::forget as forget_signer;
 pub use envelope::{
-    mailbox_id, open, open_all, seal, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN,
-    ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES, NOISE_PARAMS,
+    mailbox_id, open, open_all, seal, seal_many, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN,
+    ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES, MAX_SIGNED_BYTES_PER_ENVELOPE,
+    MAX_TEXT_BYTES, NOISE_PARAMS,
 };
 pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
 pub use post::{ChannelPost, MAX_POST_BYTES, MAX_POST_TEXT_BYTES, POST_MAGIC};

@@ -180,6 +180,11 @@ pub struct Metrics {
     pub messages_delivered: Counter,
     /// Messages refused or discarded, by reason.
     pub messages_dropped: Family<ReasonLabels, Counter>,
+    /// Direct messages (acknowledgements too) this node sealed, and the
+    /// envelopes they went in: several of one conversation sent together
+    /// share one.
+    pub dm_messages_sealed: Counter,
+    pub dm_envelopes_sealed: Counter,
     /// Relay: envelopes waiting in mailboxes, and their size.
     pub mailbox_entries: Gauge,
     pub mailbox_bytes: Gauge,
@@ -240,6 +245,8 @@ impl Metrics {
             messages_relayed: Counter::default(),
             messages_delivered: Counter::default(),
             messages_dropped: Family::default(),
+            dm_messages_sealed: Counter::default(),
+            dm_envelopes_sealed: Counter::default(),
             mailbox_entries: Gauge::default(),
             mailbox_bytes: Gauge::default(),
             relay_circuits_opened: Counter::default(),
@@ -307,6 +314,16 @@ impl Metrics {
             "messages_dropped",
             "Messages refused or discarded, by reason",
             m.messages_dropped.clone(),
+        );
+        r.register(
+            "dm_messages_sealed",
+            "Direct messages and acknowledgements this node sealed into envelopes",
+            m.dm_messages_sealed.clone(),
+        );
+        r.register(
+            "dm_envelopes_sealed",
+            "Envelopes this node sealed; several messages of one conversation sent together share one",
+            m.dm_envelopes_sealed.clone(),
         );
         r.register(
             "mailbox_entries",

@@ -13,8 +13,11 @@ use sha2::{Digest, Sha256};
 use super::codec::{BytesCodec, PROTOCOL};
 use super::NetworkParams;
 
-/// identify's protocol version: peers of other networks are told apart.
-pub const PROTOCOL_VERSION: &str = "/dchat/1";
+/// identify's protocol version: peers of other networks, or of builds
+/// that do not understand ours, are told apart and disconnected. 2: an
+/// envelope may carry several messages of one conversation (ADR 0017),
+/// which a node of version 1 would drop as malformed.
+pub const PROTOCOL_VERSION: &str = "/dchat/2";
 /// Kademlia on dchat's own protocol name, so we never join the IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/1");
 /// Circuits a relay carries at once (libp2p's default is 16).

@@ -26,7 +26,7 @@ use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
 use crate::messaging::{self, Content, DirectMessage, FetchRequest, MessagingError, Receipt};
 use crate::service::{Node, ServiceError};
-use crate::storage::{Delivery, DeliveryState, Direction, DmWrite, MessageRow, OutboxEntry, RetryPolicy};
+use crate::storage::{Delivery, DeliveryState, Direction, MessageRow, OutboxEntry, RetryPolicy};
 
 /// How long an undelivered envelope is kept and retried.
 pub const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -108,63 +108,111 @@ pub(crate) async fn draft(
 
 impl Draft {
     /// Seals the message and commits it with its outbox row; returns the
-    /// sender's copy (an empty text for an acknowledgement).
+    /// sender's copy (an empty text for an acknowledgement). Drafts of one
+    /// conversation committed at the same time share an envelope
+    /// ([`super::dm_batch::DmSealer`]).
     pub async fn commit(self, node: &Arc<Node>) -> Result<MessageRow, ServiceError> {
         let shared = node.p2p().ok_or(ServiceError::NetworkDown)?;
-        let Draft {
-            from,
-            messaging_key,
-            msg,
-        } = self;
-        let now = msg.sent_at_ms;
-        let expires = now + u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX);
-        let envelope = messaging::seal(&from, &msg, &messaging_key, expires).map_err(|e| match e {
+        // Refused to its sender alone, before it joins others.
+        self.msg.check_caps().map_err(|e| match e {
             MessagingError::TooLarge { .. } => ServiceError::InvalidParameter(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })?;
-        // Encoded once: the id is the SHA-256 of the encoding (Envelope::id).
-        let encoded = envelope.encode();
-        let entry = OutboxEntry {
-            envelope_id: crate::ledger::codec::sha256(&encoded),
-            account: msg.from.clone(),
-            message_id: msg.id,
-            mailbox: envelope.mailbox,
-            envelope: encoded,
-            expires_at_ms: expires,
-            attempts: 0,
-            next_attempt_ms: now,
-        };
-        let content_hash = msg.content_hash();
-        let (text, is_text) = match msg.content {
-            Content::Text(text) => (text, true),
+        shared.dm_sealer.seal(self).await
+    }
+
+    /// Whether `other` is of the same conversation (the same sender and
+    /// recipient, and the recipient's same key), so both may share an
+    /// envelope.
+    pub(super) fn same_conversation(&self, other: &Draft) -> bool {
+        self.msg.from == other.msg.from
+            && self.msg.from_key == other.msg.from_key
+            && self.msg.to == other.msg.to
+            && self.msg.to_key == other.msg.to_key
+            && self.messaging_key == other.messaging_key
+    }
+
+    /// Its bytes in an envelope ([`DirectMessage::signed_len`]).
+    pub(super) fn signed_len(&self) -> usize {
+        self.msg.signed_len()
+    }
+
+    /// The sender's copy of the message (an empty text for an
+    /// acknowledgement, which is not stored) and whether it is a text.
+    fn row(&self) -> (MessageRow, bool) {
+        let (text, is_text) = match &self.msg.content {
+            Content::Text(text) => (text.clone(), true),
             Content::Delivered(_) => (String::new(), false),
         };
         let row = MessageRow {
-            account: msg.from,
-            id: msg.id,
-            peer: msg.to,
+            account: self.msg.from.clone(),
+            id: self.msg.id,
+            peer: self.msg.to.clone(),
             direction: Direction::Out,
-            seq: msg.seq,
-            content_hash: if is_text { content_hash } else { [0; 32] },
+            seq: self.msg.seq,
+            content_hash: if is_text { self.msg.content_hash() } else { [0; 32] },
             text,
-            sent_at_ms: now,
-            received_at_ms: now,
+            sent_at_ms: self.msg.sent_at_ms,
+            received_at_ms: self.msg.sent_at_ms,
             state: DeliveryState::Sent,
         };
-        let stored = is_text.then(|| row.clone());
-        shared.dm_writer.write(DmWrite::Outgoing(stored, entry)).await?;
-        shared.outbox_kick.notify_one();
-        if is_text {
-            shared.metrics.messages_sent.inc();
-            // Not handed over: by the time a follower prints it, the
-            // outbox may have moved it on (a follower reads it then).
-            shared.notify(Change::Dm {
-                account: row.account.clone(),
-                id: row.id,
-                row: None,
-            });
-        }
-        Ok(row)
+        (row, is_text)
+    }
+}
+
+/// Drafts of one conversation sealed together: one envelope, expiring
+/// [`TTL`] after the earliest of them was sent.
+pub(super) struct Sealed {
+    /// Each draft's copy, in order, and whether it is a text (stored).
+    pub rows: Vec<(MessageRow, bool)>,
+    pub entry: OutboxEntry,
+}
+
+/// Seals `drafts` (of one conversation, [`Draft::same_conversation`], and
+/// fitting one envelope) into one envelope for the outbox.
+pub(super) fn seal_together(drafts: &[Draft]) -> Result<Sealed, MessagingError> {
+    let Some(first) = drafts.first() else {
+        return Err(MessagingError::Seal("no message to seal".into()));
+    };
+    let sent = drafts
+        .iter()
+        .map(|d| d.msg.sent_at_ms)
+        .min()
+        .unwrap_or(first.msg.sent_at_ms);
+    let expires = sent.saturating_add(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX));
+    let msgs: Vec<DirectMessage> = drafts.iter().map(|d| d.msg.clone()).collect();
+    let envelope = messaging::seal_many(&first.from, &msgs, &first.messaging_key, expires)?;
+    // Encoded once: the id is the SHA-256 of the encoding (Envelope::id).
+    let encoded = envelope.encode();
+    let entry = OutboxEntry {
+        envelope_id: crate::ledger::codec::sha256(&encoded),
+        account: first.msg.from.clone(),
+        message_ids: drafts.iter().map(|d| d.msg.id).collect(),
+        mailbox: envelope.mailbox,
+        envelope: encoded,
+        expires_at_ms: expires,
+        attempts: 0,
+        next_attempt_ms: sent,
+    };
+    Ok(Sealed {
+        rows: drafts.iter().map(Draft::row).collect(),
+        entry,
+    })
+}
+
+/// Once a sealed envelope is committed: the outbox worker is woken and
+/// followers told of each text.
+pub(super) fn queued(shared: &Shared, rows: &[(MessageRow, bool)]) {
+    shared.outbox_kick.notify_one();
+    for (row, _) in rows.iter().filter(|(_, is_text)| *is_text) {
+        shared.metrics.messages_sent.inc();
+        // Not handed over: by the time a follower prints it, the outbox
+        // may have moved it on (a follower reads it then).
+        shared.notify(Change::Dm {
+            account: row.account.clone(),
+            id: row.id,
+            row: None,
+        });
     }
 }
 
@@ -230,13 +278,10 @@ async fn deliver_and_record(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<Out
     if done.is_empty() {
         return false;
     }
-    let changed: Vec<(String, [u8; 16])> = done.iter().map(|d| (d.account.clone(), d.message_id)).collect();
     match node.with_db(move |db, _| Ok(db.finish_deliveries(&done)?)).await {
         Ok(moved) => {
-            for ((account, id), moved) in changed.into_iter().zip(moved) {
-                if moved {
-                    shared.notify(Change::Dm { account, id, row: None });
-                }
+            for (account, id) in moved {
+                shared.notify(Change::Dm { account, id, row: None });
             }
         }
         // Leased, not lost: they are sent again after their backoff.
@@ -362,7 +407,7 @@ fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {
     Delivery {
         envelope_id: entry.envelope_id,
         account: entry.account.clone(),
-        message_id: entry.message_id,
+        message_ids: entry.message_ids.clone(),
         state,
     }
 }
@@ -531,7 +576,11 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
             other => tracing::debug!(peer = %relay, answer = ?other.map(|_| ()), "receipt not taken"),
         }
     }
-    if envelopes.len() == wire::MAX_ITEMS as usize && receipted == envelopes.len() && news {
+    // A page is cut by count or by bytes (envelopes carry many messages);
+    // the encoded sizes are a little over the ciphertexts', so a page near
+    // its byte budget is taken as full.
+    let bytes: usize = envelopes.iter().map(Vec::len).sum();
+    if wire::page_may_be_full(envelopes.len(), bytes) && receipted == envelopes.len() && news {
         Page::FullWithNews
     } else {
         Page::Done

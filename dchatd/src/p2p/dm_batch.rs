@@ -1,6 +1,13 @@
 //! Batching on the direct-message path, so that its cost under load is per
 //! batch, not per message:
 //!
+//! - shared envelopes: a send hands its draft to one sealer task, which
+//!   takes every draft waiting, seals those of one conversation together
+//!   into one envelope (one Noise handshake, so one set of X25519
+//!   operations at each end, for up to [`MAX_DMS_PER_ENVELOPE`] messages;
+//!   ADR 0017) on the blocking pool, and hands each envelope to the
+//!   writer. Alone, a draft is sealed at once; under load, those that
+//!   queued while the last ones were sealed share envelopes.
 //! - group commit: sends and arrivals hand their writes to one writer task,
 //!   which stores everything waiting in one transaction (one fsync) and
 //!   answers each caller once it is durable; a write that fails is rolled
@@ -19,14 +26,148 @@ use dchat_keyfile::Identity;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::lock;
+use super::dm::{self, Draft, Sealed};
+use super::{lock, wire, Shared};
 use crate::ledger::Account;
-use crate::messaging::{Content, MAX_ACK_IDS};
+use crate::messaging::{Content, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_SIGNED_BYTES_PER_ENVELOPE};
 use crate::service::{Node, ServiceError};
-use crate::storage::DmWrite;
+use crate::storage::{DmWrite, MessageRow};
 
-/// Most writes in one transaction.
+/// Most writes in one transaction, and most drafts one sealing round takes.
 const MAX_BATCH: usize = 512;
+
+type SealJob = (Draft, oneshot::Sender<Result<MessageRow, ServiceError>>);
+
+/// The handle sends hand their drafts to ([`run_sealer`]).
+pub struct DmSealer {
+    jobs: mpsc::Sender<SealJob>,
+}
+
+impl DmSealer {
+    /// The handle and the receiving end for [`run_sealer`].
+    pub fn new() -> (DmSealer, mpsc::Receiver<SealJob>) {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        (DmSealer { jobs }, rx)
+    }
+
+    /// Seals `draft` (with others of its conversation) and returns its
+    /// copy once its envelope is committed to the outbox.
+    pub async fn seal(&self, draft: Draft) -> Result<MessageRow, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((draft, reply))
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+/// The sealer task: takes the drafts waiting, seals each conversation's
+/// into as few envelopes as fit ([`pack`]), the envelopes split over one
+/// blocking task per core; then hands each envelope to the writer and
+/// answers its drafts once it is committed, while the next drafts are
+/// sealed.
+pub async fn run_sealer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<SealJob>, stop: CancellationToken) {
+    let parts = cores();
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
+        }
+        let mut packs = pack(batch);
+        let per_task = packs.len().div_ceil(parts).max(1);
+        let mut tasks = Vec::new();
+        while !packs.is_empty() {
+            let part: Vec<Vec<SealJob>> = packs.drain(..per_task.min(packs.len())).collect();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|jobs| {
+                        let (drafts, replies): (Vec<Draft>, Vec<_>) = jobs.into_iter().unzip();
+                        (dm::seal_together(&drafts), replies)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        for task in tasks {
+            // A panic while sealing drops its replies: those sends fail
+            // with ShuttingDown rather than hang.
+            let Ok(sealed) = task.await else { continue };
+            for (sealed, replies) in sealed {
+                match sealed {
+                    Ok(sealed) => {
+                        tokio::spawn(commit_and_answer(Arc::clone(&shared), sealed, replies));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot seal direct messages");
+                        for reply in replies {
+                            let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drafts in the order they came, grouped by conversation, each group cut
+/// into envelopes' worth.
+fn pack(batch: Vec<SealJob>) -> Vec<Vec<SealJob>> {
+    let mut conversations: Vec<Vec<SealJob>> = Vec::new();
+    for job in batch {
+        match conversations.iter_mut().find(|c| c[0].0.same_conversation(&job.0)) {
+            Some(c) => c.push(job),
+            None => conversations.push(vec![job]),
+        }
+    }
+    conversations
+        .into_iter()
+        .flat_map(|c| {
+            wire::packs(
+                c,
+                |(draft, _)| draft.signed_len(),
+                MAX_SIGNED_BYTES_PER_ENVELOPE,
+                MAX_DMS_PER_ENVELOPE,
+            )
+        })
+        .collect()
+}
+
+/// Commits a sealed envelope with its messages and answers each draft.
+async fn commit_and_answer(
+    shared: Arc<Shared>,
+    sealed: Sealed,
+    replies: Vec<oneshot::Sender<Result<MessageRow, ServiceError>>>,
+) {
+    let Sealed { rows, entry } = sealed;
+    let stored = rows
+        .iter()
+        .filter(|(_, is_text)| *is_text)
+        .map(|(row, _)| row.clone())
+        .collect();
+    match shared.dm_writer.write(DmWrite::Outgoing(stored, entry)).await {
+        Ok(_) => {
+            shared.metrics.dm_envelopes_sealed.inc();
+            shared.metrics.dm_messages_sealed.inc_by(rows.len() as u64);
+            dm::queued(&shared, &rows);
+            for ((row, _), reply) in rows.into_iter().zip(replies) {
+                let _ = reply.send(Ok(row));
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(ServiceError::Internal(why.clone())));
+            }
+        }
+    }
+}
+
+/// The cores this process may run on (work is split in as many parts).
+pub(super) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
 
 type Job = (DmWrite, oneshot::Sender<Result<bool, ServiceError>>);
 

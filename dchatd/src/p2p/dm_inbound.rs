@@ -41,12 +41,13 @@ pub enum Received {
 }
 
 /// An inbound envelope opened, verified and matched to the keys its
-/// sender registered: ready to be stored ([`take`]).
+/// sender registered: its messages (one sender's, to one account, in the
+/// order sealed), ready to be stored ([`take`]).
 pub(super) struct Checked {
     account: String,
     identity: Identity,
     sender: crate::ledger::Account,
-    msg: DirectMessage,
+    msgs: Vec<DirectMessage>,
 }
 
 /// An envelope for a local account, not expired, and the keys to open it.
@@ -78,8 +79,7 @@ pub(super) async fn check_all(
             Err(received) => results.push(Some(Err(received))),
         }
     }
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let parts = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let parts = super::dm_batch::cores();
     let per_task = to_open.len().div_ceil(parts).max(1);
     let mut tasks = Vec::new();
     while !to_open.is_empty() {
@@ -146,7 +146,7 @@ fn judge(
     shared: &Shared,
     account: String,
     identity: Identity,
-    opened: Result<messaging::Opened, MessagingError>,
+    opened: Result<Vec<messaging::Opened>, MessagingError>,
 ) -> Result<Checked, Received> {
     let opened = match opened {
         Ok(o) => o,
@@ -163,24 +163,30 @@ fn judge(
             return Err(Received::Dropped(e.to_string()));
         }
     };
-    let Some(sender) = registered(node, &opened.message.from) else {
+    // The messages of one envelope share their sender and its keys
+    // (`messaging::open` checks), so the first speaks for all.
+    let Some(first) = opened.first() else {
+        shared.dropped(DropReason::Malformed);
+        return Err(Received::Dropped("no message in the envelope".into()));
+    };
+    let Some(sender) = registered(node, &first.message.from) else {
         return Err(Received::Later(format!(
             "sender {} is not registered here (yet)",
-            opened.message.from
+            first.message.from
         )));
     };
-    if !opened.sender_matches(&sender.identity_key, &sender.messaging_key) {
+    if !first.sender_matches(&sender.identity_key, &sender.messaging_key) {
         shared.dropped(DropReason::NotPermitted);
         return Err(Received::Dropped(format!(
             "keys are not those {} registered",
-            opened.message.from
+            first.message.from
         )));
     }
     Ok(Checked {
         account,
         identity,
         sender,
-        msg: opened.message,
+        msgs: opened.into_iter().map(|o| o.message).collect(),
     })
 }
 
@@ -201,20 +207,50 @@ pub(super) async fn take_all(
     .await
 }
 
-/// Stores a checked text (and owes its sender an acknowledgement in
-/// `acks`), or applies a checked acknowledgement.
+/// Takes each message of a checked envelope ([`take_one`]), side by side
+/// so that their writes share a commit. The envelope is taken when every
+/// message was: if one could not be stored, the sender sends the whole
+/// envelope again and those stored meanwhile are duplicates.
 async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) -> Received {
     let Checked {
         account,
         identity,
         sender,
-        msg,
+        msgs,
     } = checked;
+    let (account, identity, sender) = (&account, &identity, &sender);
+    let outcomes = futures::future::join_all(
+        msgs.into_iter()
+            .map(|msg| take_one(node, shared, account, identity, sender, msg, acks)),
+    )
+    .await;
+    let mut taken = Received::Duplicate;
+    for outcome in outcomes {
+        match outcome {
+            Received::Duplicate => {}
+            Received::New => taken = Received::New,
+            not_taken => return not_taken,
+        }
+    }
+    taken
+}
+
+/// Stores a checked text (and owes its sender an acknowledgement in
+/// `acks`), or applies a checked acknowledgement.
+async fn take_one(
+    node: &Arc<Node>,
+    shared: &Shared,
+    account: &str,
+    identity: &Identity,
+    sender: &crate::ledger::Account,
+    msg: DirectMessage,
+    acks: &Acks,
+) -> Received {
     let now = now_ms();
     match msg.content {
         Content::Text(text) => {
             let row = MessageRow {
-                account: account.clone(),
+                account: account.to_string(),
                 id: msg.id,
                 peer: sender.name.clone(),
                 direction: Direction::In,
@@ -233,11 +269,11 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
             };
             // Acknowledge even a duplicate: the first ack may have been lost.
-            acks.push(&account, &identity, &sender, msg.id);
+            acks.push(account, identity, sender, msg.id);
             if new {
                 shared.metrics.messages_delivered.inc();
                 shared.notify(Change::Dm {
-                    account,
+                    account: account.to_string(),
                     id: msg.id,
                     row: shown,
                 });
@@ -248,7 +284,7 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
             }
         }
         Content::Delivered(ids) => {
-            let (a, peer, list) = (account.clone(), sender.name.clone(), ids.clone());
+            let (a, peer, list) = (account.to_string(), sender.name.clone(), ids.clone());
             match node
                 .with_db(move |db, _| Ok(db.mark_delivered(&a, &peer, &list)?))
                 .await
@@ -257,7 +293,7 @@ async fn take(node: &Arc<Node>, shared: &Shared, checked: Checked, acks: &Acks) 
                 Ok(_) => {
                     for id in ids {
                         shared.notify(Change::Dm {
-                            account: account.clone(),
+                            account: account.to_string(),
                             id,
                             row: None,
                         });

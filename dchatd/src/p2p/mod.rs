@@ -110,6 +110,8 @@ pub struct Shared {
     /// this process has sent in, taken in memory so that sends of one
     /// conversation need not wait for each other's commits.
     seqs: Mutex<HashMap<(String, String), u64>>,
+    /// Where sends have their DMs sealed, several to an envelope.
+    pub(crate) dm_sealer: dm_batch::DmSealer,
     /// The group commit of DM writes.
     pub(crate) dm_writer: dm_batch::DmWriter,
     /// Transaction ids gossip brought in the last second.
@@ -293,6 +295,7 @@ pub fn start(
         }
     });
     let (dm_writer, dm_writes) = dm_batch::DmWriter::new();
+    let (dm_sealer, dm_drafts) = dm_batch::DmSealer::new();
     let shared = Arc::new(Shared {
         net: handle,
         stats,
@@ -302,6 +305,7 @@ pub fn start(
         outbox_kick: Notify::new(),
         send_locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         seqs: Mutex::new(HashMap::new()),
+        dm_sealer,
         dm_writer,
         seen_txs: Arc::new(Mutex::new(chain_sync::SeenTxs::default())),
         tx_screening: Arc::new(tokio::sync::Semaphore::new(chain_sync::SCREENING_AT_ONCE)),
@@ -337,6 +341,10 @@ pub fn start(
             Arc::clone(&shared),
             stop.clone(),
         )),
+    );
+    spawn(
+        "dm-sealer",
+        Box::pin(dm_batch::run_sealer(Arc::clone(&shared), dm_drafts, stop.clone())),
     );
     spawn(
         "dm-writer",

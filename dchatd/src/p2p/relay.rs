@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{Response, MAX_ITEMS};
+use super::wire::{Response, MAILBOX_PAGE_BYTES, MAX_ITEMS};
 use super::{now_ms, Shared};
 use crate::messaging::{Envelope, FetchRequest, Receipt};
 use crate::metrics::DropReason;
@@ -89,7 +89,7 @@ pub async fn fetch(node: &Arc<Node>, shared: &Arc<Shared>, bytes: &[u8]) -> Resp
     let mailbox = request.mailbox;
     let now = now_ms();
     match node
-        .with_db(move |db, _| Ok(db.relay_envelopes(&mailbox, now, MAX_ITEMS)?))
+        .with_db(move |db, _| Ok(db.relay_page(&mailbox, now, MAX_ITEMS, MAILBOX_PAGE_BYTES)?))
         .await
     {
         Ok(rows) => Response::Envelopes(

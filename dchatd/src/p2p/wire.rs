@@ -134,17 +134,39 @@ impl Request {
     }
 }
 
+/// Most ciphertext bytes a relay puts in one mailbox page, so that the
+/// answer, with each envelope's header and length, stays within a
+/// response's limit: a page holds up to [`MAX_ITEMS`] envelopes, and an
+/// envelope may carry many messages (up to 80 KiB).
+pub const MAILBOX_PAGE_BYTES: usize =
+    crate::network::MAX_RESPONSE - 64 * 1024 - MAX_ITEMS as usize * PAGE_ENTRY_OVERHEAD;
+/// What an envelope adds to a page besides its ciphertext: its header and
+/// two length prefixes.
+const PAGE_ENTRY_OVERHEAD: usize = 64 + 4 + 4;
+
+/// Whether a mailbox page of `count` envelopes, `bytes` in all (their
+/// ciphertexts, or more), may have left envelopes behind: it is full by
+/// count, or the largest envelope might not have fitted.
+pub fn page_may_be_full(count: usize, bytes: usize) -> bool {
+    count >= MAX_ITEMS as usize || bytes.saturating_add(MAX_ENVELOPE_BYTES) > MAILBOX_PAGE_BYTES
+}
+
 /// Splits `items` into lists of at most [`MAX_ITEMS`] and `budget` bytes
 /// (counting `len` of each plus its 4-byte length prefix), in order. An
 /// item bigger than the budget goes alone.
 pub fn batches<T>(items: Vec<T>, len: impl Fn(&T) -> usize, budget: usize) -> Vec<Vec<T>> {
+    packs(items, len, budget, MAX_ITEMS as usize)
+}
+
+/// [`batches`] with lists of at most `max_items`.
+pub fn packs<T>(items: Vec<T>, len: impl Fn(&T) -> usize, budget: usize, max_items: usize) -> Vec<Vec<T>> {
     let mut batches: Vec<Vec<T>> = Vec::new();
     let mut bytes = 0;
     for item in items {
         let size = len(&item) + 4;
         let full = batches
             .last()
-            .is_none_or(|b| b.len() == MAX_ITEMS as usize || bytes + size > budget);
+            .is_none_or(|b| b.len() >= max_items || bytes + size > budget);
         if full {
             batches.push(Vec::new());
             bytes = 0;
@@ -316,6 +338,34 @@ impl Response {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_mailbox_page_at_its_budget_fits_a_response() {
+        let envelope = |len: usize| {
+            crate::messaging::Envelope {
+                mailbox: [1; 32],
+                expires_at_ms: 5,
+                ciphertext: vec![0; len],
+            }
+            .encode()
+        };
+        let max = crate::network::MAX_RESPONSE;
+        // As many envelopes as a page holds, sharing the byte budget…
+        let small = envelope(MAILBOX_PAGE_BYTES / MAX_ITEMS as usize);
+        let page = Response::Envelopes(vec![small; MAX_ITEMS as usize]).encode();
+        assert!(page.len() <= max, "{} > {max}", page.len());
+        // …or the largest envelopes, as many as fit (a page stops before
+        // the envelope that would cross the budget).
+        let len = MAX_ENVELOPE_BYTES - 64;
+        let fit = MAILBOX_PAGE_BYTES / len;
+        let page = Response::Envelopes(vec![envelope(len); fit]).encode();
+        assert!(page.len() <= max, "{} > {max}", page.len());
+        // Such pages may have left more behind; a page well under both
+        // limits has not.
+        assert!(page_may_be_full(MAX_ITEMS as usize, 0));
+        assert!(page_may_be_full(fit, fit * len));
+        assert!(!page_may_be_full(40, 40 * 1400));
+    }
 
     #[test]
     fn every_request_and_response_round_trips() {

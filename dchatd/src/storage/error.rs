@@ -80,6 +80,11 @@ pub enum StorageError {
     #[error("{}: {source}", path.display())]
     File { path: PathBuf, source: std::io::Error },
 
+    /// A value the caller built breaks what the schema holds (a bug of
+    /// the caller's, reported instead of stored).
+    #[error("not stored: {0}")]
+    Invalid(&'static str),
+
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -122,12 +122,34 @@ impl Database {
         now_ms: u64,
         limit: u32,
     ) -> Result<Vec<RelayEnvelope>, StorageError> {
+        self.relay_page(mailbox, now_ms, limit, usize::MAX)
+    }
+
+    /// [`Database::relay_envelopes`] with at most `max_bytes` of
+    /// ciphertext in all, but always the first envelope: a page a fetch
+    /// answer can carry. Rows past the budget are not read.
+    pub fn relay_page(
+        &self,
+        mailbox: &[u8; 32],
+        now_ms: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<RelayEnvelope>, StorageError> {
         let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT {COLUMNS} FROM relay_envelopes WHERE mailbox = ?1 AND expires_at > ?2
              ORDER BY stored_at, id LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(params![&mailbox[..], sql_i64(now_ms)?, limit], RelayEnvelope::from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut rows = stmt.query_map(params![&mailbox[..], sql_i64(now_ms)?, limit], RelayEnvelope::from_row)?;
+        let mut page: Vec<RelayEnvelope> = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().transpose()? {
+            bytes = bytes.saturating_add(row.ciphertext.len());
+            if bytes > max_bytes && !page.is_empty() {
+                break;
+            }
+            page.push(row);
+        }
+        Ok(page)
     }
 
     /// What a mailbox holds at `now_ms`.
@@ -209,6 +231,29 @@ mod tests {
         assert_eq!(db.relay_envelopes(&[2; 32], 30, 10).unwrap().len(), 1);
         let totals = db.relay_totals().unwrap();
         assert_eq!((totals.envelopes, totals.bytes), (2, 20), "what the gauges show");
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_but_holds_at_least_one() {
+        let db = Database::in_memory().unwrap();
+        let q = MailboxQuota::default();
+        for (id, stored) in [(1, 10), (2, 20), (3, 30)] {
+            assert!(db.relay_store(&env(id, 1, 100, stored, 1000), &q).unwrap());
+        }
+        let ids = |page: Vec<RelayEnvelope>| page.iter().map(|e| e.id[0]).collect::<Vec<_>>();
+        assert_eq!(ids(db.relay_page(&[1; 32], 0, 10, 300).unwrap()), [1, 2, 3]);
+        assert_eq!(ids(db.relay_page(&[1; 32], 0, 10, 299).unwrap()), [1, 2]);
+        assert_eq!(ids(db.relay_page(&[1; 32], 0, 10, 200).unwrap()), [1, 2]);
+        assert_eq!(
+            ids(db.relay_page(&[1; 32], 0, 10, 1).unwrap()),
+            [1],
+            "one, however large"
+        );
+        assert_eq!(
+            ids(db.relay_page(&[1; 32], 0, 2, 1000).unwrap()),
+            [1, 2],
+            "the count still holds"
+        );
     }
 
     #[test]

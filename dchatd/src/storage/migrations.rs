@@ -236,6 +236,17 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX messages_by_conversation ON messages (account, peer, sent_at, seq);
     ",
     },
+    Migration {
+        version: 7,
+        name: "messaging: an outbox envelope may carry several messages",
+        // Messages of one conversation sent together share an envelope
+        // (ADR 0017). `message_id` stays the first one's; the others' ids
+        // follow in `more_ids`, 16 bytes each, in the envelope's order.
+        sql: "
+        ALTER TABLE outbox ADD COLUMN more_ids BLOB NOT NULL DEFAULT x''
+            CHECK (length(more_ids) % 16 = 0);
+    ",
+    },
 ];
 
 /// The schema version this build writes and understands.
@@ -451,6 +462,32 @@ mod tests {
             .execute("UPDATE messages SET state = 'lost' WHERE seq = 7", [])
             .is_err());
         keyed_and_indexed_as_before(&conn, [1; 16]);
+    }
+
+    #[test]
+    fn v6_outbox_rows_carry_their_one_message_after_v7() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_with(&conn, &MIGRATIONS[..6]).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (envelope_id, account, message_id, mailbox, envelope, expires_at, attempts, next_attempt)
+             VALUES (zeroblob(32), 'alice', ?1, zeroblob(32), x'01', 10, 0, 0)",
+            [vec![4u8; 16]],
+        )
+        .unwrap();
+        let applied = migrate_with(&conn, &MIGRATIONS[..7]).unwrap();
+        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![7]);
+        let (id, more): (Vec<u8>, Vec<u8>) = conn
+            .query_row("SELECT message_id, more_ids FROM outbox", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id, more), (vec![4u8; 16], vec![]));
+        // Ids are whole: 16 bytes each.
+        assert!(conn.execute("UPDATE outbox SET more_ids = zeroblob(17)", []).is_err());
+        assert_eq!(
+            conn.execute("UPDATE outbox SET more_ids = zeroblob(32)", []).unwrap(),
+            1
+        );
     }
 
     /// After a copy of `messages`: (account, id) is still the key, as ON

@@ -12,14 +12,19 @@ use super::messages::{self, MessageRow};
 use super::{row_u64, sql_i64, Database, StorageError};
 
 /// One sealed envelope in the outbox. Times are ms since the epoch.
+///
+/// `message_ids` is never empty: an envelope carries one message or
+/// several of one conversation. The first id is stored in `message_id`,
+/// the others in `more_ids` (migration 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// `Envelope::id()`: SHA-256 of `envelope`.
     pub envelope_id: [u8; 32],
     /// The local account that sent it.
     pub account: String,
-    /// The message it carries (for an acknowledgement, the ack's own id).
-    pub message_id: [u8; 16],
+    /// The messages it carries, in order (for an acknowledgement, the
+    /// ack's own id).
+    pub message_ids: Vec<[u8; 16]>,
     /// The recipient's mailbox, to find its relays.
     pub mailbox: [u8; 32],
     /// The encoded envelope, sent as is.
@@ -33,9 +38,10 @@ pub struct OutboxEntry {
 /// One write of the direct-message path, for [`Database::write_dms`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DmWrite {
-    /// An outgoing message (None for an acknowledgement, which has no row)
-    /// and its envelope, as [`Database::insert_outgoing`] stores them.
-    Outgoing(Option<MessageRow>, OutboxEntry),
+    /// Outgoing messages (none for acknowledgements, which have no row)
+    /// and the envelope that carries them, as [`Database::insert_outgoing`]
+    /// stores them.
+    Outgoing(Vec<MessageRow>, OutboxEntry),
     /// A received message, as [`Database::insert_message`] stores it.
     Incoming(MessageRow),
 }
@@ -46,7 +52,8 @@ pub enum DmWrite {
 pub struct Delivery {
     pub envelope_id: [u8; 32],
     pub account: String,
-    pub message_id: [u8; 16],
+    /// The messages the envelope carries.
+    pub message_ids: Vec<[u8; 16]>,
     pub state: super::DeliveryState,
 }
 
@@ -76,15 +83,26 @@ impl RetryPolicy {
     }
 }
 
-const COLUMNS: &str = "envelope_id, account, message_id, mailbox, envelope, expires_at, attempts, next_attempt";
+const COLUMNS: &str =
+    "envelope_id, account, message_id, mailbox, envelope, expires_at, attempts, next_attempt, more_ids";
+
+/// The ids of an outbox row: `message_id`, then those packed in `more_ids`.
+fn message_ids(first: [u8; 16], more: &[u8]) -> Vec<[u8; 16]> {
+    let mut ids = Vec::with_capacity(1 + more.len() / 16);
+    ids.push(first);
+    // The schema keeps more_ids a multiple of 16 bytes long.
+    ids.extend(more.chunks_exact(16).filter_map(|id| <[u8; 16]>::try_from(id).ok()));
+    ids
+}
 
 impl OutboxEntry {
     fn from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
         let attempts = row_u64(row, 6)?;
+        let more: Vec<u8> = row.get(8)?;
         Ok(OutboxEntry {
             envelope_id: row.get(0)?,
             account: row.get(1)?,
-            message_id: row.get(2)?,
+            message_ids: message_ids(row.get(2)?, &more),
             mailbox: row.get(3)?,
             envelope: row.get(4)?,
             expires_at_ms: row_u64(row, 5)?,
@@ -95,22 +113,40 @@ impl OutboxEntry {
 }
 
 fn enqueue(conn: &rusqlite::Connection, e: &OutboxEntry) -> Result<bool, StorageError> {
+    let Some((first, more)) = e.message_ids.split_first() else {
+        return Err(StorageError::Invalid("an outbox envelope without a message"));
+    };
     let n = conn
         .prepare_cached(&format!(
-            "INSERT INTO outbox ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO outbox ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (envelope_id) DO NOTHING"
         ))?
         .execute(params![
             &e.envelope_id[..],
             e.account,
-            &e.message_id[..],
+            &first[..],
             &e.mailbox[..],
             e.envelope,
             sql_i64(e.expires_at_ms)?,
             e.attempts,
             sql_i64(e.next_attempt_ms)?,
+            more.concat(),
         ])?;
     Ok(n == 1)
+}
+
+/// Stores the messages of an outgoing envelope and, when any of them is
+/// new, queues the envelope; whether it was queued. Each message is
+/// stored once whatever happens, so a repeated request changes nothing.
+fn store_outgoing(conn: &rusqlite::Connection, rows: &[MessageRow], entry: &OutboxEntry) -> Result<bool, StorageError> {
+    let mut new = false;
+    for row in rows {
+        new |= messages::insert(conn, row)?;
+    }
+    if new {
+        enqueue(conn, entry)?;
+    }
+    Ok(new)
 }
 
 /// Takes an envelope out of the outbox; false if it was not there.
@@ -127,12 +163,12 @@ impl Database {
         enqueue(self.conn(), entry)
     }
 
-    /// Stores an outgoing message and queues its envelope in one
-    /// transaction, so neither exists without the other. When the message
-    /// was stored before (a repeated request), nothing changes and the
-    /// result is false.
-    pub fn insert_outgoing(&self, message: &MessageRow, entry: &OutboxEntry) -> Result<bool, StorageError> {
-        let write = DmWrite::Outgoing(Some(message.clone()), entry.clone());
+    /// Stores outgoing messages and queues the envelope that carries them
+    /// in one transaction, so neither exists without the other. When every
+    /// message was stored before (a repeated request), nothing changes and
+    /// the result is false.
+    pub fn insert_outgoing(&self, messages: &[MessageRow], entry: &OutboxEntry) -> Result<bool, StorageError> {
+        let write = DmWrite::Outgoing(messages.to_vec(), entry.clone());
         self.write_dms(&[write])?.pop().unwrap_or(Ok(false))
     }
 
@@ -148,13 +184,8 @@ impl Database {
         for write in writes {
             let sp = tx.savepoint()?;
             let outcome = match write {
-                DmWrite::Outgoing(Some(message), entry) => messages::insert(&sp, message).and_then(|new| {
-                    if new {
-                        enqueue(&sp, entry)?;
-                    }
-                    Ok(new)
-                }),
-                DmWrite::Outgoing(None, entry) => enqueue(&sp, entry),
+                DmWrite::Outgoing(rows, entry) if rows.is_empty() => enqueue(&sp, entry),
+                DmWrite::Outgoing(rows, entry) => store_outgoing(&sp, rows, entry),
                 DmWrite::Incoming(message) => messages::insert(&sp, message),
             };
             if outcome.is_ok() {
@@ -168,14 +199,19 @@ impl Database {
     }
 
     /// Ends a delivery round in one transaction: each envelope that reached
-    /// its recipient or a relay leaves the outbox and its message moves to
-    /// the state reached. For each, whether the message's state changed.
-    pub fn finish_deliveries(&self, done: &[Delivery]) -> Result<Vec<bool>, StorageError> {
+    /// its recipient or a relay leaves the outbox and its messages move to
+    /// the state reached. Returns (account, message id) of each message
+    /// whose state changed.
+    pub fn finish_deliveries(&self, done: &[Delivery]) -> Result<Vec<(String, [u8; 16])>, StorageError> {
         let tx = self.conn().unchecked_transaction()?;
-        let mut moved = Vec::with_capacity(done.len());
+        let mut moved = Vec::new();
         for d in done {
             remove(&tx, &d.envelope_id)?;
-            moved.push(messages::advance(&tx, &d.account, &d.message_id, d.state)?);
+            for id in &d.message_ids {
+                if messages::advance(&tx, &d.account, id, d.state)? {
+                    moved.push((d.account.clone(), *id));
+                }
+            }
         }
         tx.commit()?;
         Ok(moved)
@@ -235,14 +271,16 @@ impl Database {
     /// acknowledgement's envelope has no message.
     pub fn drop_expired_outbox(&self, now_ms: u64) -> Result<Vec<(String, [u8; 16], bool)>, StorageError> {
         let tx = self.conn().unchecked_transaction()?;
-        let dropped: Vec<(String, [u8; 16])> = tx
-            .prepare_cached("DELETE FROM outbox WHERE expires_at <= ?1 RETURNING account, message_id")?
-            .query_map([sql_i64(now_ms)?], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let dropped: Vec<(String, [u8; 16], Vec<u8>)> = tx
+            .prepare_cached("DELETE FROM outbox WHERE expires_at <= ?1 RETURNING account, message_id, more_ids")?
+            .query_map([sql_i64(now_ms)?], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::with_capacity(dropped.len());
-        for (account, id) in dropped {
-            let moved = messages::advance(&tx, &account, &id, super::DeliveryState::Expired)?;
-            out.push((account, id, moved));
+        for (account, first, more) in dropped {
+            for id in message_ids(first, &more) {
+                let moved = messages::advance(&tx, &account, &id, super::DeliveryState::Expired)?;
+                out.push((account.clone(), id, moved));
+            }
         }
         tx.commit()?;
         Ok(out)
@@ -263,7 +301,7 @@ mod tests {
         OutboxEntry {
             envelope_id: [n; 32],
             account: "alice".into(),
-            message_id: [n; 16],
+            message_ids: vec![[n; 16]],
             mailbox: [9; 32],
             envelope: vec![n; 100],
             expires_at_ms,
@@ -355,7 +393,7 @@ mod tests {
     fn a_message_whose_envelope_expires_unsent_is_expired_until_a_receipt_comes() {
         let db = Database::in_memory().unwrap();
         for (id, expires) in [(1, 1_000), (2, 1_000), (3, 5_000)] {
-            db.insert_outgoing(&text(id, Direction::Out), &entry(id, 0, expires))
+            db.insert_outgoing(&[text(id, Direction::Out)], &entry(id, 0, expires))
                 .unwrap();
         }
         // Message 2 was acknowledged while its envelope waited (a receipt
@@ -401,8 +439,8 @@ mod tests {
             received_at_ms: 1,
             state: DeliveryState::Sent,
         };
-        assert!(db.insert_outgoing(&m, &entry(1, 0, 10)).unwrap());
-        assert!(!db.insert_outgoing(&m, &entry(2, 0, 10)).unwrap());
+        assert!(db.insert_outgoing(std::slice::from_ref(&m), &entry(1, 0, 10)).unwrap());
+        assert!(!db.insert_outgoing(std::slice::from_ref(&m), &entry(2, 0, 10)).unwrap());
         assert_eq!(db.count_outbox().unwrap(), 1);
         // A failing envelope rolls the message back too.
         let bad = OutboxEntry {
@@ -410,7 +448,7 @@ mod tests {
             ..entry(3, 0, 0)
         };
         let m2 = MessageRow { id: [2; 16], ..m };
-        assert!(db.insert_outgoing(&m2, &bad).is_err());
+        assert!(db.insert_outgoing(&[m2], &bad).is_err());
         assert_eq!(db.message("alice", &[2; 16]).unwrap(), None);
     }
 
@@ -443,15 +481,15 @@ mod tests {
         let mut far_future = text(7, Direction::In);
         far_future.sent_at_ms = u64::MAX;
         let writes = [
-            DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(1, 0, 10)),
-            DmWrite::Outgoing(None, entry(2, 0, 10)),
+            DmWrite::Outgoing(vec![text(1, Direction::Out)], entry(1, 0, 10)),
+            DmWrite::Outgoing(vec![], entry(2, 0, 10)),
             DmWrite::Incoming(text(3, Direction::In)),
             // A message whose envelope cannot be stored: neither is kept.
-            DmWrite::Outgoing(Some(text(6, Direction::Out)), bad),
+            DmWrite::Outgoing(vec![text(6, Direction::Out)], bad),
             // A peer's message with a value out of range.
             DmWrite::Incoming(far_future),
             // The same message again in the same batch: stored once.
-            DmWrite::Outgoing(Some(text(1, Direction::Out)), entry(4, 0, 10)),
+            DmWrite::Outgoing(vec![text(1, Direction::Out)], entry(4, 0, 10)),
             DmWrite::Incoming(text(3, Direction::In)),
         ];
         let outcomes = db.write_dms(&writes).unwrap();
@@ -478,7 +516,7 @@ mod tests {
     fn a_delivery_round_is_recorded_together_and_states_never_go_back() {
         let db = Database::in_memory().unwrap();
         for id in [1, 2] {
-            db.insert_outgoing(&text(id, Direction::Out), &entry(id, 0, 10))
+            db.insert_outgoing(&[text(id, Direction::Out)], &entry(id, 0, 10))
                 .unwrap();
         }
         db.set_message_state("alice", &[2; 16], DeliveryState::Delivered)
@@ -486,10 +524,10 @@ mod tests {
         let done = [1u8, 2].map(|id| Delivery {
             envelope_id: entry(id, 0, 10).envelope_id,
             account: "alice".into(),
-            message_id: [id; 16],
+            message_ids: vec![[id; 16]],
             state: DeliveryState::Relayed,
         });
-        assert_eq!(db.finish_deliveries(&done).unwrap(), [true, false]);
+        assert_eq!(db.finish_deliveries(&done).unwrap(), [("alice".to_string(), [1; 16])]);
         assert_eq!(db.count_outbox().unwrap(), 0);
         let state = |id: u8| db.message("alice", &[id; 16]).unwrap().unwrap().state;
         assert_eq!(state(1), DeliveryState::Relayed);
@@ -498,6 +536,77 @@ mod tests {
             DeliveryState::Delivered,
             "a late `relayed` does not undo `delivered`"
         );
+    }
+
+    /// An envelope that carries several messages of one conversation.
+    fn shared_entry(n: u8, ids: &[u8], expires_at_ms: u64) -> OutboxEntry {
+        OutboxEntry {
+            message_ids: ids.iter().map(|id| [*id; 16]).collect(),
+            ..entry(n, 0, expires_at_ms)
+        }
+    }
+
+    #[test]
+    fn an_envelope_of_several_messages_moves_each_of_them() {
+        let db = Database::in_memory().unwrap();
+        let rows = |ids: &[u8]| ids.iter().map(|id| text(*id, Direction::Out)).collect::<Vec<_>>();
+        assert!(db
+            .insert_outgoing(&rows(&[1, 2, 3]), &shared_entry(1, &[1, 2, 3], 10))
+            .unwrap());
+        assert!(db
+            .insert_outgoing(&rows(&[4, 5]), &shared_entry(2, &[4, 5], 1_000))
+            .unwrap());
+        assert_eq!(db.list_messages("alice", None).unwrap().len(), 5);
+        assert_eq!(db.count_outbox().unwrap(), 2);
+        // Sent again whole (a repeated request): nothing changes.
+        assert!(!db
+            .insert_outgoing(&rows(&[1, 2, 3]), &shared_entry(3, &[1, 2, 3], 10))
+            .unwrap());
+        assert_eq!(db.count_outbox().unwrap(), 2);
+
+        // Leased with every id, in order.
+        let due = db.take_due_outbox(0, 10, &RetryPolicy::default()).unwrap();
+        let ids: Vec<Vec<u8>> = due
+            .iter()
+            .map(|e| e.message_ids.iter().map(|id| id[0]).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![1, 2, 3], vec![4, 5]]);
+
+        // Relayed: each message of the envelope moves, one already
+        // delivered stays so.
+        db.mark_delivered("alice", "bob", &[[2; 16]]).unwrap();
+        let done = [Delivery {
+            envelope_id: [1; 32],
+            account: "alice".into(),
+            message_ids: due[0].message_ids.clone(),
+            state: DeliveryState::Relayed,
+        }];
+        assert_eq!(
+            db.finish_deliveries(&done).unwrap(),
+            [("alice".to_string(), [1; 16]), ("alice".to_string(), [3; 16])]
+        );
+        let state = |id: u8| db.message("alice", &[id; 16]).unwrap().unwrap().state;
+        assert_eq!(
+            [1, 2, 3].map(state),
+            [DeliveryState::Relayed, DeliveryState::Delivered, DeliveryState::Relayed]
+        );
+
+        // Expired: each message of the envelope becomes `expired`.
+        assert_eq!(
+            db.drop_expired_outbox(1_000).unwrap(),
+            vec![
+                ("alice".to_string(), [4; 16], true),
+                ("alice".to_string(), [5; 16], true)
+            ]
+        );
+        assert_eq!([4, 5].map(state), [DeliveryState::Expired, DeliveryState::Expired]);
+        assert_eq!(db.count_outbox().unwrap(), 0);
+
+        // An envelope must carry a message.
+        assert!(matches!(
+            db.enqueue_outbox(&shared_entry(9, &[], 10)),
+            Err(StorageError::Invalid(_))
+        ));
     }
 
     #[test]

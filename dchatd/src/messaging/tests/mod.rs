@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::ledger::DecodeError;
 
+mod many;
 mod together;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -28,6 +29,14 @@ fn dm(from: &Identity, to: &Identity, content: Content) -> DirectMessage {
     }
 }
 
+/// Opens an envelope that must carry one message.
+fn open_one(recipient: &Identity, env: &Envelope) -> Result<Opened, MessagingError> {
+    open(recipient, env).map(|mut opened| {
+        assert_eq!(opened.len(), 1, "one message in the envelope");
+        opened.remove(0)
+    })
+}
+
 fn text(s: &str) -> Content {
     Content::Text(s.into())
 }
@@ -47,7 +56,7 @@ fn seal_open_round_trip() {
     assert_eq!(decoded, env);
     assert_eq!(decoded.id(), env.id());
 
-    let opened = open(&bob, &decoded).unwrap();
+    let opened = open_one(&bob, &decoded).unwrap();
     assert_eq!(opened.message, msg);
     assert_eq!(opened.sender_x25519, alice.messaging_public());
     assert!(opened.sender_matches(&alice.identity_public(), &alice.messaging_public()));
@@ -62,7 +71,9 @@ fn largest_text_spans_several_noise_messages() {
     assert!(env.encode().len() <= MAX_ENVELOPE_BYTES);
     assert!(env.ciphertext.len() > 65535, "needs more than one Noise message");
     assert_eq!(
-        open(&bob, &Envelope::decode(&env.encode()).unwrap()).unwrap().message,
+        open_one(&bob, &Envelope::decode(&env.encode()).unwrap())
+            .unwrap()
+            .message,
         msg
     );
 }
@@ -81,7 +92,7 @@ fn empty_text_and_acknowledgements_round_trip() {
         msg.from = "bob".into();
         msg.to = "alice".into();
         let env = seal(&bob, &msg, &alice.messaging_public(), NOW).unwrap();
-        assert_eq!(open(&alice, &env).unwrap().message, msg);
+        assert_eq!(open_one(&alice, &env).unwrap().message, msg);
     }
 }
 
@@ -102,7 +113,7 @@ fn tampered_ciphertext_is_rejected() {
     for i in 4..env.ciphertext.len() {
         let mut bad = env.clone();
         bad.ciphertext[i] ^= 0x01;
-        assert_eq!(open(&bob, &bad), Err(MessagingError::Decrypt), "byte {i}");
+        assert_eq!(open_one(&bob, &bad), Err(MessagingError::Decrypt), "byte {i}");
     }
 }
 
@@ -112,7 +123,7 @@ fn tampered_header_is_rejected() {
     let mut later = env.clone();
     later.expires_at_ms += 1;
     assert_eq!(
-        open(&bob, &later),
+        open_one(&bob, &later),
         Err(MessagingError::Decrypt),
         "prologue binds expiry"
     );
@@ -125,24 +136,27 @@ fn dropped_or_extra_frames_are_rejected() {
     let first = r.bytes("f", 65535).unwrap().len();
     let mut truncated = env.clone();
     truncated.ciphertext.truncate(4 + first);
-    assert!(matches!(open(&bob, &truncated), Err(MessagingError::BadPlaintext(_))));
+    assert!(matches!(
+        open_one(&bob, &truncated),
+        Err(MessagingError::BadPlaintext(_))
+    ));
 
     let mut extra = env.clone();
     extra.ciphertext.extend_from_slice(&[0, 0, 0, 16]);
     extra.ciphertext.extend_from_slice(&[0; 16]);
-    assert!(matches!(open(&bob, &extra), Err(MessagingError::BadPlaintext(_))));
+    assert!(matches!(open_one(&bob, &extra), Err(MessagingError::BadPlaintext(_))));
 }
 
 #[test]
 fn envelope_for_another_recipient_is_rejected() {
     let (_, _, _, env) = sealed(10);
     let carol = ident(3);
-    assert_eq!(open(&carol, &env), Err(MessagingError::WrongRecipient));
+    assert_eq!(open_one(&carol, &env), Err(MessagingError::WrongRecipient));
 
     // Re-addressed to carol's mailbox but still encrypted to bob's key.
     let mut redirected = env.clone();
     redirected.mailbox = mailbox_id(&carol.identity_public());
-    assert_eq!(open(&carol, &redirected), Err(MessagingError::Decrypt));
+    assert_eq!(open_one(&carol, &redirected), Err(MessagingError::Decrypt));
 }
 
 #[test]
@@ -153,10 +167,10 @@ fn message_for_another_identity_inside_is_rejected() {
     let msg = dm(&alice, &carol, text("for carol"));
     let mut env = seal(&alice, &msg, &bob.messaging_public(), NOW).unwrap();
     assert_eq!(env.mailbox, mailbox_id(&carol.identity_public()));
-    assert_eq!(open(&bob, &env), Err(MessagingError::WrongRecipient));
+    assert_eq!(open_one(&bob, &env), Err(MessagingError::WrongRecipient));
     // Even once a relay moves it to bob's mailbox, the prologue changes.
     env.mailbox = mailbox_id(&bob.identity_public());
-    assert_eq!(open(&bob, &env), Err(MessagingError::Decrypt));
+    assert_eq!(open_one(&bob, &env), Err(MessagingError::Decrypt));
 }
 
 #[test]
@@ -192,7 +206,7 @@ fn mallory_claiming_alices_key_is_caught() {
     let mut msg = dm(&mallory, &bob, text("I am alice"));
     msg.from = "alice".into();
     let env = seal(&mallory, &msg, &bob.messaging_public(), NOW).unwrap();
-    let opened = open(&bob, &env).unwrap();
+    let opened = open_one(&bob, &env).unwrap();
     assert!(!opened.sender_matches(&alice.identity_public(), &alice.messaging_public()));
 }
 
