@@ -47,7 +47,7 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Most established peer connections (at most 2 per peer); new ones beyond it are refused." },
     KeyDoc { section: "network", key: "peer_messages_per_s", kind: Kind::Int, default: "2000",
         doc: "Messages (gossip and requests) one peer may send per second, with bursts of twice that; more are dropped and counted as rate_limited." },
-    KeyDoc { section: "network", key: "peer_bytes_per_s", kind: Kind::Int, default: "8388608",
+    KeyDoc { section: "network", key: "peer_bytes_per_s", kind: Kind::Int, default: "33554432",
         doc: "Bytes one peer may send per second in messages and requests, with bursts of twice that." },
     KeyDoc { section: "network", key: "relay_circuit_bytes", kind: Kind::Int, default: "16777216",
         doc: "Relays only: bytes one circuit between two peers that cannot dial each other carries, both ways, before the relay closes it; the peers then open another." },

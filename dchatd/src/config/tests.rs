@@ -175,7 +175,7 @@ fn network_limits_have_defaults_ranges_and_env_overrides() {
     let c = load_with_env(&flags, no_env()).unwrap();
     assert_eq!(c.network.max_connections, 512);
     assert_eq!(c.network.peer_messages_per_s, 2000);
-    assert_eq!(c.network.peer_bytes_per_s, 8 * 1024 * 1024);
+    assert_eq!(c.network.peer_bytes_per_s, 32 * 1024 * 1024);
     let e = err("[network]\npeer_messages_per_s = 0\n");
     assert!(
         e.contains("network.peer_messages_per_s") && e.contains("between"),
