@@ -4,8 +4,10 @@
 //!
 //! 1. Throughput: `DCHAT_BENCH_CONNS` control connections on user1 (default
 //!    4), each keeping `DCHAT_BENCH_PIPELINE` SendDm calls in flight (default
-//!    8), send `DCHAT_BENCH_DMS` messages (default 20,000) as fast as the
-//!    daemon takes them. A streaming ListDms on user2 times each arrival at
+//!    32), send `DCHAT_BENCH_DMS` messages (default 100,000, some 10 s of
+//!    sending) as fast as the daemon takes them. 128 calls in flight keep
+//!    the daemons busy; with 32 (4 × 8, the default before ADR 0017) they
+//!    left a quarter of the machine idle, waiting for replies. A streaming ListDms on user2 times each arrival at
 //!    bob. Reported: accepted/s at the sender, delivered/s end to end (first
 //!    send → last arrival), and how many reached `delivered` at alice within
 //!    a grace period. The counts are checked against the nodes' databases
@@ -102,9 +104,9 @@ fn main() {
         return;
     }
     let _ = base();
-    let n = env_num("DCHAT_BENCH_DMS", 20_000);
+    let n = env_num("DCHAT_BENCH_DMS", 100_000);
     let conns = env_num("DCHAT_BENCH_CONNS", 4);
-    let window = env_num("DCHAT_BENCH_PIPELINE", 8);
+    let window = env_num("DCHAT_BENCH_PIPELINE", 32);
     let mailbox_n = env_num("DCHAT_BENCH_MAILBOX_DMS", 400);
     let ctl = dchatctl(DCHATD);
     println!("dm_throughput: dchatd = {DCHATD}, dchatctl = {}", ctl.display());
