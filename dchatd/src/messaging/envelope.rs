@@ -438,17 +438,24 @@ pub fn open(recipient: &Identity, env: &Envelope) -> Result<Vec<Opened>, Messagi
         .unwrap_or(Err(MessagingError::Decrypt))
 }
 
-/// [`open`] for several envelopes, each with its recipient, in order. The
-/// signatures of all their messages are checked together
-/// ([`verify_signatures`]), so a bad one is refused alone, with the error
-/// `open` gives; an envelope is taken whole or refused whole.
+/// [`open`] for several envelopes, each with its recipient, in order: a
+/// [`decrypt`] of each, then [`verify_all`].
 pub fn open_all<'a>(
     envelopes: impl IntoIterator<Item = (&'a Identity, &'a Envelope)>,
 ) -> Vec<Result<Vec<Opened>, MessagingError>> {
-    let decrypted: Vec<Result<Decrypted, MessagingError>> = envelopes
-        .into_iter()
-        .map(|(recipient, env)| decrypt(recipient, env))
-        .collect();
+    verify_all(
+        envelopes
+            .into_iter()
+            .map(|(recipient, env)| decrypt(recipient, env))
+            .collect(),
+    )
+}
+
+/// Checks the signatures of every message of `decrypted`'s envelopes
+/// together ([`verify_signatures`]), so a bad one is refused alone, with
+/// the error [`open`] gives; an envelope is taken whole or refused whole.
+/// An error in, from [`decrypt`], comes out as it is.
+pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Result<Vec<Opened>, MessagingError>> {
     let signing: Vec<Vec<u8>> = decrypted
         .iter()
         .flatten()
@@ -479,15 +486,42 @@ pub fn open_all<'a>(
         .collect()
 }
 
-/// An envelope decrypted and its messages parsed; their signatures and
-/// recipient key are not checked yet.
-struct Decrypted {
+/// An envelope decrypted and its messages parsed, their signatures and
+/// recipient key not checked yet. Its sender (shared by every message)
+/// can be checked against the chain first ([`Unverified::sender_matches`]),
+/// which costs nothing beside the signature checks: anyone who knows a
+/// recipient's X25519 key can make an envelope that decrypts.
+pub struct Unverified {
     messages: Vec<(DirectMessage, [u8; 64])>,
     sender_x25519: [u8; 32],
     own_key: [u8; 32],
 }
 
-impl Decrypted {
+impl Unverified {
+    /// The account name every message claims to be from.
+    pub fn from(&self) -> &str {
+        // decrypt never makes one without a message.
+        self.messages.first().map_or("", |(m, _)| m.from.as_str())
+    }
+
+    /// As [`Opened::sender_matches`], for every message at once.
+    pub fn sender_matches(&self, registered_identity: &[u8; 32], registered_x25519: &[u8; 32]) -> bool {
+        self.messages
+            .first()
+            .is_some_and(|(m, _)| m.from_key == *registered_identity)
+            && self.sender_x25519 == *registered_x25519
+    }
+
+    /// How many messages it carries.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Never true: an envelope carries at least one message.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
     /// The last check, once the signatures hold. The messages share their
     /// recipient ([`decrypt`] checks), so one comparison covers them all.
     fn addressed(self) -> Result<Vec<Opened>, MessagingError> {
@@ -507,7 +541,10 @@ impl Decrypted {
     }
 }
 
-fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Decrypted, MessagingError> {
+/// Decrypts an envelope addressed to `recipient` and parses its messages
+/// (one sender's, to one recipient, at most [`MAX_DMS_PER_ENVELOPE`]);
+/// [`verify_all`] then checks their signatures.
+pub fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Unverified, MessagingError> {
     let own_key = recipient.identity_public();
     if env.mailbox != mailbox_id(&own_key) {
         return Err(MessagingError::WrongRecipient);
@@ -573,7 +610,7 @@ fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Decrypted, MessagingE
     if messages.is_empty() {
         return Err(MessagingError::BadPlaintext("no message"));
     }
-    Ok(Decrypted {
+    Ok(Unverified {
         messages,
         sender_x25519,
         own_key,

@@ -35,9 +35,9 @@ mod tests;
 
 pub use ed25519::forget as forget_signer;
 pub use envelope::{
-    mailbox_id, open, open_all, seal, seal_many, Content, DirectMessage, Envelope, Opened, DM_MAGIC, DM_SIGN_DOMAIN,
-    ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES, MAX_SIGNED_BYTES_PER_ENVELOPE,
-    MAX_TEXT_BYTES, NOISE_PARAMS,
+    decrypt, mailbox_id, open, open_all, seal, seal_many, verify_all, Content, DirectMessage, Envelope, Opened,
+    Unverified, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES,
+    MAX_SIGNED_BYTES_PER_ENVELOPE, MAX_TEXT_BYTES, NOISE_PARAMS,
 };
 pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
 pub use post::{ChannelPost, MAX_POST_BYTES, MAX_POST_TEXT_BYTES, POST_MAGIC};

@@ -9,8 +9,10 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-/// The protocol name peers negotiate.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/req/1");
+/// The protocol name peers negotiate. 2: envelopes may carry several
+/// messages (ADR 0017); a node of version 1 could otherwise fetch them from
+/// a relay before identify tells the two apart, and drop them.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/req/2");
 /// Largest request accepted (a sealed DM is at most 80 KiB; a block batch
 /// request is tiny).
 pub const MAX_REQUEST: usize = 256 * 1024;

@@ -1,7 +1,9 @@
 //! Direct messages on the network.
 //!
-//! Sending: the control handler seals the message and commits it with an
-//! outbox row ([`queue`]); it returns then. The outbox worker delivers:
+//! Sending: the control handler drafts the message and hands it to the
+//! sealer, which seals it with others of its conversation waiting at the
+//! same time into one envelope and commits them with the envelope's outbox
+//! row ([`queue`], [`super::dm_batch::DmSealer`]); it returns then. The outbox worker delivers:
 //! to a local account at once, to the recipient's node when a fresh
 //! presence names a connected one (in batches, in order), else to up to
 //! two relays' mailboxes (state `relayed`). Retries back off; nothing
@@ -51,8 +53,9 @@ const PRESENCE_AT_MOST: Duration = Duration::from_secs(1);
 const PRESENCE_SETTLE: Duration = Duration::from_millis(250);
 const FETCH_EVERY: Duration = Duration::from_secs(2);
 
-/// Seals `content` from `from` to the account `to` and commits it (with,
-/// for text, the sender's copy of the message) for the outbox worker.
+/// Seals `content` from `from` to the account `to` (with others of the
+/// conversation sent at the same time) and commits it (with, for text, the
+/// sender's copy of the message) for the outbox worker.
 pub(crate) async fn queue(
     node: &Arc<Node>,
     from_name: &str,
@@ -130,6 +133,23 @@ impl Draft {
             && self.msg.to == other.msg.to
             && self.msg.to_key == other.msg.to_key
             && self.messaging_key == other.messaging_key
+    }
+
+    /// A draft of `msg` from `from`, sealed to `messaging_key`, as
+    /// [`draft`] makes them (for the sealer's tests).
+    #[cfg(test)]
+    pub(super) fn of(from: Identity, messaging_key: [u8; 32], msg: DirectMessage) -> Draft {
+        Draft {
+            from,
+            messaging_key,
+            msg,
+        }
+    }
+
+    /// The message's id.
+    #[cfg(test)]
+    pub(super) fn id(&self) -> [u8; 16] {
+        self.msg.id
     }
 
     /// Its bytes in an envelope ([`DirectMessage::signed_len`]).

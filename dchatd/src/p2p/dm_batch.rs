@@ -91,8 +91,14 @@ pub async fn run_sealer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<SealJob>, 
         }
         for task in tasks {
             // A panic while sealing drops its replies: those sends fail
-            // with ShuttingDown rather than hang.
-            let Ok(sealed) = task.await else { continue };
+            // (as ShuttingDown) rather than hang.
+            let sealed = match task.await {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing direct messages failed; their sends fail");
+                    continue;
+                }
+            };
             for (sealed, replies) in sealed {
                 match sealed {
                     Ok(sealed) => {
@@ -266,5 +272,91 @@ impl Acks {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messaging::DirectMessage;
+
+    fn ident(seed: u8) -> Identity {
+        Identity::from_secrets(&[seed; 32], &[seed.wrapping_add(100); 32])
+    }
+
+    /// A job for a draft from `from` to `to`, numbered `n`, of `len` bytes
+    /// of text (its reply channel dropped).
+    fn job(from: (&str, &Identity), to: (&str, &Identity), n: u16, len: usize) -> SealJob {
+        let mut id = [0u8; 16];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        let msg = DirectMessage {
+            id,
+            from: from.0.into(),
+            from_key: from.1.identity_public(),
+            to: to.0.into(),
+            to_key: to.1.identity_public(),
+            seq: u64::from(n),
+            sent_at_ms: 1,
+            content: Content::Text("x".repeat(len)),
+        };
+        let (reply, _) = oneshot::channel();
+        (Draft::of(from.1.clone(), to.1.messaging_public(), msg), reply)
+    }
+
+    fn numbers(pack: &[SealJob]) -> Vec<u16> {
+        pack.iter()
+            .map(|(d, _)| u16::from_be_bytes([d.id()[0], d.id()[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn drafts_are_packed_by_conversation_in_order_and_cut_at_the_caps() {
+        let (alice, bob, carol) = (ident(1), ident(2), ident(3));
+        let (a, b, c) = (("alice", &alice), ("bob", &bob), ("carol", &carol));
+        let mut batch = Vec::new();
+        for n in 0..70 {
+            // alice -> bob throughout, alice -> carol and bob -> alice
+            // between them.
+            batch.push(job(a, b, n, 10));
+            if n == 3 {
+                batch.push(job(a, c, 100, 10));
+                batch.push(job(b, a, 200, 10));
+            }
+        }
+        batch.push(job(a, c, 101, 10));
+        // Three texts of 30 KB to carol's namesake on another key: another
+        // conversation, cut by bytes (two fit an envelope, not three).
+        let carol2 = ident(4);
+        for n in 300..303 {
+            batch.push(job(("alice", &alice), ("carol", &carol2), n, 30_000));
+        }
+        let packs = pack(batch);
+        let got: Vec<Vec<u16>> = packs.iter().map(|p| numbers(p)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0..64).collect::<Vec<u16>>(),
+                (64..70).collect(),
+                vec![100, 101],
+                vec![200],
+                vec![300, 301],
+                vec![302],
+            ]
+        );
+        // Every pack seals into one envelope.
+        for p in &packs {
+            let drafts: Vec<&Draft> = p.iter().map(|(d, _)| d).collect();
+            assert!(drafts.windows(2).all(|w| w[0].same_conversation(w[1])));
+            assert!(drafts.iter().map(|d| d.signed_len()).sum::<usize>() <= MAX_SIGNED_BYTES_PER_ENVELOPE);
+        }
+        let (drafts, _): (Vec<Draft>, Vec<_>) = packs.into_iter().next().unwrap().into_iter().unzip();
+        let sealed = dm::seal_together(&drafts).unwrap();
+        assert_eq!(
+            sealed.entry.message_ids,
+            drafts.iter().map(Draft::id).collect::<Vec<_>>()
+        );
+        assert_eq!(sealed.rows.len(), 64);
+        let env = crate::messaging::Envelope::decode(&sealed.entry.envelope).unwrap();
+        assert_eq!(crate::messaging::open(&bob, &env).unwrap().len(), 64);
     }
 }

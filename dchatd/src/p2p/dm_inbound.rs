@@ -58,10 +58,13 @@ struct ToOpen {
 }
 
 /// Opens envelopes for local accounts and checks them, in order; for each,
-/// what became of it when it cannot be stored. The opening (X25519 and
-/// signature checks, a part's together) runs on the blocking pool, split
-/// in as many tasks as there are cores: not on the threads the network
-/// runs on, and not one thread wake-up per envelope.
+/// what became of it when it cannot be stored. Three steps, so that an
+/// envelope from keys nobody registered costs one X25519 operation and no
+/// signature check: decryption, on the blocking pool split in as many
+/// tasks as there are cores (not on the threads the network runs on, and
+/// not one thread wake-up per envelope); the sender's keys against the
+/// chain; then the signatures of what is left, a part's together, on the
+/// blocking pool again.
 pub(super) async fn check_all(
     node: &Arc<Node>,
     shared: &Shared,
@@ -79,41 +82,71 @@ pub(super) async fn check_all(
             Err(received) => results.push(Some(Err(received))),
         }
     }
-    let parts = super::dm_batch::cores();
-    let per_task = to_open.len().div_ceil(parts).max(1);
-    let mut tasks = Vec::new();
-    while !to_open.is_empty() {
-        let part: Vec<(usize, ToOpen)> = to_open.drain(..per_task.min(to_open.len())).collect();
-        let indices: Vec<usize> = part.iter().map(|(i, _)| *i).collect();
-        let task = tokio::task::spawn_blocking(move || {
-            // The part's signatures are checked together.
-            let opened = messaging::open_all(part.iter().map(|(_, t)| (&t.identity, &t.envelope)));
-            part.into_iter()
-                .zip(opened)
-                .map(|((i, t), opened)| (i, t.account, t.identity, opened))
-                .collect::<Vec<_>>()
-        });
-        tasks.push((indices, task));
-    }
-    for (indices, task) in tasks {
-        match task.await {
-            Ok(opened) => {
-                for (i, account, identity, opened) in opened {
-                    results[i] = Some(judge(node, shared, account, identity, opened));
-                }
-            }
-            // Ours to fail, not the sender's: kept where it is for a retry.
-            Err(e) => {
-                for i in indices {
-                    results[i] = Some(Err(Received::Dropped(format!("not stored: cannot open it now ({e})"))));
-                }
-            }
+    let decrypted = on_cores(to_open, |part| {
+        part.into_iter()
+            .map(|(i, t)| {
+                let d = messaging::decrypt(&t.identity, &t.envelope);
+                (i, t.account, t.identity, d)
+            })
+            .collect()
+    })
+    .await;
+    let mut to_verify = Vec::new();
+    for (i, account, identity, d) in decrypted {
+        match d.map_err(|e| refused(shared, e)).and_then(|u| screen(node, shared, u)) {
+            Ok((u, sender)) => to_verify.push((i, account, identity, sender, u)),
+            Err(received) => results[i] = Some(Err(received)),
         }
     }
+    let verified = on_cores(to_verify, |part| {
+        let (heads, unverified): (Vec<_>, Vec<_>) = part
+            .into_iter()
+            .map(|(i, account, identity, sender, u)| ((i, account, identity, sender), Ok(u)))
+            .unzip();
+        heads.into_iter().zip(messaging::verify_all(unverified)).collect()
+    })
+    .await;
+    for ((i, account, identity, sender), opened) in verified {
+        results[i] = Some(match opened {
+            Ok(opened) => Ok(Checked {
+                account,
+                identity,
+                sender,
+                msgs: opened.into_iter().map(|o| o.message).collect(),
+            }),
+            Err(e) => Err(refused(shared, e)),
+        });
+    }
+    // A part whose blocking task failed left its results empty: ours to
+    // fail, not the sender's, so kept where it is for a retry.
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Received::Dropped("not stored: nothing came of opening it".into()))))
         .collect()
+}
+
+/// Runs `work` over `items` on the blocking pool, split in as many parts
+/// as there are cores; the results in order. A part whose task fails (a
+/// panic) gives no results.
+async fn on_cores<T, R>(mut items: Vec<T>, work: fn(Vec<T>) -> Vec<R>) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let per_task = items.len().div_ceil(super::dm_batch::cores()).max(1);
+    let mut tasks = Vec::new();
+    while !items.is_empty() {
+        let part: Vec<T> = items.drain(..per_task.min(items.len())).collect();
+        tasks.push(tokio::task::spawn_blocking(move || work(part)));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(results) => out.extend(results),
+            Err(e) => tracing::warn!(error = %e, "opening envelopes failed"),
+        }
+    }
+    out
 }
 
 /// Decodes an envelope and finds the local account it is for.
@@ -139,55 +172,43 @@ async fn prepare(node: &Arc<Node>, shared: &Shared, bytes: &[u8]) -> Result<ToOp
     })
 }
 
-/// What opening an envelope came to, checked against the keys the chain
-/// registered for its sender.
-fn judge(
+/// Why an envelope that did not decrypt or verify was refused (counted).
+fn refused(shared: &Shared, e: MessagingError) -> Received {
+    match e {
+        MessagingError::WrongRecipient | MessagingError::WrongMailbox => {
+            shared.dropped(DropReason::Misaddressed);
+            Received::Dropped("wrongly addressed".into())
+        }
+        MessagingError::BadSignature | MessagingError::Decrypt => {
+            shared.dropped(DropReason::BadSignature);
+            Received::Dropped("does not decrypt or verify".into())
+        }
+        e => {
+            shared.dropped(DropReason::Malformed);
+            Received::Dropped(e.to_string())
+        }
+    }
+}
+
+/// A decrypted envelope's sender checked against the keys the chain
+/// registered for the account its messages name (they share it: see
+/// `messaging::decrypt`), before any signature is.
+fn screen(
     node: &Node,
     shared: &Shared,
-    account: String,
-    identity: Identity,
-    opened: Result<Vec<messaging::Opened>, MessagingError>,
-) -> Result<Checked, Received> {
-    let opened = match opened {
-        Ok(o) => o,
-        Err(MessagingError::WrongRecipient | MessagingError::WrongMailbox) => {
-            shared.dropped(DropReason::Misaddressed);
-            return Err(Received::Dropped("wrongly addressed".into()));
-        }
-        Err(MessagingError::BadSignature | MessagingError::Decrypt) => {
-            shared.dropped(DropReason::BadSignature);
-            return Err(Received::Dropped("does not decrypt or verify".into()));
-        }
-        Err(e) => {
-            shared.dropped(DropReason::Malformed);
-            return Err(Received::Dropped(e.to_string()));
-        }
-    };
-    // The messages of one envelope share their sender and its keys
-    // (`messaging::open` checks), so the first speaks for all.
-    let Some(first) = opened.first() else {
-        shared.dropped(DropReason::Malformed);
-        return Err(Received::Dropped("no message in the envelope".into()));
-    };
-    let Some(sender) = registered(node, &first.message.from) else {
+    u: messaging::Unverified,
+) -> Result<(messaging::Unverified, crate::ledger::Account), Received> {
+    let Some(sender) = registered(node, u.from()) else {
         return Err(Received::Later(format!(
             "sender {} is not registered here (yet)",
-            first.message.from
+            u.from()
         )));
     };
-    if !first.sender_matches(&sender.identity_key, &sender.messaging_key) {
+    if !u.sender_matches(&sender.identity_key, &sender.messaging_key) {
         shared.dropped(DropReason::NotPermitted);
-        return Err(Received::Dropped(format!(
-            "keys are not those {} registered",
-            first.message.from
-        )));
+        return Err(Received::Dropped(format!("keys are not those {} registered", u.from())));
     }
-    Ok(Checked {
-        account,
-        identity,
-        sender,
-        msgs: opened.into_iter().map(|o| o.message).collect(),
-    })
+    Ok((u, sender))
 }
 
 /// [`take`]s every checked envelope (their writes share commits); the

@@ -136,10 +136,12 @@ fn enqueue(conn: &rusqlite::Connection, e: &OutboxEntry) -> Result<bool, Storage
 }
 
 /// Stores the messages of an outgoing envelope and, when any of them is
-/// new, queues the envelope; whether it was queued. Each message is
-/// stored once whatever happens, so a repeated request changes nothing.
+/// new or the envelope carries more than the stored texts (an
+/// acknowledgement has no row), queues the envelope; whether it was
+/// queued. Each message is stored once whatever happens, so a repeated
+/// request changes nothing.
 fn store_outgoing(conn: &rusqlite::Connection, rows: &[MessageRow], entry: &OutboxEntry) -> Result<bool, StorageError> {
-    let mut new = false;
+    let mut new = entry.message_ids.len() > rows.len();
     for row in rows {
         new |= messages::insert(conn, row)?;
     }
@@ -563,6 +565,11 @@ mod tests {
             .insert_outgoing(&rows(&[1, 2, 3]), &shared_entry(3, &[1, 2, 3], 10))
             .unwrap());
         assert_eq!(db.count_outbox().unwrap(), 2);
+        // An acknowledgement (no row) sealed with a text stored before still
+        // goes out.
+        assert!(db.insert_outgoing(&rows(&[1]), &shared_entry(4, &[1, 8], 10)).unwrap());
+        assert_eq!(db.count_outbox().unwrap(), 3);
+        assert!(db.outbox_done(&[4; 32]).unwrap());
 
         // Leased with every id, in order.
         let due = db.take_due_outbox(0, 10, &RetryPolicy::default()).unwrap();
