@@ -27,7 +27,8 @@
 //! 4. Via a relay circuit: user5 and user6 listen nowhere (as behind NAT),
 //!    hold reservations on relay1, and frank on user5 writes to grace on
 //!    user6 as in 1: user1 -> relay -> user2 of the issue, the relay
-//!    forwarding encrypted bytes over a circuit. Reported like 1.
+//!    forwarding encrypted bytes over a circuit. Reported like 1, with the
+//!    CPU of user5's, relay1's and user6's daemons.
 //!
 //! 5. Cost of metrics (issue 7), run first: user3 -> user4 (dave to erin) run with
 //!    the Prometheus listener on both nodes, scraped 10 times a second each,
@@ -369,7 +370,9 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
     let user5 = net.socket("user5");
     let mut grace = watch(&net.socket("user6"), json!({ "user": "grace" })).await;
     warm_up(&user5, "grace", &mut grace).await;
+    let cpu = CpuUse::start(net, &["user5", "relay1", "user6"]);
     let c = burst(&user5, "grace", "cir", n, conns, window, &mut grace).await;
+    let cpu = cpu.stop();
     let circuit_per_s = c.delivered_per_s;
     println!(
         "accepted at user5: {} of {n} in {:.2} s ({} refused); arrived at grace's stream: {} = {circuit_per_s:.0}/s end to end  (target >= {TARGET_PER_S:.0}/s: {})",
@@ -379,6 +382,7 @@ async fn run(net: &Testnet, n: usize, conns: usize, window: usize, mailbox_n: us
         c.arrivals.count,
         verdict(circuit_per_s >= TARGET_PER_S)
     );
+    cpu.report(c.arrivals.count);
     let frank_db = net.dir.join("user5").join("dchat.sqlite3");
     println!(
         "`delivered` at frank: {} of {}",
