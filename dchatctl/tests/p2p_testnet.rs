@@ -85,6 +85,14 @@ fn alice_on_user1_and_bob_on_user2(dir: &Path) {
     wait_height(dir, &["user1", "user2"], top, WAIT);
 }
 
+/// A small testnet with alice on user1 and bob on user2, user2 stopped.
+fn bob_away() -> Net {
+    let net = small_net("2");
+    alice_on_user1_and_bob_on_user2(&net.dir);
+    ok(&["testnet", "down", &net.d(), "user2"]);
+    net
+}
+
 /// Runs `dchatctl <args> --follow --json` on `node`; its lines, parsed, as
 /// they come. The child is killed when the returned guard drops.
 fn follow(dir: &Path, node: &str, args: &[&str]) -> (Following, std::sync::mpsc::Receiver<Value>) {
@@ -256,11 +264,8 @@ fn a_dm_between_online_users_is_delivered_and_the_sender_sees_it() {
 
 #[test]
 fn dms_wait_in_a_relay_mailbox_across_a_relay_restart_and_arrive_in_order_once() {
-    let net = small_net("2");
+    let net = bob_away();
     let (dir, d) = (net.dir.clone(), net.d());
-    alice_on_user1_and_bob_on_user2(&dir);
-
-    ok(&["testnet", "down", &d, "user2"]);
     let texts_sent = ["first while away", "second while away", "third while away"];
     for t in texts_sent {
         ok(&["--socket", &sock(&dir, "user1"), "dm", "send", "bob", t]);
@@ -303,10 +308,8 @@ fn a_mailbox_larger_than_a_fetch_answer_is_drained_whole() {
     // 320 DMs of 20 KB while bob is away, sent from 4 threads at once so
     // that messages waiting together share envelopes: more than 6 MB for
     // bob's mailbox, more than one fetch answer (4 MiB) can carry.
-    let net = small_net("2");
+    let net = bob_away();
     let (dir, d) = (net.dir.clone(), net.d());
-    alice_on_user1_and_bob_on_user2(&dir);
-    ok(&["testnet", "down", &d, "user2"]);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let socket = sock(&dir, "user1");

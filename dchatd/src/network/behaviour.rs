@@ -18,8 +18,10 @@ use super::NetworkParams;
 /// envelope may carry several messages of one conversation (ADR 0017),
 /// which a node of version 1 would drop as malformed.
 pub const PROTOCOL_VERSION: &str = "/dchat/2";
-/// Kademlia on dchat's own protocol name, so we never join the IPFS DHT.
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/1");
+/// Kademlia on dchat's own protocol name, so we never join the IPFS DHT;
+/// its version follows [`PROTOCOL_VERSION`]'s, so nodes do not learn (and
+/// dial) peers of a build they cannot talk to.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/2");
 /// Circuits a relay carries at once (libp2p's default is 16).
 const MAX_CIRCUITS: usize = 64;
 /// How long one circuit lasts before the peers must open another.

@@ -3,11 +3,11 @@
 //! Sending: the control handler drafts the message and hands it to the
 //! sealer, which seals it with others of its conversation waiting at the
 //! same time into one envelope and commits them with the envelope's outbox
-//! row ([`queue`], [`super::dm_batch::DmSealer`]); it returns then. The outbox worker delivers:
-//! to a local account at once, to the recipient's node when a fresh
-//! presence names a connected one (in batches, in order), else to up to
-//! two relays' mailboxes (state `relayed`). Retries back off; nothing
-//! waits for the chain.
+//! row ([`queue`], [`super::dm_batch::DmSealer`]); it returns then. The
+//! outbox worker delivers: to a local account at once, to the recipient's
+//! node when a fresh presence names a connected one (in batches, in
+//! order), else to up to two relays' mailboxes (state `relayed`). Retries
+//! back off; nothing waits for the chain.
 //!
 //! Receiving is [`super::dm_inbound`]'s; fetching from relay mailboxes is
 //! here. Writes go through a group commit and acknowledgements are
@@ -121,7 +121,7 @@ impl Draft {
             MessagingError::TooLarge { .. } => ServiceError::InvalidParameter(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })?;
-        shared.dm_sealer.seal(self).await
+        shared.dm_sealer.submit(self).await
     }
 
     /// Whether `other` is of the same conversation (the same sender and
@@ -446,6 +446,11 @@ async fn deliver_locally(node: &Arc<Node>, shared: &Arc<Shared>, entries: &[Outb
         .filter_map(|(entry, received)| match received {
             Received::New | Received::Duplicate => Some(delivery(entry, DeliveryState::Sent)),
             Received::NotHere | Received::Later(_) => None,
+            // Ours to fail (the database), not the envelope's: tried again.
+            Received::Dropped(why) if why.starts_with("not stored") => {
+                tracing::warn!(why, "own envelope not stored locally; trying again later");
+                None
+            }
             Received::Dropped(why) => {
                 tracing::warn!(why, "own envelope refused locally; dropping it");
                 Some(delivery(entry, DeliveryState::Sent))

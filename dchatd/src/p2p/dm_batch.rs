@@ -36,38 +36,50 @@ use crate::storage::{DmWrite, MessageRow};
 /// Most writes in one transaction, and most drafts one sealing round takes.
 const MAX_BATCH: usize = 512;
 
-type SealJob = (Draft, oneshot::Sender<Result<MessageRow, ServiceError>>);
+/// What a [`Batched`] task answers one request with.
+type Reply<R> = oneshot::Sender<Result<R, ServiceError>>;
+/// Where a [`Batched`] task takes its requests from.
+pub type Requests<T, R> = mpsc::Receiver<(T, Reply<R>)>;
 
-/// The handle sends hand their drafts to ([`run_sealer`]).
-pub struct DmSealer {
-    jobs: mpsc::Sender<SealJob>,
+/// The handle to a task that takes requests in batches and answers each
+/// ([`run_sealer`], [`run_writer`]).
+pub struct Batched<T, R> {
+    jobs: mpsc::Sender<(T, Reply<R>)>,
 }
 
-impl DmSealer {
-    /// The handle and the receiving end for [`run_sealer`].
-    pub fn new() -> (DmSealer, mpsc::Receiver<SealJob>) {
+impl<T, R> Batched<T, R> {
+    /// The handle and the receiving end for the task.
+    pub fn new() -> (Batched<T, R>, Requests<T, R>) {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        (DmSealer { jobs }, rx)
+        (Batched { jobs }, rx)
     }
 
-    /// Seals `draft` (with others of its conversation) and returns its
-    /// copy once its envelope is committed to the outbox.
-    pub async fn seal(&self, draft: Draft) -> Result<MessageRow, ServiceError> {
+    /// Hands `request` to the task and waits for its answer.
+    pub async fn submit(&self, request: T) -> Result<R, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send((draft, reply))
+            .send((request, reply))
             .await
             .map_err(|_| ServiceError::ShuttingDown)?;
         answer.await.map_err(|_| ServiceError::ShuttingDown)?
     }
 }
 
+/// Where sends hand their drafts ([`run_sealer`]): the answer is the
+/// message's copy once its envelope is committed to the outbox.
+pub type DmSealer = Batched<Draft, MessageRow>;
+type SealJob = (Draft, Reply<MessageRow>);
+
+/// Where sends and arrivals hand their writes ([`run_writer`]): the answer
+/// is whether the write was new, once it is committed.
+pub type DmWriter = Batched<DmWrite, bool>;
+
 /// The sealer task: takes the drafts waiting, seals each conversation's
 /// into as few envelopes as fit ([`pack`]), the envelopes split over one
 /// blocking task per core; then hands each envelope to the writer and
 /// answers its drafts once it is committed, while the next drafts are
 /// sealed.
-pub async fn run_sealer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<SealJob>, stop: CancellationToken) {
+pub async fn run_sealer(shared: Arc<Shared>, mut jobs: Requests<Draft, MessageRow>, stop: CancellationToken) {
     let parts = cores();
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -140,18 +152,14 @@ fn pack(batch: Vec<SealJob>) -> Vec<Vec<SealJob>> {
 }
 
 /// Commits a sealed envelope with its messages and answers each draft.
-async fn commit_and_answer(
-    shared: Arc<Shared>,
-    sealed: Sealed,
-    replies: Vec<oneshot::Sender<Result<MessageRow, ServiceError>>>,
-) {
+async fn commit_and_answer(shared: Arc<Shared>, sealed: Sealed, replies: Vec<Reply<MessageRow>>) {
     let Sealed { rows, entry } = sealed;
     let stored = rows
         .iter()
         .filter(|(_, is_text)| *is_text)
         .map(|(row, _)| row.clone())
         .collect();
-    match shared.dm_writer.write(DmWrite::Outgoing(stored, entry)).await {
+    match shared.dm_writer.submit(DmWrite::Outgoing(stored, entry)).await {
         Ok(_) => {
             shared.metrics.dm_envelopes_sealed.inc();
             shared.metrics.dm_messages_sealed.inc_by(rows.len() as u64);
@@ -175,33 +183,8 @@ pub(super) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-type Job = (DmWrite, oneshot::Sender<Result<bool, ServiceError>>);
-
-/// The handle sends and arrivals write through.
-pub struct DmWriter {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl DmWriter {
-    /// The handle and the receiving end for [`run_writer`].
-    pub fn new() -> (DmWriter, mpsc::Receiver<Job>) {
-        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        (DmWriter { jobs }, rx)
-    }
-
-    /// Stores `write` and returns once it is committed: whether it was new.
-    pub async fn write(&self, write: DmWrite) -> Result<bool, ServiceError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((write, reply))
-            .await
-            .map_err(|_| ServiceError::ShuttingDown)?;
-        answer.await.map_err(|_| ServiceError::ShuttingDown)?
-    }
-}
-
 /// The writer task: takes what is waiting, commits it together, answers.
-pub async fn run_writer(node: Arc<Node>, mut jobs: mpsc::Receiver<Job>, stop: CancellationToken) {
+pub async fn run_writer(node: Arc<Node>, mut jobs: Requests<DmWrite, bool>, stop: CancellationToken) {
     loop {
         // Everything waiting, up to a batch; at least one.
         let mut batch = Vec::with_capacity(MAX_BATCH);

@@ -285,7 +285,7 @@ async fn take_one(
             // Kept for followers, handed over if it is new; the writer takes
             // the row.
             let shown = shared.handed(&row);
-            let new = match shared.dm_writer.write(DmWrite::Incoming(row)).await {
+            let new = match shared.dm_writer.submit(DmWrite::Incoming(row)).await {
                 Ok(new) => new,
                 Err(e) => return Received::Dropped(format!("not stored: {e}")),
             };
