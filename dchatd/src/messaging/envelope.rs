@@ -1,4 +1,5 @@
-//! Direct messages and the envelopes that carry them.
+//! Direct messages, the envelopes that carry them, and sealing (opening
+//! is [`super::open`]'s).
 //!
 //! A [`DirectMessage`] is encoded canonically and signed by the sender's
 //! ed25519 key over `"dchat-dm-sig/1" ‖ encoding`. The signed bytes are then
@@ -27,12 +28,12 @@
 //! envelope "dchat-env/1" mailbox[32] expires_at_ms:u64 ciphertext:bytes
 //! ```
 
+use std::borrow::Borrow;
+
 use dchat_keyfile::Identity;
 use snow::params::NoiseParams;
 
-use super::wire::{
-    check_input, check_len, read_array_list, verify_signature, verify_signatures, MessagingError, MAX_NAME_BYTES,
-};
+use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
 use super::x25519::Resolver;
 use crate::ledger::codec::{sha256, Reader, Writer};
 use crate::ledger::DecodeError;
@@ -59,7 +60,7 @@ pub const MAX_ACK_IDS: usize = MAX_TEXT_BYTES / 16;
 pub const MAX_ENVELOPE_BYTES: usize = 80 * 1024;
 
 /// Largest Noise message (the spec's limit).
-const NOISE_MAX_MSG: usize = 65535;
+pub(super) const NOISE_MAX_MSG: usize = 65535;
 /// AEAD tag added to every encrypted payload.
 const TAG_LEN: usize = 16;
 /// Handshake message overhead of pattern X: `e` (32), encrypted `s`
@@ -127,15 +128,6 @@ pub struct Envelope {
     pub ciphertext: Vec<u8>,
 }
 
-/// A verified, decrypted direct message (one of those its envelope carried).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opened {
-    pub message: DirectMessage,
-    pub signature: [u8; 64],
-    /// The sender's X25519 key, as authenticated by Noise.
-    pub sender_x25519: [u8; 32],
-}
-
 /// The mailbox of an identity: `SHA-256("dchat-mailbox/1" ‖ key)`. Relays
 /// index envelopes by it without learning the account name.
 pub fn mailbox_id(identity_key: &[u8; 32]) -> [u8; 32] {
@@ -187,7 +179,7 @@ impl DirectMessage {
         }
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<DirectMessage, DecodeError> {
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<DirectMessage, DecodeError> {
         r.magic(DM_MAGIC)?;
         Ok(DirectMessage {
             id: r.array()?,
@@ -224,7 +216,7 @@ impl DirectMessage {
 
     /// Whether `other` goes from the same sender to the same recipient, so
     /// that both may share an envelope.
-    fn same_ends(&self, other: &DirectMessage) -> bool {
+    pub(crate) fn same_ends(&self, other: &DirectMessage) -> bool {
         self.from == other.from && self.from_key == other.from_key && self.to == other.to && self.to_key == other.to_key
     }
 
@@ -285,15 +277,6 @@ impl Envelope {
     }
 }
 
-impl Opened {
-    /// True when the keys this message came with are the ones the chain
-    /// registered for the account it claims to be from. Callers must check
-    /// this before showing the message as from `message.from`.
-    pub fn sender_matches(&self, registered_identity: &[u8; 32], registered_x25519: &[u8; 32]) -> bool {
-        self.message.from_key == *registered_identity && self.sender_x25519 == *registered_x25519
-    }
-}
-
 fn noise_params() -> Result<NoiseParams, MessagingError> {
     NOISE_PARAMS
         .parse()
@@ -301,12 +284,12 @@ fn noise_params() -> Result<NoiseParams, MessagingError> {
 }
 
 /// A handshake builder with our X25519 ([`super::x25519`]).
-fn builder() -> Result<snow::Builder<'static>, MessagingError> {
+pub(super) fn builder() -> Result<snow::Builder<'static>, MessagingError> {
     Ok(snow::Builder::with_resolver(noise_params()?, Box::new(Resolver)))
 }
 
 /// Binds the envelope header into the handshake hash.
-fn prologue(mailbox: &[u8; 32], expires_at_ms: u64) -> Vec<u8> {
+pub(super) fn prologue(mailbox: &[u8; 32], expires_at_ms: u64) -> Vec<u8> {
     let mut w = Writer::new();
     w.raw(PROLOGUE_DOMAIN);
     w.raw(mailbox);
@@ -325,24 +308,24 @@ pub fn seal(
     seal_many(sender, std::slice::from_ref(msg), recipient_x25519, expires_at_ms)
 }
 
-/// Signs each of `msgs` as `sender` and encrypts them together, in order,
-/// into one envelope to `recipient_x25519`. They must all go from `sender`
-/// to one recipient, be at most [`MAX_DMS_PER_ENVELOPE`], and their
-/// [`DirectMessage::signed_len`]s add up to at most
-/// [`MAX_SIGNED_BYTES_PER_ENVELOPE`].
+/// Signs each of `msgs` (owned or borrowed) as `sender` and encrypts them
+/// together, in order, into one envelope to `recipient_x25519`. They must
+/// all go from `sender` to one recipient, be at most
+/// [`MAX_DMS_PER_ENVELOPE`], and their [`DirectMessage::signed_len`]s add
+/// up to at most [`MAX_SIGNED_BYTES_PER_ENVELOPE`].
 pub fn seal_many(
     sender: &Identity,
-    msgs: &[DirectMessage],
+    msgs: &[impl Borrow<DirectMessage>],
     recipient_x25519: &[u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
-    let Some(first) = msgs.first() else {
+    let Some(first) = msgs.first().map(Borrow::borrow) else {
         return Err(MessagingError::Seal("no message to seal".into()));
     };
     check_len("messages of one envelope", msgs.len(), MAX_DMS_PER_ENVELOPE)?;
     let own_key = sender.identity_public();
     let mut signed = Vec::with_capacity(msgs.len());
-    for msg in msgs {
+    for msg in msgs.iter().map(Borrow::borrow) {
         msg.check_caps()?;
         if msg.from_key != own_key {
             return Err(MessagingError::SenderKeyMismatch);
@@ -427,192 +410,4 @@ pub(super) fn seal_signed_many(
     };
     check_len("ciphertext", env.ciphertext.len(), MAX_CIPHERTEXT_BYTES)?;
     Ok(env)
-}
-
-/// Decrypts and verifies an envelope addressed to `recipient`: its
-/// messages, in the order sealed. Does not check expiry or the chain: see
-/// [`Envelope::is_expired`] and [`Opened::sender_matches`].
-pub fn open(recipient: &Identity, env: &Envelope) -> Result<Vec<Opened>, MessagingError> {
-    open_all([(recipient, env)])
-        .pop()
-        .unwrap_or(Err(MessagingError::Decrypt))
-}
-
-/// [`open`] for several envelopes, each with its recipient, in order: a
-/// [`decrypt`] of each, then [`verify_all`].
-pub fn open_all<'a>(
-    envelopes: impl IntoIterator<Item = (&'a Identity, &'a Envelope)>,
-) -> Vec<Result<Vec<Opened>, MessagingError>> {
-    verify_all(
-        envelopes
-            .into_iter()
-            .map(|(recipient, env)| decrypt(recipient, env))
-            .collect(),
-    )
-}
-
-/// Checks the signatures of every message of `decrypted`'s envelopes
-/// together ([`verify_signatures`]), so a bad one is refused alone, with
-/// the error [`open`] gives; an envelope is taken whole or refused whole.
-/// An error in, from [`decrypt`], comes out as it is.
-pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Result<Vec<Opened>, MessagingError>> {
-    let signing: Vec<Vec<u8>> = decrypted
-        .iter()
-        .flatten()
-        .flat_map(|d| &d.messages)
-        .map(|(message, _)| message.signing_message())
-        .collect();
-    let batch: Vec<([u8; 32], &[u8], [u8; 64])> = decrypted
-        .iter()
-        .flatten()
-        .flat_map(|d| &d.messages)
-        .zip(&signing)
-        .map(|((message, signature), m)| (message.from_key, m.as_slice(), *signature))
-        .collect();
-    let mut verdicts = verify_signatures(&batch).into_iter();
-    decrypted
-        .into_iter()
-        .map(|d| {
-            let d = d?;
-            // Every verdict of this envelope is taken, so the next
-            // envelope's start where they should.
-            let verdicts: Vec<_> = verdicts.by_ref().take(d.messages.len()).collect();
-            if verdicts.len() != d.messages.len() {
-                return Err(MessagingError::BadSignature);
-            }
-            verdicts.into_iter().collect::<Result<Vec<()>, _>>()?;
-            d.addressed()
-        })
-        .collect()
-}
-
-/// An envelope decrypted and its messages parsed, their signatures and
-/// recipient key not checked yet. Its sender (shared by every message)
-/// can be checked against the chain first ([`Unverified::sender_matches`]),
-/// which costs nothing beside the signature checks: anyone who knows a
-/// recipient's X25519 key can make an envelope that decrypts.
-pub struct Unverified {
-    messages: Vec<(DirectMessage, [u8; 64])>,
-    sender_x25519: [u8; 32],
-    own_key: [u8; 32],
-}
-
-impl Unverified {
-    /// The account name every message claims to be from.
-    pub fn from(&self) -> &str {
-        // decrypt never makes one without a message.
-        self.messages.first().map_or("", |(m, _)| m.from.as_str())
-    }
-
-    /// As [`Opened::sender_matches`], for every message at once.
-    pub fn sender_matches(&self, registered_identity: &[u8; 32], registered_x25519: &[u8; 32]) -> bool {
-        self.messages
-            .first()
-            .is_some_and(|(m, _)| m.from_key == *registered_identity)
-            && self.sender_x25519 == *registered_x25519
-    }
-
-    /// How many messages it carries.
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    /// Never true: an envelope carries at least one message.
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
-    /// The last check, once the signatures hold. The messages share their
-    /// recipient ([`decrypt`] checks), so one comparison covers them all.
-    fn addressed(self) -> Result<Vec<Opened>, MessagingError> {
-        if self.messages.first().is_none_or(|(m, _)| m.to_key != self.own_key) {
-            return Err(MessagingError::WrongRecipient);
-        }
-        let sender_x25519 = self.sender_x25519;
-        Ok(self
-            .messages
-            .into_iter()
-            .map(|(message, signature)| Opened {
-                message,
-                signature,
-                sender_x25519,
-            })
-            .collect())
-    }
-}
-
-/// Decrypts an envelope addressed to `recipient` and parses its messages
-/// (one sender's, to one recipient, at most [`MAX_DMS_PER_ENVELOPE`]);
-/// [`verify_all`] then checks their signatures.
-pub fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Unverified, MessagingError> {
-    let own_key = recipient.identity_public();
-    if env.mailbox != mailbox_id(&own_key) {
-        return Err(MessagingError::WrongRecipient);
-    }
-    let decrypt = |_: snow::Error| MessagingError::Decrypt;
-    let secret = recipient.messaging_secret();
-    let prologue = prologue(&env.mailbox, env.expires_at_ms);
-    let mut handshake = builder()?
-        .local_private_key(&secret[..])
-        .map_err(decrypt)?
-        .prologue(&prologue)
-        .map_err(decrypt)?
-        .build_responder()
-        .map_err(decrypt)?;
-
-    let mut frames = Reader::new(&env.ciphertext);
-    // A Noise message decrypts to fewer bytes than it has.
-    let mut buf = vec![0u8; env.ciphertext.len().min(NOISE_MAX_MSG)];
-    let first = frames.bytes("noise message", NOISE_MAX_MSG)?;
-    let n = handshake.read_message(first, &mut buf).map_err(decrypt)?;
-    let sender_x25519: [u8; 32] = handshake
-        .get_remote_static()
-        .and_then(|k| k.try_into().ok())
-        .ok_or(MessagingError::Decrypt)?;
-    let mut plain = buf[..n].to_vec();
-    let Some(len) = plain.first_chunk::<4>() else {
-        return Err(MessagingError::BadPlaintext("shorter than its length prefix"));
-    };
-    let signed_len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
-    if signed_len > MAX_SIGNED_BYTES_PER_ENVELOPE {
-        return Err(MessagingError::BadPlaintext("length over the message cap"));
-    }
-    let total = 4 + signed_len;
-    let mut transport = handshake.into_transport_mode().map_err(decrypt)?;
-    while frames.remaining() > 0 {
-        if plain.len() >= total {
-            return Err(MessagingError::BadPlaintext("frames after the end of the message"));
-        }
-        let frame = frames.bytes("noise message", NOISE_MAX_MSG)?;
-        let n = transport.read_message(frame, &mut buf).map_err(decrypt)?;
-        plain.extend_from_slice(&buf[..n]);
-    }
-    if plain.len() != total {
-        return Err(MessagingError::BadPlaintext("length differs from its prefix"));
-    }
-
-    let mut r = Reader::new(&plain[4..]);
-    let mut messages: Vec<(DirectMessage, [u8; 64])> = Vec::new();
-    while r.remaining() > 0 {
-        if messages.len() == MAX_DMS_PER_ENVELOPE {
-            return Err(MessagingError::BadPlaintext("more messages than an envelope may carry"));
-        }
-        let message = DirectMessage::read(&mut r)?;
-        let signature: [u8; 64] = r.array()?;
-        if messages.first().is_some_and(|(m, _)| !m.same_ends(&message)) {
-            return Err(MessagingError::BadPlaintext(
-                "messages of one envelope differ in their ends",
-            ));
-        }
-        messages.push((message, signature));
-    }
-    r.finish()?;
-    if messages.is_empty() {
-        return Err(MessagingError::BadPlaintext("no message"));
-    }
-    Ok(Unverified {
-        messages,
-        sender_x25519,
-        own_key,
-    })
 }

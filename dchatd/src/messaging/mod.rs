@@ -7,6 +7,8 @@
 //!   Noise_X to the recipient's X25519 key into an [`Envelope`] (one or
 //!   several of a conversation in each), the only thing a relay sees
 //!   (mailbox id, expiry, ciphertext).
+//! - `open`: decrypting an envelope, checking its sender, then its
+//!   messages' signatures (many envelopes' together).
 //! - `mailbox`: what a recipient sends a relay: a signed [`FetchRequest`]
 //!   proving it owns a mailbox, and a signed [`Receipt`] that lets the relay
 //!   delete what was fetched.
@@ -26,6 +28,7 @@ mod ed25519;
 mod envelope;
 mod kept;
 mod mailbox;
+mod open;
 mod post;
 mod wire;
 mod x25519;
@@ -35,10 +38,10 @@ mod tests;
 
 pub use ed25519::forget as forget_signer;
 pub use envelope::{
-    decrypt, mailbox_id, open, open_all, seal, seal_many, verify_all, Content, DirectMessage, Envelope, Opened,
-    Unverified, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES,
-    MAX_SIGNED_BYTES_PER_ENVELOPE, MAX_TEXT_BYTES, NOISE_PARAMS,
+    mailbox_id, seal, seal_many, Content, DirectMessage, Envelope, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC,
+    MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES, MAX_SIGNED_BYTES_PER_ENVELOPE, MAX_TEXT_BYTES, NOISE_PARAMS,
 };
 pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
+pub use open::{decrypt, open, open_all, verify_all, Opened, Unverified};
 pub use post::{ChannelPost, MAX_POST_BYTES, MAX_POST_TEXT_BYTES, POST_MAGIC};
 pub use wire::{new_message_id, MessagingError, MAX_NAME_BYTES};

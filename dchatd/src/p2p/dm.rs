@@ -10,7 +10,7 @@
 //! back off; nothing waits for the chain.
 //!
 //! Receiving is [`super::dm_inbound`]'s; fetching from relay mailboxes is
-//! here. Writes go through a group commit and acknowledgements are
+//! [`super::dm_fetch`]'s. Writes go through a group commit and acknowledgements are
 //! coalesced ([`super::dm_batch`]).
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use super::dm_inbound::{check_all, take_all, Received};
 use super::presence::{self, Presence};
 use super::wire::{self, Request, Response};
 use super::{now_ms, Change, Shared};
-use crate::messaging::{self, Content, DirectMessage, FetchRequest, MessagingError, Receipt};
+use crate::messaging::{self, Content, DirectMessage, MessagingError};
 use crate::service::{Node, ServiceError};
 use crate::storage::{Delivery, DeliveryState, Direction, MessageRow, OutboxEntry, RetryPolicy};
 
@@ -51,7 +51,6 @@ const PRESENCE_EVERY: Duration = Duration::from_secs(3);
 const PRESENCE_AT_MOST: Duration = Duration::from_secs(1);
 /// How long after a peer came or went the announcement waits.
 const PRESENCE_SETTLE: Duration = Duration::from_millis(250);
-const FETCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Seals `content` from `from` to the account `to` (with others of the
 /// conversation sent at the same time) and commits it (with, for text, the
@@ -128,11 +127,7 @@ impl Draft {
     /// recipient, and the recipient's same key), so both may share an
     /// envelope.
     pub(super) fn same_conversation(&self, other: &Draft) -> bool {
-        self.msg.from == other.msg.from
-            && self.msg.from_key == other.msg.from_key
-            && self.msg.to == other.msg.to
-            && self.msg.to_key == other.msg.to_key
-            && self.messaging_key == other.messaging_key
+        self.msg.same_ends(&other.msg) && self.messaging_key == other.messaging_key
     }
 
     /// A draft of `msg` from `from`, sealed to `messaging_key`, as
@@ -159,21 +154,23 @@ impl Draft {
 
     /// The sender's copy of the message (an empty text for an
     /// acknowledgement, which is not stored) and whether it is a text.
-    fn row(&self) -> (MessageRow, bool) {
-        let (text, is_text) = match &self.msg.content {
-            Content::Text(text) => (text.clone(), true),
+    fn into_row(self) -> (MessageRow, bool) {
+        let content_hash = self.msg.content_hash();
+        let msg = self.msg;
+        let (text, is_text) = match msg.content {
+            Content::Text(text) => (text, true),
             Content::Delivered(_) => (String::new(), false),
         };
         let row = MessageRow {
-            account: self.msg.from.clone(),
-            id: self.msg.id,
-            peer: self.msg.to.clone(),
+            account: msg.from,
+            id: msg.id,
+            peer: msg.to,
             direction: Direction::Out,
-            seq: self.msg.seq,
-            content_hash: if is_text { self.msg.content_hash() } else { [0; 32] },
+            seq: msg.seq,
+            content_hash: if is_text { content_hash } else { [0; 32] },
             text,
-            sent_at_ms: self.msg.sent_at_ms,
-            received_at_ms: self.msg.sent_at_ms,
+            sent_at_ms: msg.sent_at_ms,
+            received_at_ms: msg.sent_at_ms,
             state: DeliveryState::Sent,
         };
         (row, is_text)
@@ -189,8 +186,9 @@ pub(super) struct Sealed {
 }
 
 /// Seals `drafts` (of one conversation, [`Draft::same_conversation`], and
-/// fitting one envelope) into one envelope for the outbox.
-pub(super) fn seal_together(drafts: &[Draft]) -> Result<Sealed, MessagingError> {
+/// fitting one envelope) into one envelope for the outbox; the drafts
+/// become the sender's copies.
+pub(super) fn seal_together(drafts: Vec<Draft>) -> Result<Sealed, MessagingError> {
     let Some(first) = drafts.first() else {
         return Err(MessagingError::Seal("no message to seal".into()));
     };
@@ -200,14 +198,14 @@ pub(super) fn seal_together(drafts: &[Draft]) -> Result<Sealed, MessagingError> 
         .min()
         .unwrap_or(first.msg.sent_at_ms);
     let expires = sent.saturating_add(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX));
-    let msgs: Vec<DirectMessage> = drafts.iter().map(|d| d.msg.clone()).collect();
+    let msgs: Vec<&DirectMessage> = drafts.iter().map(|d| &d.msg).collect();
     let envelope = messaging::seal_many(&first.from, &msgs, &first.messaging_key, expires)?;
     // Encoded once: the id is the SHA-256 of the encoding (Envelope::id).
     let encoded = envelope.encode();
     let entry = OutboxEntry {
         envelope_id: crate::ledger::codec::sha256(&encoded),
         account: first.msg.from.clone(),
-        message_ids: drafts.iter().map(|d| d.msg.id).collect(),
+        message_ids: msgs.iter().map(|m| m.id).collect(),
         mailbox: envelope.mailbox,
         envelope: encoded,
         expires_at_ms: expires,
@@ -215,7 +213,7 @@ pub(super) fn seal_together(drafts: &[Draft]) -> Result<Sealed, MessagingError> 
         next_attempt_ms: sent,
     };
     Ok(Sealed {
-        rows: drafts.iter().map(Draft::row).collect(),
+        rows: drafts.into_iter().map(Draft::into_row).collect(),
         entry,
     })
 }
@@ -515,100 +513,6 @@ pub async fn announce_presence(node: Arc<Node>, shared: Arc<Shared>, stop: Cance
         {
             return;
         }
-    }
-}
-
-/// Collects the local accounts' envelopes from the connected relays, then
-/// sends each relay a signed receipt so it deletes them.
-pub async fn fetch_mailboxes(node: Arc<Node>, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = shared.fetch_kick.notified() => {}
-            _ = tokio::time::sleep(FETCH_EVERY) => {}
-        }
-        let relays = shared.relays().await;
-        if relays.is_empty() {
-            continue;
-        }
-        let Ok(locals) = node.local_identities().await else {
-            continue;
-        };
-        for (_, identity) in &locals {
-            for relay in &relays {
-                fetch_from(&node, &shared, identity, *relay).await;
-            }
-        }
-    }
-}
-
-async fn fetch_from(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) {
-    // A full page that brought something new may have more behind it; a
-    // few pages per round, so that one relay cannot keep us from others.
-    for _ in 0..MAX_PAGES_PER_ROUND {
-        if fetch_page(node, shared, identity, relay).await == Page::Done {
-            return;
-        }
-    }
-}
-
-/// Mailbox pages fetched from one relay for one account per round.
-const MAX_PAGES_PER_ROUND: usize = 8;
-
-#[derive(PartialEq, Eq)]
-enum Page {
-    FullWithNews,
-    Done,
-}
-
-/// Fetches one page of envelopes from `relay`, takes them in (together,
-/// so that they share commits), queues their acknowledgements and sends
-/// the receipt for what was taken.
-async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity, relay: PeerId) -> Page {
-    let request = Request::MailboxFetch(FetchRequest::new(identity, now_ms()).encode());
-    let envelopes = match shared.ask(relay, &request).await {
-        Ok(Response::Envelopes(list)) => list,
-        _ => return Page::Done,
-    };
-    if envelopes.is_empty() {
-        return Page::Done;
-    }
-    let acks = Acks::default();
-    let received = take_all(node, shared, check_all(node, shared, &envelopes).await, &acks).await;
-    acks.queue(node).await;
-    let news = received.contains(&Received::New);
-    let mut handled = Vec::new();
-    for (bytes, outcome) in envelopes.iter().zip(received) {
-        // Stored (or undeliverable for good): either way the relay may
-        // forget it. Only a local storage failure keeps it there.
-        match outcome {
-            Received::Dropped(why) if why.starts_with("not stored") => continue,
-            // Not ours to judge yet: it stays with the relay.
-            Received::Later(_) | Received::NotHere => continue,
-            _ => {}
-        }
-        // An envelope's id is the SHA-256 of its encoding, and decoding is
-        // strict (one encoding per envelope): the bytes as they came.
-        handled.push(crate::ledger::codec::sha256(bytes));
-    }
-    let mut receipted = 0;
-    for ids in handled.chunks(crate::messaging::MAX_RECEIPT_IDS) {
-        let Ok(receipt) = Receipt::new(identity, ids.to_vec()) else {
-            continue;
-        };
-        match shared.ask(relay, &Request::MailboxReceipt(receipt.encode())).await {
-            Ok(Response::Ok) => receipted += ids.len(),
-            other => tracing::debug!(peer = %relay, answer = ?other.map(|_| ()), "receipt not taken"),
-        }
-    }
-    // A page is cut by count or by bytes (envelopes carry many messages);
-    // the encoded sizes are a little over the ciphertexts', so a page near
-    // its byte budget is taken as full.
-    let bytes: usize = envelopes.iter().map(Vec::len).sum();
-    if wire::page_may_be_full(envelopes.len(), bytes) && receipted == envelopes.len() && news {
-        Page::FullWithNews
-    } else {
-        Page::Done
     }
 }
 

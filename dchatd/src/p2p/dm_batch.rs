@@ -80,47 +80,33 @@ pub type DmWriter = Batched<DmWrite, bool>;
 /// answers its drafts once it is committed, while the next drafts are
 /// sealed.
 pub async fn run_sealer(shared: Arc<Shared>, mut jobs: Requests<Draft, MessageRow>, stop: CancellationToken) {
-    let parts = cores();
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         tokio::select! {
             _ = stop.cancelled() => return,
             n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
         }
-        let mut packs = pack(batch);
-        let per_task = packs.len().div_ceil(parts).max(1);
-        let mut tasks = Vec::new();
-        while !packs.is_empty() {
-            let part: Vec<Vec<SealJob>> = packs.drain(..per_task.min(packs.len())).collect();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                part.into_iter()
-                    .map(|jobs| {
-                        let (drafts, replies): (Vec<Draft>, Vec<_>) = jobs.into_iter().unzip();
-                        (dm::seal_together(&drafts), replies)
-                    })
-                    .collect::<Vec<_>>()
-            }));
-        }
-        for task in tasks {
-            // A panic while sealing drops its replies: those sends fail
-            // (as ShuttingDown) rather than hang.
-            let sealed = match task.await {
-                Ok(sealed) => sealed,
-                Err(e) => {
-                    tracing::error!(error = %e, "sealing direct messages failed; their sends fail");
-                    continue;
+        // A pack whose task panics gives no result: its replies are
+        // dropped, so those sends fail (as ShuttingDown) rather than hang.
+        let sealed = on_cores("sealing direct messages", pack(batch), |packs| {
+            packs
+                .into_iter()
+                .map(|jobs| {
+                    let (drafts, replies): (Vec<Draft>, Vec<_>) = jobs.into_iter().unzip();
+                    (dm::seal_together(drafts), replies)
+                })
+                .collect()
+        })
+        .await;
+        for (sealed, replies) in sealed {
+            match sealed {
+                Ok(sealed) => {
+                    tokio::spawn(commit_and_answer(Arc::clone(&shared), sealed, replies));
                 }
-            };
-            for (sealed, replies) in sealed {
-                match sealed {
-                    Ok(sealed) => {
-                        tokio::spawn(commit_and_answer(Arc::clone(&shared), sealed, replies));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot seal direct messages");
-                        for reply in replies {
-                            let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
-                        }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot seal direct messages");
+                    for reply in replies {
+                        let _ = reply.send(Err(ServiceError::Internal(e.to_string())));
                     }
                 }
             }
@@ -181,6 +167,31 @@ async fn commit_and_answer(shared: Arc<Shared>, sealed: Sealed, replies: Vec<Rep
 pub(super) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Runs `work` over `items` on the blocking pool, split in as many parts
+/// as there are cores: not on the threads the network runs on, and not one
+/// thread wake-up per item. The results in order; a part whose task fails
+/// (a panic) gives none, and is logged as `what` failing.
+pub(super) async fn on_cores<T, R>(what: &str, mut items: Vec<T>, work: fn(Vec<T>) -> Vec<R>) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let per_task = items.len().div_ceil(cores()).max(1);
+    let mut tasks = Vec::new();
+    while !items.is_empty() {
+        let part: Vec<T> = items.drain(..per_task.min(items.len())).collect();
+        tasks.push(tokio::task::spawn_blocking(move || work(part)));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(results) => out.extend(results),
+            Err(e) => tracing::error!(error = %e, "{what} failed"),
+        }
+    }
+    out
 }
 
 /// The writer task: takes what is waiting, commits it together, answers.
@@ -333,11 +344,9 @@ mod tests {
             assert!(drafts.iter().map(|d| d.signed_len()).sum::<usize>() <= MAX_SIGNED_BYTES_PER_ENVELOPE);
         }
         let (drafts, _): (Vec<Draft>, Vec<_>) = packs.into_iter().next().unwrap().into_iter().unzip();
-        let sealed = dm::seal_together(&drafts).unwrap();
-        assert_eq!(
-            sealed.entry.message_ids,
-            drafts.iter().map(Draft::id).collect::<Vec<_>>()
-        );
+        let ids: Vec<[u8; 16]> = drafts.iter().map(Draft::id).collect();
+        let sealed = dm::seal_together(drafts).unwrap();
+        assert_eq!(sealed.entry.message_ids, ids);
         assert_eq!(sealed.rows.len(), 64);
         let env = crate::messaging::Envelope::decode(&sealed.entry.envelope).unwrap();
         assert_eq!(crate::messaging::open(&bob, &env).unwrap().len(), 64);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dchat_keyfile::Identity;
 use libp2p::PeerId;
 
-use super::dm_batch::Acks;
+use super::dm_batch::{on_cores, Acks};
 use super::wire::Response;
 use super::{now_ms, Change, Shared};
 use crate::messaging::{self, Content, DirectMessage, Envelope, MessagingError};
@@ -82,7 +82,7 @@ pub(super) async fn check_all(
             Err(received) => results.push(Some(Err(received))),
         }
     }
-    let decrypted = on_cores(to_open, |part| {
+    let decrypted = on_cores("decrypting envelopes", to_open, |part| {
         part.into_iter()
             .map(|(i, t)| {
                 let d = messaging::decrypt(&t.identity, &t.envelope);
@@ -98,7 +98,7 @@ pub(super) async fn check_all(
             Err(received) => results[i] = Some(Err(received)),
         }
     }
-    let verified = on_cores(to_verify, |part| {
+    let verified = on_cores("checking signatures", to_verify, |part| {
         let (heads, unverified): (Vec<_>, Vec<_>) = part
             .into_iter()
             .map(|(i, account, identity, sender, u)| ((i, account, identity, sender), Ok(u)))
@@ -123,30 +123,6 @@ pub(super) async fn check_all(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Received::Dropped("not stored: nothing came of opening it".into()))))
         .collect()
-}
-
-/// Runs `work` over `items` on the blocking pool, split in as many parts
-/// as there are cores; the results in order. A part whose task fails (a
-/// panic) gives no results.
-async fn on_cores<T, R>(mut items: Vec<T>, work: fn(Vec<T>) -> Vec<R>) -> Vec<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-{
-    let per_task = items.len().div_ceil(super::dm_batch::cores()).max(1);
-    let mut tasks = Vec::new();
-    while !items.is_empty() {
-        let part: Vec<T> = items.drain(..per_task.min(items.len())).collect();
-        tasks.push(tokio::task::spawn_blocking(move || work(part)));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(results) => out.extend(results),
-            Err(e) => tracing::warn!(error = %e, "opening envelopes failed"),
-        }
-    }
-    out
 }
 
 /// Decodes an envelope and finds the local account it is for.

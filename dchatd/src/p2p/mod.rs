@@ -25,6 +25,7 @@ pub mod chain_sync;
 pub mod channels;
 pub mod dm;
 pub mod dm_batch;
+pub mod dm_fetch;
 pub mod dm_inbound;
 pub mod presence;
 pub mod relay;
@@ -356,7 +357,11 @@ pub fn start(
     );
     spawn(
         "mailbox-fetch",
-        Box::pin(dm::fetch_mailboxes(Arc::clone(node), Arc::clone(&shared), stop.clone())),
+        Box::pin(dm_fetch::fetch_mailboxes(
+            Arc::clone(node),
+            Arc::clone(&shared),
+            stop.clone(),
+        )),
     );
     spawn(
         "channels",

@@ -54,7 +54,7 @@ fn seal_many_refuses_what_may_not_share_an_envelope() {
     let (alice, bob, carol) = (ident(1), ident(2), ident(3));
     let key = bob.messaging_public();
     assert!(matches!(
-        seal_many(&alice, &[], &key, NOW),
+        seal_many(&alice, &[] as &[DirectMessage], &key, NOW),
         Err(MessagingError::Seal(_))
     ));
 
