@@ -80,12 +80,7 @@ pub type DmWriter = Batched<DmWrite, bool>;
 /// answers its drafts once it is committed, while the next drafts are
 /// sealed.
 pub async fn run_sealer(shared: Arc<Shared>, mut jobs: Requests<Draft, MessageRow>, stop: CancellationToken) {
-    loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
-        }
+    while let Some(batch) = next_batch(&mut jobs, &stop).await {
         // A pack whose task panics gives no result: its replies are
         // dropped, so those sends fail (as ShuttingDown) rather than hang.
         let sealed = on_cores("sealing direct messages", pack(batch), |packs| {
@@ -194,15 +189,19 @@ where
     out
 }
 
+/// Everything waiting in `jobs`, up to [`MAX_BATCH`] and at least one;
+/// None once stopped or when every handle is gone.
+async fn next_batch<T, R>(jobs: &mut Requests<T, R>, stop: &CancellationToken) -> Option<Vec<(T, Reply<R>)>> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        n = jobs.recv_many(&mut batch, MAX_BATCH) => (n > 0).then_some(batch),
+    }
+}
+
 /// The writer task: takes what is waiting, commits it together, answers.
 pub async fn run_writer(node: Arc<Node>, mut jobs: Requests<DmWrite, bool>, stop: CancellationToken) {
-    loop {
-        // Everything waiting, up to a batch; at least one.
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            n = jobs.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
-        }
+    while let Some(batch) = next_batch(&mut jobs, &stop).await {
         let (writes, replies): (Vec<DmWrite>, Vec<_>) = batch.into_iter().unzip();
         match node.with_db(move |db, _| Ok(db.write_dms(&writes)?)).await {
             Ok(outcomes) => {
