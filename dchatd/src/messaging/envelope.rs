@@ -10,21 +10,26 @@
 //! decryption instead of silently re-addressing or extending it.
 //!
 //! One envelope may carry several messages of one conversation (the same
-//! sender and recipient), each signed on its own: they share the Noise
-//! handshake, so its X25519 work is paid once for all of them (ADR 0017).
-//! An envelope of one message is the format of ADR 0009 unchanged.
+//! sender and recipient): they share the Noise handshake, so its X25519
+//! work is paid once for all of them (ADR 0017), and one signature over
+//! all of them, so its ed25519 work is too (ADR 0018). Envelopes of the
+//! earlier format, each message signed on its own (ADRs 0009 and 0017),
+//! still open: the top bit of the plaintext's length tells the two apart.
 //!
 //! A Noise message is at most 65535 bytes and a text may be 64 KiB, so the
-//! plaintext `len:u32 ‖ signed message…` is cut into the handshake message
-//! and, when needed, further transport messages of the same session. Each
-//! is written `u32`-length-prefixed into [`Envelope::ciphertext`]; their
-//! nonces fix the order, and the leading length makes a dropped tail frame
-//! an error rather than a shorter message.
+//! plaintext is cut into the handshake message and, when needed, further
+//! transport messages of the same session. Each is written
+//! `u32`-length-prefixed into [`Envelope::ciphertext`]; their nonces fix
+//! the order, and the leading length makes a dropped tail frame an error
+//! rather than a shorter message.
 //!
 //! ```text
 //! message  "dchat-dm/1" id[16] from to…  (see DirectMessage::write)
-//! signed   message signature[64]
-//! plain    len:u32 signed… (len: the bytes of every signed message)
+//! plain    (2^31 | len):u32 message… signature[64]
+//!            signature: over "dchat-dms-sig/1" ‖ message…
+//!            len: the bytes of the messages and the signature
+//! plain    len:u32 (message signature[64])…   (earlier builds; read only)
+//!            each signature: over "dchat-dm-sig/1" ‖ message
 //! envelope "dchat-env/1" mailbox[32] expires_at_ms:u64 ciphertext:bytes
 //! ```
 
@@ -33,7 +38,7 @@ use std::borrow::Borrow;
 use dchat_keyfile::Identity;
 use snow::params::NoiseParams;
 
-use super::wire::{check_input, check_len, read_array_list, verify_signature, MessagingError, MAX_NAME_BYTES};
+use super::wire::{check_input, check_len, read_array_list, MessagingError, MAX_NAME_BYTES};
 use super::x25519::Resolver;
 use crate::ledger::codec::{sha256, Reader, Writer};
 use crate::ledger::DecodeError;
@@ -42,8 +47,17 @@ use crate::ledger::DecodeError;
 pub const NOISE_PARAMS: &str = "Noise_X_25519_ChaChaPoly_BLAKE2s";
 /// Tag and version of an encoded [`DirectMessage`].
 pub const DM_MAGIC: &[u8] = b"dchat-dm/1";
-/// Domain separation for direct message signatures.
+/// Domain separation of a signature over one message, as the earlier
+/// builds sealed them (still read: [`super::open`]).
 pub const DM_SIGN_DOMAIN: &[u8] = b"dchat-dm-sig/1";
+/// Domain separation of the one signature over every message of an
+/// envelope.
+pub const DMS_SIGN_DOMAIN: &[u8] = b"dchat-dms-sig/1";
+/// Set in the plaintext's length word when one signature covers every
+/// message; the earlier format's lengths never reach it.
+pub(super) const ONE_SIGNATURE: u32 = 1 << 31;
+/// An ed25519 signature's bytes.
+pub(super) const SIGNATURE_LEN: usize = 64;
 /// Tag and version of an encoded [`Envelope`].
 pub const ENVELOPE_MAGIC: &[u8] = b"dchat-env/1";
 /// Domain of [`mailbox_id`].
@@ -74,13 +88,17 @@ const NEXT_CHUNK: usize = NOISE_MAX_MSG - TAG_LEN;
 /// and acknowledgements have the same largest size (tag, count, 64 KiB).
 const MAX_SIGNED_DM_BYTES: usize =
     DM_MAGIC.len() + 16 + (4 + MAX_NAME_BYTES) + 32 + (4 + MAX_NAME_BYTES) + 32 + 8 + 8 + 1 + 4 + MAX_TEXT_BYTES + 64;
-/// Most messages one envelope carries. Each costs its recipient a
-/// signature check, so this bounds what a forged envelope can make it do.
+/// Most messages one envelope carries. In the earlier format each cost its
+/// recipient a signature check, so this bounded what a forged envelope
+/// could make it do; now it bounds the rows one envelope writes.
 pub const MAX_DMS_PER_ENVELOPE: usize = 64;
-/// Most bytes of signed messages one envelope carries: as many as the
-/// largest single message, so an envelope of several is never larger than
-/// one of one could be.
+/// Most bytes of signed messages one envelope carries (the plaintext after
+/// its length word): as many as the largest single message, so an
+/// envelope of several is never larger than one of one could be.
 pub const MAX_SIGNED_BYTES_PER_ENVELOPE: usize = MAX_SIGNED_DM_BYTES;
+/// Most bytes of message encodings ([`DirectMessage::encoded_len`]) one
+/// envelope carries beside its signature.
+pub const MAX_MESSAGE_BYTES_PER_ENVELOPE: usize = MAX_SIGNED_BYTES_PER_ENVELOPE - SIGNATURE_LEN;
 
 /// Envelope bytes before the ciphertext: tag, mailbox, expiry, length.
 const ENVELOPE_HEADER: usize = ENVELOPE_MAGIC.len() + 32 + 8 + 4;
@@ -204,14 +222,15 @@ impl DirectMessage {
         self.content.check_caps()
     }
 
-    /// Its length signed, in an envelope's plaintext: the encoding and the
-    /// signature. What [`seal_many`]'s callers add up to fill an envelope.
-    pub fn signed_len(&self) -> usize {
+    /// The length of its encoding, computed: what [`seal_many`]'s callers
+    /// add up, to at most [`MAX_MESSAGE_BYTES_PER_ENVELOPE`], to fill an
+    /// envelope.
+    pub fn encoded_len(&self) -> usize {
         let content = match &self.content {
             Content::Text(text) => 4 + text.len(),
             Content::Delivered(ids) => 4 + 16 * ids.len(),
         };
-        DM_MAGIC.len() + 16 + (4 + self.from.len()) + 32 + (4 + self.to.len()) + 32 + 8 + 8 + 1 + content + 64
+        DM_MAGIC.len() + 16 + (4 + self.from.len()) + 32 + (4 + self.to.len()) + 32 + 8 + 8 + 1 + content
     }
 
     /// Whether `other` goes from the same sender to the same recipient, so
@@ -220,17 +239,12 @@ impl DirectMessage {
         self.from == other.from && self.from_key == other.from_key && self.to == other.to && self.to_key == other.to_key
     }
 
-    /// The exact bytes the sender signs.
+    /// The bytes a sender of the earlier format signed, this message alone.
     pub fn signing_message(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.raw(DM_SIGN_DOMAIN);
         self.write(&mut w);
         w.into_bytes()
-    }
-
-    /// Checks `signature` against [`DirectMessage::from_key`].
-    pub fn verify(&self, signature: &[u8; 64]) -> Result<(), MessagingError> {
-        verify_signature(&self.from_key, &self.signing_message(), signature)
     }
 
     /// SHA-256 of the text (what anchors on chain commit to); for an
@@ -308,11 +322,12 @@ pub fn seal(
     seal_many(sender, std::slice::from_ref(msg), recipient_x25519, expires_at_ms)
 }
 
-/// Signs each of `msgs` (owned or borrowed) as `sender` and encrypts them
-/// together, in order, into one envelope to `recipient_x25519`. They must
-/// all go from `sender` to one recipient, be at most
-/// [`MAX_DMS_PER_ENVELOPE`], and their [`DirectMessage::signed_len`]s add
-/// up to at most [`MAX_SIGNED_BYTES_PER_ENVELOPE`].
+/// Signs `msgs` (owned or borrowed), all of them with one signature, as
+/// `sender` and encrypts them together, in order, into one envelope to
+/// `recipient_x25519`. They must all go from `sender` to one recipient, be
+/// at most [`MAX_DMS_PER_ENVELOPE`], and their
+/// [`DirectMessage::encoded_len`]s add up to at most
+/// [`MAX_MESSAGE_BYTES_PER_ENVELOPE`].
 pub fn seal_many(
     sender: &Identity,
     msgs: &[impl Borrow<DirectMessage>],
@@ -324,7 +339,6 @@ pub fn seal_many(
     };
     check_len("messages of one envelope", msgs.len(), MAX_DMS_PER_ENVELOPE)?;
     let own_key = sender.identity_public();
-    let mut signed = Vec::with_capacity(msgs.len());
     for msg in msgs.iter().map(Borrow::borrow) {
         msg.check_caps()?;
         if msg.from_key != own_key {
@@ -335,51 +349,90 @@ pub fn seal_many(
                 "messages of one envelope must share sender and recipient".into(),
             ));
         }
-        signed.push((msg, super::ed25519::sign(sender, &msg.signing_message())));
     }
-    seal_signed_many(
+    let signing = signing_bytes(msgs.iter().map(Borrow::borrow));
+    let signature = super::ed25519::sign(sender, &signing);
+    let plain = plaintext(&signing[DMS_SIGN_DOMAIN.len()..], &signature)?;
+    seal_plaintext(
         sender,
-        &signed,
+        &plain,
         recipient_x25519,
         mailbox_id(&first.to_key),
         expires_at_ms,
     )
 }
 
-/// Encrypts `msg` with `signature` as it is, for `mailbox` (the tests forge
-/// signatures and misaddress messages with it).
+/// What the one signature of an envelope covers: [`DMS_SIGN_DOMAIN`], then
+/// each message's encoding, in order.
+pub(super) fn signing_bytes<'a>(msgs: impl IntoIterator<Item = &'a DirectMessage>) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(DMS_SIGN_DOMAIN);
+    for msg in msgs {
+        msg.write(&mut w);
+    }
+    w.into_bytes()
+}
+
+/// The plaintext of messages under one signature: the flagged length,
+/// the messages' encodings, the signature. Refused over the cap.
+fn plaintext(encodings: &[u8], signature: &[u8; 64]) -> Result<Vec<u8>, MessagingError> {
+    let len = encodings.len() + SIGNATURE_LEN;
+    check_len("signed messages of one envelope", len, MAX_SIGNED_BYTES_PER_ENVELOPE)?;
+    let mut plain = Writer::new();
+    // At most MAX_SIGNED_BYTES_PER_ENVELOPE, below ONE_SIGNATURE.
+    plain.u32(ONE_SIGNATURE | u32::try_from(len).unwrap_or(0));
+    plain.raw(encodings);
+    plain.raw(signature);
+    Ok(plain.into_bytes())
+}
+
+/// Encrypts `msgs` under `signature` as it is, for `mailbox` (the tests
+/// forge signatures, misaddress and overfill envelopes with it).
 #[cfg(test)]
-pub(super) fn seal_signed(
+pub(super) fn seal_signed_many(
     sender: &Identity,
-    msg: &DirectMessage,
+    msgs: &[DirectMessage],
     signature: &[u8; 64],
     recipient_x25519: &[u8; 32],
     mailbox: [u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
-    seal_signed_many(sender, &[(msg, *signature)], recipient_x25519, mailbox, expires_at_ms)
+    let signing = signing_bytes(msgs);
+    let plain = plaintext(&signing[DMS_SIGN_DOMAIN.len()..], signature)?;
+    seal_plaintext(sender, &plain, recipient_x25519, mailbox, expires_at_ms)
 }
 
-/// Encrypts messages with their signatures as they are, in order, for
-/// `mailbox`; nothing about them is checked but the total size.
-pub(super) fn seal_signed_many(
+/// Encrypts messages in the earlier format, each with its signature as it
+/// is, for `mailbox`: what the builds before ADR 0018 sealed, which
+/// recipients still open (and the tests forge).
+#[cfg(test)]
+pub(super) fn seal_each_signed(
     sender: &Identity,
     signed: &[(&DirectMessage, [u8; 64])],
     recipient_x25519: &[u8; 32],
     mailbox: [u8; 32],
     expires_at_ms: u64,
 ) -> Result<Envelope, MessagingError> {
-    let total: usize = signed.iter().map(|(msg, _)| msg.signed_len()).sum();
+    let total: usize = signed.iter().map(|(msg, _)| msg.encoded_len() + SIGNATURE_LEN).sum();
     check_len("signed messages of one envelope", total, MAX_SIGNED_BYTES_PER_ENVELOPE)?;
     let mut plain = Writer::new();
-    // At most MAX_SIGNED_BYTES_PER_ENVELOPE, which fits a u32.
     plain.u32(u32::try_from(total).unwrap_or(u32::MAX));
     for (msg, signature) in signed {
         msg.write(&mut plain);
         plain.raw(signature);
     }
-    let plain = plain.into_bytes();
+    seal_plaintext(sender, &plain.into_bytes(), recipient_x25519, mailbox, expires_at_ms)
+}
 
+/// Encrypts a plaintext with Noise_X from `sender` to `recipient_x25519`,
+/// its header bound in as the prologue.
+fn seal_plaintext(
+    sender: &Identity,
+    plain: &[u8],
+    recipient_x25519: &[u8; 32],
+    mailbox: [u8; 32],
+    expires_at_ms: u64,
+) -> Result<Envelope, MessagingError> {
     let seal_err = |e: snow::Error| MessagingError::Seal(e.to_string());
     let secret = sender.messaging_secret();
     let prologue = prologue(&mailbox, expires_at_ms);

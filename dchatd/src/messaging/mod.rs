@@ -5,10 +5,10 @@
 //!
 //! - `envelope`: [`DirectMessage`]s signed by their sender and sealed with
 //!   Noise_X to the recipient's X25519 key into an [`Envelope`] (one or
-//!   several of a conversation in each), the only thing a relay sees
-//!   (mailbox id, expiry, ciphertext).
+//!   several of a conversation in each, under one signature), the only
+//!   thing a relay sees (mailbox id, expiry, ciphertext).
 //! - `open`: decrypting an envelope, checking its sender, then its
-//!   messages' signatures (many envelopes' together).
+//!   signature (many envelopes' together).
 //! - `mailbox`: what a recipient sends a relay: a signed [`FetchRequest`]
 //!   proving it owns a mailbox, and a signed [`Receipt`] that lets the relay
 //!   delete what was fetched.
@@ -38,8 +38,9 @@ mod tests;
 
 pub use ed25519::forget as forget_signer;
 pub use envelope::{
-    mailbox_id, seal, seal_many, Content, DirectMessage, Envelope, DM_MAGIC, DM_SIGN_DOMAIN, ENVELOPE_MAGIC,
-    MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES, MAX_SIGNED_BYTES_PER_ENVELOPE, MAX_TEXT_BYTES, NOISE_PARAMS,
+    mailbox_id, seal, seal_many, Content, DirectMessage, Envelope, DMS_SIGN_DOMAIN, DM_MAGIC, DM_SIGN_DOMAIN,
+    ENVELOPE_MAGIC, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_ENVELOPE_BYTES, MAX_MESSAGE_BYTES_PER_ENVELOPE,
+    MAX_SIGNED_BYTES_PER_ENVELOPE, MAX_TEXT_BYTES, NOISE_PARAMS,
 };
 pub use mailbox::{FetchRequest, Receipt, FETCH_MAGIC, MAX_CLOCK_SKEW_MS, MAX_RECEIPT_IDS, RECEIPT_MAGIC};
 pub use open::{decrypt, open, open_all, verify_all, Opened, Unverified};

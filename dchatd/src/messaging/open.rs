@@ -8,8 +8,8 @@
 use dchat_keyfile::Identity;
 
 use super::envelope::{
-    builder, mailbox_id, prologue, DirectMessage, Envelope, MAX_DMS_PER_ENVELOPE, MAX_SIGNED_BYTES_PER_ENVELOPE,
-    NOISE_MAX_MSG,
+    builder, mailbox_id, prologue, signing_bytes, DirectMessage, Envelope, MAX_DMS_PER_ENVELOPE,
+    MAX_SIGNED_BYTES_PER_ENVELOPE, NOISE_MAX_MSG, ONE_SIGNATURE, SIGNATURE_LEN,
 };
 use super::wire::{verify_signatures, MessagingError};
 use crate::ledger::codec::Reader;
@@ -18,7 +18,6 @@ use crate::ledger::codec::Reader;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     pub message: DirectMessage,
-    pub signature: [u8; 64],
     /// The sender's X25519 key, as authenticated by Noise.
     pub sender_x25519: [u8; 32],
 }
@@ -54,33 +53,29 @@ pub fn open_all<'a>(
     )
 }
 
-/// Checks the signatures of every message of `decrypted`'s envelopes
-/// together ([`verify_signatures`]), so a bad one is refused alone, with
-/// the error [`open`] gives; an envelope is taken whole or refused whole.
-/// An error in, from [`decrypt`], comes out as it is.
+/// Checks the signatures of `decrypted`'s envelopes together
+/// ([`verify_signatures`]), so a bad one is refused alone, with the error
+/// [`open`] gives; an envelope is taken whole or refused whole. An error
+/// in, from [`decrypt`], comes out as it is.
 pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Result<Vec<Opened>, MessagingError>> {
-    let signing: Vec<Vec<u8>> = decrypted
+    let checks: Vec<Vec<([u8; 32], Vec<u8>, [u8; 64])>> =
+        decrypted.iter().flatten().map(Unverified::signatures).collect();
+    let batch: Vec<([u8; 32], &[u8], [u8; 64])> = checks
         .iter()
         .flatten()
-        .flat_map(|d| &d.messages)
-        .map(|(message, _)| message.signing_message())
-        .collect();
-    let batch: Vec<([u8; 32], &[u8], [u8; 64])> = decrypted
-        .iter()
-        .flatten()
-        .flat_map(|d| &d.messages)
-        .zip(&signing)
-        .map(|((message, signature), m)| (message.from_key, m.as_slice(), *signature))
+        .map(|(key, signed, signature)| (*key, signed.as_slice(), *signature))
         .collect();
     let mut verdicts = verify_signatures(&batch).into_iter();
+    let mut counts = checks.iter().map(Vec::len);
     decrypted
         .into_iter()
         .map(|d| {
             let d = d?;
             // Every verdict of this envelope is taken, so the next
             // envelope's start where they should.
-            let verdicts: Vec<_> = verdicts.by_ref().take(d.messages.len()).collect();
-            if verdicts.len() != d.messages.len() {
+            let n = counts.next().unwrap_or(0);
+            let verdicts: Vec<_> = verdicts.by_ref().take(n).collect();
+            if n == 0 || verdicts.len() != n {
                 return Err(MessagingError::BadSignature);
             }
             verdicts.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -89,13 +84,23 @@ pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Res
         .collect()
 }
 
+/// How an envelope's messages were signed.
+enum Signed {
+    /// One signature over `DMS_SIGN_DOMAIN` and every message, in order
+    /// ([`signing_bytes`]).
+    Together([u8; 64]),
+    /// The earlier format: each message's own signature, in order.
+    Each(Vec<[u8; 64]>),
+}
+
 /// An envelope decrypted and its messages parsed, their signatures and
 /// recipient key not checked yet. Its sender (shared by every message)
 /// can be checked against the chain first ([`Unverified::sender_matches`]),
 /// which costs nothing beside the signature checks: anyone who knows a
 /// recipient's X25519 key can make an envelope that decrypts.
 pub struct Unverified {
-    messages: Vec<(DirectMessage, [u8; 64])>,
+    messages: Vec<DirectMessage>,
+    signed: Signed,
     sender_x25519: [u8; 32],
     own_key: [u8; 32],
 }
@@ -104,32 +109,43 @@ impl Unverified {
     /// The account name every message claims to be from.
     pub fn from(&self) -> &str {
         // decrypt never makes one without a message.
-        self.messages.first().map_or("", |(m, _)| m.from.as_str())
+        self.messages.first().map_or("", |m| m.from.as_str())
     }
 
     /// As [`Opened::sender_matches`], for every message at once.
     pub fn sender_matches(&self, registered_identity: &[u8; 32], registered_x25519: &[u8; 32]) -> bool {
         self.messages
             .first()
-            .is_some_and(|(m, _)| m.from_key == *registered_identity)
+            .is_some_and(|m| m.from_key == *registered_identity)
             && self.sender_x25519 == *registered_x25519
+    }
+
+    /// What its signatures are checked against: (key, signed bytes,
+    /// signature) for each, one unless it is of the earlier format.
+    pub(super) fn signatures(&self) -> Vec<([u8; 32], Vec<u8>, [u8; 64])> {
+        let key = self.messages.first().map_or([0; 32], |m| m.from_key);
+        match &self.signed {
+            Signed::Together(signature) => vec![(key, signing_bytes(&self.messages), *signature)],
+            Signed::Each(signatures) => self
+                .messages
+                .iter()
+                .zip(signatures)
+                .map(|(m, signature)| (m.from_key, m.signing_message(), *signature))
+                .collect(),
+        }
     }
 
     /// The last check, once the signatures hold. The messages share their
     /// recipient ([`decrypt`] checks), so one comparison covers them all.
     fn addressed(self) -> Result<Vec<Opened>, MessagingError> {
-        if self.messages.first().is_none_or(|(m, _)| m.to_key != self.own_key) {
+        if self.messages.first().is_none_or(|m| m.to_key != self.own_key) {
             return Err(MessagingError::WrongRecipient);
         }
         let sender_x25519 = self.sender_x25519;
         Ok(self
             .messages
             .into_iter()
-            .map(|(message, signature)| Opened {
-                message,
-                signature,
-                sender_x25519,
-            })
+            .map(|message| Opened { message, sender_x25519 })
             .collect())
     }
 }
@@ -166,7 +182,9 @@ pub fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Unverified, Messa
     let Some(len) = plain.first_chunk::<4>() else {
         return Err(MessagingError::BadPlaintext("shorter than its length prefix"));
     };
-    let signed_len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
+    let word = u32::from_be_bytes(*len);
+    let together = word & ONE_SIGNATURE != 0;
+    let signed_len = usize::try_from(word & !ONE_SIGNATURE).unwrap_or(usize::MAX);
     if signed_len > MAX_SIGNED_BYTES_PER_ENVELOPE {
         return Err(MessagingError::BadPlaintext("length over the message cap"));
     }
@@ -184,28 +202,70 @@ pub fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Unverified, Messa
         return Err(MessagingError::BadPlaintext("length differs from its prefix"));
     }
 
-    let mut r = Reader::new(&plain[4..]);
-    let mut messages: Vec<(DirectMessage, [u8; 64])> = Vec::new();
+    let (messages, signed) = if together {
+        read_together(&plain[4..])?
+    } else {
+        read_each(&plain[4..])?
+    };
+    Ok(Unverified {
+        messages,
+        signed,
+        sender_x25519,
+        own_key,
+    })
+}
+
+/// The messages of a plaintext under one signature, and the signature.
+fn read_together(plain: &[u8]) -> Result<(Vec<DirectMessage>, Signed), MessagingError> {
+    let mut r = Reader::new(plain);
+    let mut messages = Messages::default();
+    // Every message is longer than a signature, so what is left at the
+    // end of one decides whether another follows.
+    while r.remaining() > SIGNATURE_LEN {
+        messages.push(DirectMessage::read(&mut r)?)?;
+    }
+    let signature: [u8; 64] = r.array()?;
+    r.finish()?;
+    Ok((messages.done()?, Signed::Together(signature)))
+}
+
+/// The messages of a plaintext of the earlier format, each with its own
+/// signature.
+fn read_each(plain: &[u8]) -> Result<(Vec<DirectMessage>, Signed), MessagingError> {
+    let mut r = Reader::new(plain);
+    let mut messages = Messages::default();
+    let mut signatures = Vec::new();
     while r.remaining() > 0 {
-        if messages.len() == MAX_DMS_PER_ENVELOPE {
+        messages.push(DirectMessage::read(&mut r)?)?;
+        signatures.push(r.array()?);
+    }
+    r.finish()?;
+    Ok((messages.done()?, Signed::Each(signatures)))
+}
+
+/// The messages of one envelope as they are read: one sender's to one
+/// recipient, at least one and at most [`MAX_DMS_PER_ENVELOPE`].
+#[derive(Default)]
+struct Messages(Vec<DirectMessage>);
+
+impl Messages {
+    fn push(&mut self, message: DirectMessage) -> Result<(), MessagingError> {
+        if self.0.len() == MAX_DMS_PER_ENVELOPE {
             return Err(MessagingError::BadPlaintext("more messages than an envelope may carry"));
         }
-        let message = DirectMessage::read(&mut r)?;
-        let signature: [u8; 64] = r.array()?;
-        if messages.first().is_some_and(|(m, _)| !m.same_ends(&message)) {
+        if self.0.first().is_some_and(|m| !m.same_ends(&message)) {
             return Err(MessagingError::BadPlaintext(
                 "messages of one envelope differ in their ends",
             ));
         }
-        messages.push((message, signature));
+        self.0.push(message);
+        Ok(())
     }
-    r.finish()?;
-    if messages.is_empty() {
-        return Err(MessagingError::BadPlaintext("no message"));
+
+    fn done(self) -> Result<Vec<DirectMessage>, MessagingError> {
+        if self.0.is_empty() {
+            return Err(MessagingError::BadPlaintext("no message"));
+        }
+        Ok(self.0)
     }
-    Ok(Unverified {
-        messages,
-        sender_x25519,
-        own_key,
-    })
 }

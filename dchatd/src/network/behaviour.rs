@@ -16,12 +16,13 @@ use super::NetworkParams;
 /// identify's protocol version: peers of other networks, or of builds
 /// that do not understand ours, are told apart and disconnected. 2: an
 /// envelope may carry several messages of one conversation (ADR 0017),
-/// which a node of version 1 would drop as malformed.
-pub const PROTOCOL_VERSION: &str = "/dchat/2";
+/// which a node of version 1 would drop as malformed. 3: they share one
+/// signature (ADR 0018), which a node of version 2 would drop.
+pub const PROTOCOL_VERSION: &str = "/dchat/3";
 /// Kademlia on dchat's own protocol name, so we never join the IPFS DHT;
 /// its version follows [`PROTOCOL_VERSION`]'s, so nodes do not learn (and
 /// dial) peers of a build they cannot talk to.
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/2");
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/kad/3");
 /// Circuits a relay carries at once (libp2p's default is 16).
 const MAX_CIRCUITS: usize = 64;
 /// How long one circuit lasts before the peers must open another.

@@ -9,10 +9,12 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-/// The protocol name peers negotiate. 2: envelopes may carry several
-/// messages (ADR 0017); a node of version 1 could otherwise fetch them from
-/// a relay before identify tells the two apart, and drop them.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/req/2");
+/// The protocol name peers negotiate, versioned with
+/// [`super::behaviour::PROTOCOL_VERSION`]: envelopes may carry several
+/// messages (2, ADR 0017) under one signature (3, ADR 0018); a node of an
+/// earlier version could otherwise fetch them from a relay before identify
+/// tells the two apart, and drop them.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dchat/req/3");
 /// Largest request accepted (a sealed DM is at most 80 KiB; a block batch
 /// request is tiny).
 pub const MAX_REQUEST: usize = 256 * 1024;

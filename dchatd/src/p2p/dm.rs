@@ -147,9 +147,9 @@ impl Draft {
         self.msg.id
     }
 
-    /// Its bytes in an envelope ([`DirectMessage::signed_len`]).
-    pub(super) fn signed_len(&self) -> usize {
-        self.msg.signed_len()
+    /// Its bytes in an envelope ([`DirectMessage::encoded_len`]).
+    pub(super) fn encoded_len(&self) -> usize {
+        self.msg.encoded_len()
     }
 
     /// The sender's copy of the message (an empty text for an

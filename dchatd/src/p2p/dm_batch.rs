@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::dm::{self, Draft, Sealed};
 use super::{lock, wire, Shared};
 use crate::ledger::Account;
-use crate::messaging::{Content, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_SIGNED_BYTES_PER_ENVELOPE};
+use crate::messaging::{Content, MAX_ACK_IDS, MAX_DMS_PER_ENVELOPE, MAX_MESSAGE_BYTES_PER_ENVELOPE};
 use crate::service::{Node, ServiceError};
 use crate::storage::{DmWrite, MessageRow};
 
@@ -124,8 +124,8 @@ fn pack(batch: Vec<SealJob>) -> Vec<Vec<SealJob>> {
         .flat_map(|c| {
             wire::packs(
                 c,
-                |(draft, _)| draft.signed_len(),
-                MAX_SIGNED_BYTES_PER_ENVELOPE,
+                |(draft, _)| draft.encoded_len(),
+                MAX_MESSAGE_BYTES_PER_ENVELOPE,
                 MAX_DMS_PER_ENVELOPE,
             )
         })
@@ -340,7 +340,7 @@ mod tests {
         for p in &packs {
             let drafts: Vec<&Draft> = p.iter().map(|(d, _)| d).collect();
             assert!(drafts.windows(2).all(|w| w[0].same_conversation(w[1])));
-            assert!(drafts.iter().map(|d| d.signed_len()).sum::<usize>() <= MAX_SIGNED_BYTES_PER_ENVELOPE);
+            assert!(drafts.iter().map(|d| d.encoded_len()).sum::<usize>() <= MAX_MESSAGE_BYTES_PER_ENVELOPE);
         }
         let (drafts, _): (Vec<Draft>, Vec<_>) = packs.into_iter().next().unwrap().into_iter().unzip();
         let ids: Vec<[u8; 16]> = drafts.iter().map(Draft::id).collect();

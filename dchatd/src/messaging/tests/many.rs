@@ -1,5 +1,7 @@
 //! Envelopes that carry several messages of one conversation: they open
-//! whole and in order, and every way to mix or overfill one is refused.
+//! whole and in order under one signature, every way to mix or overfill
+//! one is refused, and envelopes of the earlier format (a signature for
+//! each message) still open.
 
 use super::*;
 
@@ -15,9 +17,24 @@ fn conversation(alice: &Identity, bob: &Identity, n: usize) -> Vec<DirectMessage
         .collect()
 }
 
-/// Each message's signature, as `seal_many` would make it.
-fn signed<'a>(from: &Identity, msgs: &'a [DirectMessage]) -> Vec<(&'a DirectMessage, [u8; 64])> {
+/// The one signature of `msgs`, as `seal_many` makes it.
+fn signature(from: &Identity, msgs: &[DirectMessage]) -> [u8; 64] {
+    from.sign(&envelope::signing_bytes(msgs))
+}
+
+/// Each message's own signature, as the builds before ADR 0018 sealed.
+fn each_signed<'a>(from: &Identity, msgs: &'a [DirectMessage]) -> Vec<(&'a DirectMessage, [u8; 64])> {
     msgs.iter().map(|m| (m, from.sign(&m.signing_message()))).collect()
+}
+
+/// `msgs` sealed by `from` under `from`'s signature(s) as they are, in
+/// both formats: (under one signature, each signed alone).
+fn both_formats(from: &Identity, to: &Identity, msgs: &[DirectMessage]) -> [Envelope; 2] {
+    let (key, mailbox) = (to.messaging_public(), mailbox_id(&to.identity_public()));
+    [
+        envelope::seal_signed_many(from, msgs, &signature(from, msgs), &key, mailbox, NOW).unwrap(),
+        envelope::seal_each_signed(from, &each_signed(from, msgs), &key, mailbox, NOW).unwrap(),
+    ]
 }
 
 #[test]
@@ -32,20 +49,41 @@ fn several_messages_open_in_the_order_sealed() {
         msgs.iter().collect::<Vec<_>>()
     );
     for o in &opened {
-        assert!(o.message.verify(&o.signature).is_ok());
         assert!(o.sender_matches(&alice.identity_public(), &alice.messaging_public()));
     }
-    // One message sealed alone is the single-message format.
     let one = seal_many(&alice, &msgs[..1], &bob.messaging_public(), NOW).unwrap();
     assert_eq!(open_one(&bob, &one).unwrap().message, msgs[0]);
 }
 
 #[test]
-fn signed_len_is_the_length_in_the_plaintext() {
+fn encoded_len_is_the_length_of_the_encoding() {
     let (alice, bob) = (ident(1), ident(2));
     for content in [text(""), text("héllo"), Content::Delivered(vec![[1; 16]; 3])] {
         let msg = dm(&alice, &bob, content);
-        assert_eq!(msg.signed_len(), msg.encode().len() + 64);
+        assert_eq!(msg.encoded_len(), msg.encode().len());
+    }
+}
+
+#[test]
+fn an_envelope_carries_one_signature_and_the_earlier_format_still_opens() {
+    let (alice, bob) = (ident(1), ident(2));
+    let msgs = conversation(&alice, &bob, MAX_DMS_PER_ENVELOPE);
+    let env = seal_many(&alice, &msgs, &bob.messaging_public(), NOW).unwrap();
+    // However many messages, the recipient checks one signature.
+    assert_eq!(decrypt(&bob, &env).unwrap().signatures().len(), 1);
+    assert_eq!(open(&bob, &env).unwrap().len(), MAX_DMS_PER_ENVELOPE);
+
+    // What the earlier builds sealed: one message alone (ADR 0009) or
+    // several each signed (ADR 0017), as still found in outboxes and
+    // relays' mailboxes.
+    for n in [1, 4] {
+        let [together, each] = both_formats(&alice, &bob, &msgs[..n]);
+        assert_eq!(decrypt(&bob, &together).unwrap().signatures().len(), 1);
+        assert_eq!(decrypt(&bob, &each).unwrap().signatures().len(), n);
+        for env in [together, each] {
+            let opened = open(&bob, &env).unwrap();
+            assert_eq!(opened.into_iter().map(|o| o.message).collect::<Vec<_>>(), msgs[..n]);
+        }
     }
 }
 
@@ -89,7 +127,7 @@ fn seal_many_refuses_what_may_not_share_an_envelope() {
     for m in &mut big {
         m.content = text(&"x".repeat(MAX_TEXT_BYTES / 2 + 1));
     }
-    assert!(big.iter().map(DirectMessage::signed_len).sum::<usize>() > MAX_SIGNED_BYTES_PER_ENVELOPE);
+    assert!(big.iter().map(DirectMessage::encoded_len).sum::<usize>() > MAX_MESSAGE_BYTES_PER_ENVELOPE);
     assert!(matches!(
         seal_many(&alice, &big, &key, NOW),
         Err(MessagingError::TooLarge { .. })
@@ -100,29 +138,26 @@ fn seal_many_refuses_what_may_not_share_an_envelope() {
 #[test]
 fn a_crafted_envelope_that_mixes_ends_or_overfills_is_refused() {
     let (alice, bob, carol) = (ident(1), ident(2), ident(3));
-    let (key, bob_box) = (bob.messaging_public(), mailbox_id(&bob.identity_public()));
+    let bad_plaintext = |env: &Envelope| matches!(open(&bob, env), Err(MessagingError::BadPlaintext(_)));
 
     // A message for carol slipped in between two for bob.
     let mut msgs = conversation(&alice, &bob, 3);
     msgs[1].to_key = carol.identity_public();
-    let env = envelope::seal_signed_many(&alice, &signed(&alice, &msgs), &key, bob_box, NOW).unwrap();
-    assert!(matches!(open(&bob, &env), Err(MessagingError::BadPlaintext(_))));
+    assert!(both_formats(&alice, &bob, &msgs).iter().all(bad_plaintext));
     // …or one that claims another sender.
     let mut msgs = conversation(&alice, &bob, 3);
     msgs[2].from = "mallory".into();
-    let env = envelope::seal_signed_many(&alice, &signed(&alice, &msgs), &key, bob_box, NOW).unwrap();
-    assert!(matches!(open(&bob, &env), Err(MessagingError::BadPlaintext(_))));
+    assert!(both_formats(&alice, &bob, &msgs).iter().all(bad_plaintext));
 
     // One message more than the cap.
     let msgs = conversation(&alice, &bob, MAX_DMS_PER_ENVELOPE + 1);
-    let env = envelope::seal_signed_many(&alice, &signed(&alice, &msgs), &key, bob_box, NOW).unwrap();
-    assert!(matches!(open(&bob, &env), Err(MessagingError::BadPlaintext(_))));
-    let env = envelope::seal_signed_many(&alice, &signed(&alice, &msgs[1..]), &key, bob_box, NOW).unwrap();
-    assert_eq!(open(&bob, &env).unwrap().len(), MAX_DMS_PER_ENVELOPE);
+    assert!(both_formats(&alice, &bob, &msgs).iter().all(bad_plaintext));
+    for env in both_formats(&alice, &bob, &msgs[1..]) {
+        assert_eq!(open(&bob, &env).unwrap().len(), MAX_DMS_PER_ENVELOPE);
+    }
 
     // No message at all.
-    let env = envelope::seal_signed_many(&alice, &[], &key, bob_box, NOW).unwrap();
-    assert!(matches!(open(&bob, &env), Err(MessagingError::BadPlaintext(_))));
+    assert!(both_formats(&alice, &bob, &[]).iter().all(bad_plaintext));
 }
 
 #[test]
@@ -130,20 +165,23 @@ fn one_bad_signature_refuses_its_whole_envelope_and_no_other() {
     let (alice, bob) = (ident(1), ident(2));
     let (key, bob_box) = (bob.messaging_public(), mailbox_id(&bob.identity_public()));
     let msgs = conversation(&alice, &bob, 4);
-    let mut forged = signed(&alice, &msgs);
-    forged[2].1 = ident(3).sign(&msgs[2].signing_message());
-    let bad = envelope::seal_signed_many(&alice, &forged, &key, bob_box, NOW).unwrap();
+    let forged = envelope::seal_signed_many(&alice, &msgs, &signature(&ident(3), &msgs), &key, bob_box, NOW).unwrap();
+    // In the earlier format, one of four signatures forged.
+    let mut each = each_signed(&alice, &msgs);
+    each[2].1 = ident(3).sign(&msgs[2].signing_message());
+    let one_forged = envelope::seal_each_signed(&alice, &each, &key, bob_box, NOW).unwrap();
     let good = seal_many(&alice, &msgs, &key, NOW).unwrap();
     let single = seal(&alice, &msgs[0], &key, NOW).unwrap();
+    let [_, good_each] = both_formats(&alice, &bob, &msgs);
 
-    assert_eq!(open(&bob, &bad), Err(MessagingError::BadSignature));
-    let together = open_all([(&bob, &good), (&bob, &bad), (&bob, &single), (&bob, &bad)]);
-    assert_eq!(together.len(), 4);
-    assert_eq!(together[0].as_ref().map(Vec::len), Ok(4));
-    assert_eq!(together[1], Err(MessagingError::BadSignature));
-    assert_eq!(together[2].as_ref().map(Vec::len), Ok(1));
-    assert_eq!(together[3], Err(MessagingError::BadSignature));
-    for (env, got) in [&good, &bad, &single, &bad].into_iter().zip(together) {
+    assert_eq!(open(&bob, &forged), Err(MessagingError::BadSignature));
+    assert_eq!(open(&bob, &one_forged), Err(MessagingError::BadSignature));
+    let envelopes = [&good, &forged, &single, &one_forged, &good_each, &forged];
+    let together = open_all(envelopes.iter().map(|env| (&bob, *env)));
+    let lens: Vec<_> = together.iter().map(|got| got.as_ref().map(Vec::len)).collect();
+    let bad = Err(&MessagingError::BadSignature);
+    assert_eq!(lens, [Ok(4), bad, Ok(1), bad, Ok(4), bad]);
+    for (env, got) in envelopes.into_iter().zip(together) {
         assert_eq!(got, open(&bob, env));
     }
 }

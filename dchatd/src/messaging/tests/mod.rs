@@ -62,7 +62,6 @@ fn seal_open_round_trip() {
     assert!(opened.sender_matches(&alice.identity_public(), &alice.messaging_public()));
     assert!(!opened.sender_matches(&alice.identity_public(), &ident(9).messaging_public()));
     assert!(!opened.sender_matches(&ident(9).identity_public(), &alice.messaging_public()));
-    assert!(msg.verify(&opened.signature).is_ok());
 }
 
 #[test]
@@ -187,14 +186,32 @@ fn sealing_with_someone_elses_from_key_is_refused() {
 fn signature_by_another_key_is_rejected() {
     let (alice, bob, mallory) = (ident(1), ident(2), ident(4));
     let msg = dm(&alice, &bob, text("hi"));
-    let forged = mallory.sign(&msg.signing_message());
-    assert_eq!(msg.verify(&forged), Err(MessagingError::BadSignature));
-    assert!(msg.verify(&alice.sign(&msg.signing_message())).is_ok());
-    // A signature over the same fields without the domain tag is refused.
+    let (key, bob_box) = (bob.messaging_public(), mailbox_id(&bob.identity_public()));
+    let under = |signature: [u8; 64]| {
+        let env = envelope::seal_signed_many(&alice, std::slice::from_ref(&msg), &signature, &key, bob_box, NOW);
+        open(&bob, &env.unwrap()).map(|_| ())
+    };
+    let signing = envelope::signing_bytes([&msg]);
+    assert_eq!(under(mallory.sign(&signing)), Err(MessagingError::BadSignature));
+    assert_eq!(under(alice.sign(&signing)), Ok(()));
+    // A signature over the same fields without the domain tag, or with the
+    // earlier format's tag, is refused.
+    assert_eq!(under(alice.sign(&msg.encode())), Err(MessagingError::BadSignature));
     assert_eq!(
-        msg.verify(&alice.sign(&msg.encode())),
+        under(alice.sign(&msg.signing_message())),
         Err(MessagingError::BadSignature)
     );
+    // And in the earlier format, the other way round.
+    let each = |signature: [u8; 64]| {
+        let env = envelope::seal_each_signed(&alice, &[(&msg, signature)], &key, bob_box, NOW);
+        open(&bob, &env.unwrap()).map(|_| ())
+    };
+    assert_eq!(each(alice.sign(&msg.signing_message())), Ok(()));
+    assert_eq!(
+        each(mallory.sign(&msg.signing_message())),
+        Err(MessagingError::BadSignature)
+    );
+    assert_eq!(each(alice.sign(&signing)), Err(MessagingError::BadSignature));
 }
 
 #[test]

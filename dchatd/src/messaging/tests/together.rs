@@ -22,17 +22,23 @@ fn envelopes_opened_together_fail_alone() {
         msg.id = [u8::try_from(i).unwrap(); 16];
         cases.push((to, seal(from, &msg, &to.messaging_public(), NOW).unwrap(), Ok(())));
     }
+    let signature = |by: &Identity, msg: &DirectMessage| by.sign(&envelope::signing_bytes([msg]));
+    let sealed = |by: &Identity, msg: &DirectMessage, signature: [u8; 64]| {
+        let msgs = std::slice::from_ref(msg);
+        envelope::seal_signed_many(by, msgs, &signature, &bob.messaging_public(), bob_box, NOW).unwrap()
+    };
     let msg = dm(&alice, &bob, text("forged"));
-    let forged = carol.sign(&msg.signing_message());
-    let env = envelope::seal_signed(&alice, &msg, &forged, &bob.messaging_public(), bob_box, NOW).unwrap();
+    let env = sealed(&alice, &msg, signature(&carol, &msg));
     cases.insert(4, (&bob, env, Err(MessagingError::BadSignature)));
     let for_carol = dm(&alice, &carol, text("for carol"));
-    let signed = alice.sign(&for_carol.signing_message());
-    let resealed = envelope::seal_signed(&carol, &for_carol, &signed, &bob.messaging_public(), bob_box, NOW).unwrap();
+    let resealed = sealed(&carol, &for_carol, signature(&alice, &for_carol));
     cases.insert(7, (&bob, resealed, Err(MessagingError::WrongRecipient)));
-    let forged = carol.sign(&for_carol.signing_message());
-    let both = envelope::seal_signed(&carol, &for_carol, &forged, &bob.messaging_public(), bob_box, NOW).unwrap();
+    let both = sealed(&carol, &for_carol, signature(&carol, &for_carol));
     cases.insert(9, (&bob, both, Err(MessagingError::BadSignature)));
+    // The same forgery in the earlier format, each message signed alone.
+    let forged = [(&msg, carol.sign(&msg.signing_message()))];
+    let env = envelope::seal_each_signed(&alice, &forged, &bob.messaging_public(), bob_box, NOW).unwrap();
+    cases.insert(2, (&bob, env, Err(MessagingError::BadSignature)));
     let to_carol = seal(&alice, &for_carol, &bob.messaging_public(), NOW).unwrap();
     cases.insert(10, (&carol, to_carol, Err(MessagingError::Decrypt)));
 
