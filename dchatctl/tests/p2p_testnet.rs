@@ -545,8 +545,9 @@ fn a_circuit_closed_at_its_byte_cap_is_opened_again_and_nothing_is_lost() {
             "dchat_relay_circuits_closed_total{reason=\"byte_cap\"}",
         )
     };
+    let relayed = || sample(&scrape(relay_metrics), "dchat_messages_relayed_total");
     until_a_dm_goes_over_a_circuit(&dir, relay_metrics, "before the burst");
-    let (opened_before, closed_before) = (opened(), closed_at_cap());
+    let (opened_before, closed_before, relayed_before) = (opened(), closed_at_cap(), relayed());
     assert!(opened_before >= 1.0, "the relay counted no circuit");
 
     // 48 DMs of 48 KiB: more than two circuits carry.
@@ -556,10 +557,8 @@ fn a_circuit_closed_at_its_byte_cap_is_opened_again_and_nothing_is_lost() {
     for text in &burst {
         ok(&["--socket", &sock(&dir, "user1"), "dm", "send", "bob", text]);
     }
-    // Whether a DM went over a circuit or through the mailbox while the
-    // users opened the next one, bob has each once and none is missing
-    // (`dm list` shows them in the order sent), and alice sees every one
-    // delivered.
+    // Bob has each once and none is missing (`dm list` shows them in the
+    // order sent), and alice sees every one delivered.
     let arrived = || -> Vec<String> {
         texts(&dms(&dir, "user2"))
             .into_iter()
@@ -582,6 +581,14 @@ fn a_circuit_closed_at_its_byte_cap_is_opened_again_and_nothing_is_lost() {
         "no circuit closed at the cap (opened {opened_before} -> {}, closed at the cap {closed_before} -> {})",
         opened(),
         closed_at_cap()
+    );
+    // What was in flight on a circuit as it closed went again over the
+    // next one, not into the relay's mailbox.
+    assert_eq!(
+        relayed(),
+        relayed_before,
+        "envelopes went through the relay's mailbox ({} circuits closed at the cap)",
+        closed_at_cap() - closed_before
     );
     // Delivery goes back to a circuit: a later DM skips the mailbox, and
     // it took a circuit opened after the burst's first.

@@ -14,6 +14,10 @@ pub enum NetError {
     Stopped,
     #[error("no peer subscribes to {0}")]
     NoPeers(String),
+    /// The connection closed with the request in flight (a relayed
+    /// circuit that reached its byte cap, say): a new one may well work.
+    #[error("{0}")]
+    Closed(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -80,7 +84,12 @@ pub enum NetEvent {
     /// The addresses we listen on, whenever they change.
     Listening(Vec<Multiaddr>),
     PeerConnected(PeerId),
-    PeerDisconnected(PeerId),
+    /// The last connection to a peer closed; `relayed` when it was a
+    /// circuit through a relay.
+    PeerDisconnected {
+        peer: PeerId,
+        relayed: bool,
+    },
     /// A gossip message that passed the rate limit. The receiver must call
     /// [`NetworkHandle::validated`] with the verdict: only accepted
     /// messages are forwarded to other peers.

@@ -334,8 +334,9 @@ impl SwarmTask {
                     self.relays.remove(&peer_id);
                     self.limiter.forget(&peer_id);
                     self.stats.set_peers(self.peers.len());
-                    tracing::debug!(peer = %peer_id, "peer disconnected");
-                    emit(&self.events, NetEvent::PeerDisconnected(peer_id)).await;
+                    let relayed = endpoint.is_relayed();
+                    tracing::debug!(peer = %peer_id, relayed, "peer disconnected");
+                    emit(&self.events, NetEvent::PeerDisconnected { peer: peer_id, relayed }).await;
                 } else if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.addresses.remove(endpoint.get_remote_address());
                 }
@@ -479,7 +480,12 @@ impl SwarmTask {
             },
             BehaviourEvent::Rr(request_response::Event::OutboundFailure { request_id, error, .. }) => {
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Failed(error.to_string())));
+                    let why = error.to_string();
+                    let error = match error {
+                        request_response::OutboundFailure::ConnectionClosed => NetError::Closed(why),
+                        _ => NetError::Failed(why),
+                    };
+                    let _ = reply.send(Err(error));
                 }
             }
             _ => {}

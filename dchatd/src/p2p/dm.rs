@@ -25,7 +25,7 @@ use super::dm_batch::Acks;
 use super::dm_inbound::{check_all, take_all, Received};
 use super::presence::{self, Presence};
 use super::wire::{self, Request, Response};
-use super::{now_ms, Change, Shared};
+use super::{now_ms, AskError, Change, Shared};
 use crate::messaging::{self, Content, DirectMessage, MessagingError};
 use crate::service::{Node, ServiceError};
 use crate::storage::{Delivery, DeliveryState, Direction, MessageRow, OutboxEntry, RetryPolicy};
@@ -362,44 +362,29 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
     if !local.is_empty() {
         done.extend(deliver_locally(node, shared, &local).await);
     }
-    // Batches side by side, a few at a time (each is up to a request's
-    // size, and a connection takes a bounded number of streams): a
-    // recipient opens and stores them side by side (the reader orders by
-    // sequence number, not by arrival).
     let budget = crate::network::MAX_REQUEST - 4096;
-    let batches = by_host.into_iter().flat_map(|(host, entries)| {
-        wire::batches(entries, |e| e.envelope.len(), budget)
-            .into_iter()
-            .map(move |batch| (host, batch))
-    });
-    let answers: Vec<_> = futures::stream::iter(batches)
-        .map(|(host, batch)| async move {
-            let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
-            let answer = shared.ask(host, &request).await;
-            (host, batch, answer)
+    let batches: Vec<_> = by_host
+        .into_iter()
+        .flat_map(|(host, entries)| {
+            wire::batches(entries, |e| e.envelope.len(), budget)
+                .into_iter()
+                .map(move |batch| (host, batch))
         })
-        .buffered(BATCHES_AT_ONCE)
-        .collect()
-        .await;
-    for (host, batch, answer) in answers {
-        match answer {
-            Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {
-                for (entry, outcome) in batch.into_iter().zip(outcomes) {
-                    match outcome {
-                        None => done.push(delivery(&entry, DeliveryState::Sent)),
-                        Some(why) => {
-                            tracing::debug!(peer = %host, why, "direct delivery refused");
-                            to_relays.push(entry);
-                        }
-                    }
-                }
-            }
-            other => {
-                tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
-                to_relays.extend(batch);
-            }
-        }
+        .collect();
+    let first = deliver_direct(shared, batches).await;
+    // A batch whose connection closed under it goes once more, on a new
+    // connection, before its envelopes go to relays' mailboxes, which
+    // costs a relay a copy of each to store and the recipient a fetch. A
+    // circuit through a relay closes at the relay's byte cap
+    // (`network.relay_circuit_bytes`), every 16 MiB by default, with the
+    // batches in flight on it; the next request opens a new one.
+    let again = deliver_direct(shared, first.closed).await;
+    for direct in [first.reached, again.reached] {
+        done.extend(direct);
     }
+    to_relays.extend(first.refused);
+    to_relays.extend(again.refused);
+    to_relays.extend(again.closed.into_iter().flat_map(|(_, batch)| batch));
     if !to_relays.is_empty() {
         let relays = shared.relays().await;
         let relays = &relays;
@@ -419,6 +404,58 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
         );
     }
     done
+}
+
+/// What became of batches sent to their recipients' nodes.
+#[derive(Default)]
+struct Direct {
+    /// Taken by the recipient's node (new or seen before).
+    reached: Vec<Delivery>,
+    /// Refused, or not answered: for relays.
+    refused: Vec<OutboxEntry>,
+    /// Batches whose connection closed before the answer.
+    closed: Vec<(PeerId, Vec<OutboxEntry>)>,
+}
+
+/// Sends each batch to its host in a `DeliverBatch`, side by side, a few at
+/// a time (each is up to a request's size, and a connection takes a
+/// bounded number of streams): a recipient opens and stores them side by
+/// side (the reader orders by sequence number, not by arrival).
+async fn deliver_direct(shared: &Arc<Shared>, batches: Vec<(PeerId, Vec<OutboxEntry>)>) -> Direct {
+    let answers: Vec<_> = futures::stream::iter(batches)
+        .map(|(host, batch)| async move {
+            let request = Request::DeliverBatch(batch.iter().map(|e| e.envelope.clone()).collect());
+            let answer = shared.ask(host, &request).await;
+            (host, batch, answer)
+        })
+        .buffered(BATCHES_AT_ONCE)
+        .collect()
+        .await;
+    let mut direct = Direct::default();
+    for (host, batch, answer) in answers {
+        match answer {
+            Ok(Response::Each(outcomes)) if outcomes.len() == batch.len() => {
+                for (entry, outcome) in batch.into_iter().zip(outcomes) {
+                    match outcome {
+                        None => direct.reached.push(delivery(&entry, DeliveryState::Sent)),
+                        Some(why) => {
+                            tracing::debug!(peer = %host, why, "direct delivery refused");
+                            direct.refused.push(entry);
+                        }
+                    }
+                }
+            }
+            Err(AskError::Closed(why)) => {
+                tracing::debug!(peer = %host, why, "connection closed under a direct delivery");
+                direct.closed.push((host, batch));
+            }
+            other => {
+                tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
+                direct.refused.extend(batch);
+            }
+        }
+    }
+    direct
 }
 
 fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {

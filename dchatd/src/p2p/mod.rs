@@ -45,7 +45,7 @@ use tracing::Instrument;
 use crate::consensus::FinalityVerifier;
 use crate::messaging::mailbox_id;
 use crate::metrics::DropReason;
-use crate::network::{NetEvent, NetStats, NetworkHandle, PeerInfo, Verdict};
+use crate::network::{NetError, NetEvent, NetStats, NetworkHandle, PeerInfo, Verdict};
 use crate::service::{Node, ServiceError};
 use crate::storage::MessageRow;
 use presence::PresenceTable;
@@ -92,6 +92,19 @@ pub enum Change {
 struct Locals {
     by_mailbox: HashMap<[u8; 32], (String, Identity)>,
     built_from: Option<Arc<Vec<crate::service::LocalAccount>>>,
+}
+
+/// Why [`Shared::ask`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// The connection closed with the request in flight (a relayed circuit
+    /// that reached its byte cap, say): asking again, on a new connection,
+    /// may well work.
+    #[error("{0}")]
+    Closed(String),
+    /// No connection, a refusal, or an answer that does not decode.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// State the workers, the router and the control handlers share.
@@ -199,13 +212,12 @@ impl Shared {
     }
 
     /// Sends a request and decodes the answer.
-    pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, String> {
-        let bytes = self
-            .net
-            .request(peer, request.encode())
-            .await
-            .map_err(|e| e.to_string())?;
-        Response::decode(&bytes).map_err(|e| format!("malformed answer: {e}"))
+    pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, AskError> {
+        let bytes = self.net.request(peer, request.encode()).await.map_err(|e| match e {
+            NetError::Closed(why) => AskError::Closed(why),
+            other => AskError::Failed(other.to_string()),
+        })?;
+        Response::decode(&bytes).map_err(|e| AskError::Failed(format!("malformed answer: {e}")))
     }
 
     /// Counts a message dropped for `reason`.
@@ -420,14 +432,23 @@ async fn router(
                 shared.fetch_kick.notify_one();
                 shared.presence_kick.notify_one();
             }
-            NetEvent::PeerDisconnected(peer) => {
+            NetEvent::PeerDisconnected { peer, relayed } => {
                 node.set_peers(shared.stats.peers() as u64);
-                lock(&shared.presence).forget_peer(&peer);
-                // The peer forgets what we announced in turn. When only
-                // the connection ended (a relay circuit reaching its
-                // limits, say), our next announcement tells it where our
-                // accounts are again; sooner than on the timer, so that
-                // its messages to us do not detour through mailboxes.
+                // A circuit through a relay ends at the relay's limits
+                // (`network.relay_circuit_bytes`) while both ends stay up:
+                // what the peer announced still holds, and the next
+                // delivery to it opens a new circuit instead of detouring
+                // through mailboxes. A peer that really left fails that
+                // dial at once (the relay holds no reservation for it any
+                // more), and its messages go to relays in the same round;
+                // what it announced expires in time. A direct connection
+                // that closed means the peer went away.
+                if !relayed {
+                    lock(&shared.presence).forget_peer(&peer);
+                }
+                // The peer may have forgotten what we announced in turn:
+                // our next announcement tells it where our accounts are
+                // again, sooner than on the timer.
                 shared.presence_kick.notify_one();
             }
             NetEvent::Gossip {
