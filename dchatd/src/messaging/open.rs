@@ -58,8 +58,7 @@ pub fn open_all<'a>(
 /// [`open`] gives; an envelope is taken whole or refused whole. An error
 /// in, from [`decrypt`], comes out as it is.
 pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Result<Vec<Opened>, MessagingError>> {
-    let checks: Vec<Vec<([u8; 32], Vec<u8>, [u8; 64])>> =
-        decrypted.iter().flatten().map(Unverified::signatures).collect();
+    let checks: Vec<Vec<SignatureCheck>> = decrypted.iter().flatten().map(Unverified::signatures).collect();
     let batch: Vec<([u8; 32], &[u8], [u8; 64])> = checks
         .iter()
         .flatten()
@@ -83,6 +82,9 @@ pub fn verify_all(decrypted: Vec<Result<Unverified, MessagingError>>) -> Vec<Res
         })
         .collect()
 }
+
+/// One signature to check: the key, the bytes signed, the signature.
+type SignatureCheck = ([u8; 32], Vec<u8>, [u8; 64]);
 
 /// How an envelope's messages were signed.
 enum Signed {
@@ -122,7 +124,7 @@ impl Unverified {
 
     /// What its signatures are checked against: (key, signed bytes,
     /// signature) for each, one unless it is of the earlier format.
-    pub(super) fn signatures(&self) -> Vec<([u8; 32], Vec<u8>, [u8; 64])> {
+    pub(super) fn signatures(&self) -> Vec<SignatureCheck> {
         let key = self.messages.first().map_or([0; 32], |m| m.from_key);
         match &self.signed {
             Signed::Together(signature) => vec![(key, signing_bytes(&self.messages), *signature)],
