@@ -6,7 +6,7 @@
 //!   `DeliverBatch` split over two cores;
 //! - seal and open `SHARED` messages of one conversation per envelope
 //!   (`seal_many`), as a sender under load seals them (ADR 0017): one
-//!   Noise handshake for all, each message still signed and checked;
+//!   Noise handshake and one signature for all (ADR 0018);
 //! - sender storage: the message row and its outbox row in one transaction
 //!   (`insert_outgoing`), as a lone send does before it acknowledges; and
 //!   the same in group commits of 64 (`write_dms`), as sends and arrivals

@@ -4,7 +4,7 @@
 //! signature, whoever computes it, so this changes no byte anyone sees
 //! (tests below compare the two). aws-lc's fixed-base multiplication takes
 //! about 10 µs for a 1 KB direct message here against dalek's 17 µs, and a
-//! sender signs every message it sends.
+//! sender signs every envelope it seals.
 //!
 //! aws-lc derives the public key whenever a key pair is built from its
 //! seed, another fixed-base multiplication, so key pairs are kept by the

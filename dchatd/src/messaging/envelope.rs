@@ -1,9 +1,10 @@
 //! Direct messages, the envelopes that carry them, and sealing (opening
 //! is [`super::open`]'s).
 //!
-//! A [`DirectMessage`] is encoded canonically and signed by the sender's
-//! ed25519 key over `"dchat-dm-sig/1" ‖ encoding`. The signed bytes are then
-//! encrypted with Noise `X` (one-way: the sender's static X25519 key travels
+//! A [`DirectMessage`] is encoded canonically; the messages of an envelope
+//! are signed together by the sender's ed25519 key over
+//! `"dchat-dms-sig/1" ‖ encoding…`. The signed bytes are then encrypted
+//! with Noise `X` (one-way: the sender's static X25519 key travels
 //! encrypted and is authenticated by the `ss` DH) to the recipient's
 //! published X25519 key. The prologue binds the envelope's header (mailbox
 //! and expiry) into the handshake, so a relay that changes either breaks
@@ -99,6 +100,13 @@ pub const MAX_SIGNED_BYTES_PER_ENVELOPE: usize = MAX_SIGNED_DM_BYTES;
 /// Most bytes of message encodings ([`DirectMessage::encoded_len`]) one
 /// envelope carries beside its signature.
 pub const MAX_MESSAGE_BYTES_PER_ENVELOPE: usize = MAX_SIGNED_BYTES_PER_ENVELOPE - SIGNATURE_LEN;
+// The length word's top bit is free to tell the formats apart.
+const _: () = assert!(MAX_SIGNED_BYTES_PER_ENVELOPE < ONE_SIGNATURE as usize);
+/// The shortest encoded message: empty names and text.
+pub(super) const MIN_DM_BYTES: usize = DM_MAGIC.len() + 16 + 4 + 32 + 4 + 32 + 8 + 8 + 1 + 4;
+// So what is left of a plaintext under one signature tells whether another
+// message follows ([`super::open`]).
+const _: () = assert!(MIN_DM_BYTES > SIGNATURE_LEN);
 
 /// Envelope bytes before the ciphertext: tag, mailbox, expiry, length.
 const ENVELOPE_HEADER: usize = ENVELOPE_MAGIC.len() + 32 + 8 + 4;
@@ -379,7 +387,8 @@ fn plaintext(encodings: &[u8], signature: &[u8; 64]) -> Result<Vec<u8>, Messagin
     let len = encodings.len() + SIGNATURE_LEN;
     check_len("signed messages of one envelope", len, MAX_SIGNED_BYTES_PER_ENVELOPE)?;
     let mut plain = Writer::new();
-    // At most MAX_SIGNED_BYTES_PER_ENVELOPE, below ONE_SIGNATURE.
+    // At most MAX_SIGNED_BYTES_PER_ENVELOPE, below ONE_SIGNATURE (asserted
+    // at compile time), so it fits and leaves the top bit free.
     plain.u32(ONE_SIGNATURE | u32::try_from(len).unwrap_or(0));
     plain.raw(encodings);
     plain.raw(signature);

@@ -122,9 +122,18 @@ impl Unverified {
             && self.sender_x25519 == *registered_x25519
     }
 
+    /// How many signatures [`verify_all`] checks for it: one, or one per
+    /// message in the format before ADR 0018.
+    pub fn signature_count(&self) -> usize {
+        match &self.signed {
+            Signed::Together(_) => 1,
+            Signed::Each(signatures) => signatures.len(),
+        }
+    }
+
     /// What its signatures are checked against: (key, signed bytes,
     /// signature) for each, one unless it is of the earlier format.
-    pub(super) fn signatures(&self) -> Vec<SignatureCheck> {
+    fn signatures(&self) -> Vec<SignatureCheck> {
         let key = self.messages.first().map_or([0; 32], |m| m.from_key);
         match &self.signed {
             Signed::Together(signature) => vec![(key, signing_bytes(&self.messages), *signature)],
@@ -186,11 +195,11 @@ pub fn decrypt(recipient: &Identity, env: &Envelope) -> Result<Unverified, Messa
     };
     let word = u32::from_be_bytes(*len);
     let together = word & ONE_SIGNATURE != 0;
-    let signed_len = usize::try_from(word & !ONE_SIGNATURE).unwrap_or(usize::MAX);
-    if signed_len > MAX_SIGNED_BYTES_PER_ENVELOPE {
+    let body_len = usize::try_from(word & !ONE_SIGNATURE).unwrap_or(usize::MAX);
+    if body_len > MAX_SIGNED_BYTES_PER_ENVELOPE {
         return Err(MessagingError::BadPlaintext("length over the message cap"));
     }
-    let total = 4 + signed_len;
+    let total = 4 + body_len;
     let mut transport = handshake.into_transport_mode().map_err(decrypt)?;
     while frames.remaining() > 0 {
         if plain.len() >= total {

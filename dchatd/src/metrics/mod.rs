@@ -185,6 +185,9 @@ pub struct Metrics {
     /// share one.
     pub dm_messages_sealed: Counter,
     pub dm_envelopes_sealed: Counter,
+    /// `DeliverBatch` requests sent again because their connection closed
+    /// under them (a relay circuit at its byte cap, say).
+    pub dm_batches_resent: Counter,
     /// Relay: envelopes waiting in mailboxes, and their size.
     pub mailbox_entries: Gauge,
     pub mailbox_bytes: Gauge,
@@ -247,6 +250,7 @@ impl Metrics {
             messages_dropped: Family::default(),
             dm_messages_sealed: Counter::default(),
             dm_envelopes_sealed: Counter::default(),
+            dm_batches_resent: Counter::default(),
             mailbox_entries: Gauge::default(),
             mailbox_bytes: Gauge::default(),
             relay_circuits_opened: Counter::default(),
@@ -324,6 +328,11 @@ impl Metrics {
             "dm_envelopes_sealed",
             "Envelopes this node sealed; several messages of one conversation sent together share one",
             m.dm_envelopes_sealed.clone(),
+        );
+        r.register(
+            "dm_batches_resent",
+            "Batches of direct messages sent again on a new connection because theirs closed under them",
+            m.dm_batches_resent.clone(),
         );
         r.register(
             "mailbox_entries",

@@ -30,6 +30,7 @@ fn every_family_of_the_issue_is_registered_with_conventional_names() {
         "dchat_messages_dropped_total counter",
         "dchat_dm_messages_sealed_total counter",
         "dchat_dm_envelopes_sealed_total counter",
+        "dchat_dm_batches_resent_total counter",
         "dchat_mailbox_entries gauge",
         "dchat_mailbox_bytes gauge",
         "dchat_relay_circuits_opened_total counter",

@@ -377,14 +377,21 @@ async fn deliver_round(node: &Arc<Node>, shared: &Arc<Shared>, due: Vec<OutboxEn
     // costs a relay a copy of each to store and the recipient a fetch. A
     // circuit through a relay closes at the relay's byte cap
     // (`network.relay_circuit_bytes`), every 16 MiB by default, with the
-    // batches in flight on it; the next request opens a new one.
-    let again = deliver_direct(shared, first.closed).await;
+    // batches in flight on it; the next request opens a new one. Only
+    // while the host still holds the presence: a direct connection that
+    // closed means it went away, and the router forgot it.
+    let (retry, gone): (Vec<_>, Vec<_>) = first
+        .closed
+        .into_iter()
+        .partition(|(host, batch)| batch.first().is_some_and(|e| shared.host_of(&e.mailbox) == Some(*host)));
+    shared.metrics.dm_batches_resent.inc_by(retry.len() as u64);
+    let again = deliver_direct(shared, retry).await;
     for direct in [first.reached, again.reached] {
         done.extend(direct);
     }
     to_relays.extend(first.refused);
     to_relays.extend(again.refused);
-    to_relays.extend(again.closed.into_iter().flat_map(|(_, batch)| batch));
+    to_relays.extend(gone.into_iter().chain(again.closed).flat_map(|(_, batch)| batch));
     if !to_relays.is_empty() {
         let relays = shared.relays().await;
         let relays = &relays;
@@ -449,6 +456,15 @@ async fn deliver_direct(shared: &Arc<Shared>, batches: Vec<(PeerId, Vec<OutboxEn
                 tracing::debug!(peer = %host, why, "connection closed under a direct delivery");
                 direct.closed.push((host, batch));
             }
+            Err(AskError::Failed(why)) => {
+                // Not reachable (a dial that failed or timed out, say):
+                // what it announced is forgotten, so that the next rounds
+                // go to relays at once instead of dialling it again, until
+                // it announces itself anew.
+                tracing::debug!(peer = %host, why, "direct delivery failed");
+                shared.forget_host(&host);
+                direct.refused.extend(batch);
+            }
             other => {
                 tracing::debug!(peer = %host, answer = ?other.map(|_| ()), "direct delivery failed");
                 direct.refused.extend(batch);
@@ -473,7 +489,7 @@ fn delivery(entry: &OutboxEntry, state: DeliveryState) -> Delivery {
 async fn deliver_locally(node: &Arc<Node>, shared: &Arc<Shared>, entries: &[OutboxEntry]) -> Vec<Delivery> {
     let envelopes: Vec<&[u8]> = entries.iter().map(|e| e.envelope.as_slice()).collect();
     let acks = Acks::default();
-    let received = take_all(node, shared, check_all(node, shared, &envelopes).await, &acks).await;
+    let received = take_all(node, shared, check_all(node, shared, &envelopes).await.results, &acks).await;
     acks.queue(node).await;
     entries
         .iter()

@@ -75,7 +75,7 @@ async fn fetch_page(node: &Arc<Node>, shared: &Arc<Shared>, identity: &Identity,
         return Page::Done;
     }
     let acks = Acks::default();
-    let received = take_all(node, shared, check_all(node, shared, &envelopes).await, &acks).await;
+    let received = take_all(node, shared, check_all(node, shared, &envelopes).await.results, &acks).await;
     acks.queue(node).await;
     let news = received.contains(&Received::New);
     let mut handled = Vec::new();

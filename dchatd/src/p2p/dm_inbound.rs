@@ -57,19 +57,26 @@ struct ToOpen {
     envelope: Envelope,
 }
 
-/// Opens envelopes for local accounts and checks them, in order; for each,
-/// what became of it when it cannot be stored. Three steps, so that an
+/// What [`check_all`] made of a list of envelopes.
+pub(super) struct CheckedAll {
+    /// For each envelope, in order: checked, or what became of it when it
+    /// cannot be stored.
+    pub(super) results: Vec<Result<Checked, Received>>,
+    /// The work the dropped ones cost: one for each, or the signature
+    /// checks one cost when it cost more (an envelope of the format before
+    /// ADR 0018 carries one signature per message, up to 64).
+    pub(super) wasted: usize,
+}
+
+/// Opens envelopes for local accounts and checks them, in order. Three
+/// steps, so that an
 /// envelope from keys nobody registered costs one X25519 operation and no
 /// signature check: decryption, on the blocking pool split in as many
 /// tasks as there are cores (not on the threads the network runs on, and
 /// not one thread wake-up per envelope); the sender's keys against the
 /// chain; then the signatures of what is left, a part's together, on the
 /// blocking pool again.
-pub(super) async fn check_all(
-    node: &Arc<Node>,
-    shared: &Shared,
-    envelopes: &[impl AsRef<[u8]>],
-) -> Vec<Result<Checked, Received>> {
+pub(super) async fn check_all(node: &Arc<Node>, shared: &Shared, envelopes: &[impl AsRef<[u8]>]) -> CheckedAll {
     let prepared = futures::future::join_all(envelopes.iter().map(|bytes| prepare(node, shared, bytes.as_ref()))).await;
     let mut results: Vec<Option<Result<Checked, Received>>> = Vec::with_capacity(prepared.len());
     let mut to_open = Vec::new();
@@ -98,6 +105,7 @@ pub(super) async fn check_all(
             Err(received) => results[i] = Some(Err(received)),
         }
     }
+    let checks: Vec<(usize, usize)> = to_verify.iter().map(|(i, .., u)| (*i, u.signature_count())).collect();
     let verified = on_cores("checking signatures", to_verify, |part| {
         let (heads, unverified): (Vec<_>, Vec<_>) = part
             .into_iter()
@@ -119,10 +127,24 @@ pub(super) async fn check_all(
     }
     // A part whose blocking task failed left its results empty: ours to
     // fail, not the sender's, so kept where it is for a retry.
-    results
+    let results: Vec<_> = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Received::Dropped("not stored: nothing came of opening it".into()))))
-        .collect()
+        .collect();
+    let wasted = wasted(&results, &checks);
+    CheckedAll { results, wasted }
+}
+
+/// [`CheckedAll::wasted`] of `results`, given the signatures checked for
+/// some of them (index, how many).
+fn wasted<T>(results: &[Result<T, Received>], checks: &[(usize, usize)]) -> usize {
+    let dropped = |i: usize| matches!(results.get(i), Some(Err(Received::Dropped(_))));
+    let beyond_one: usize = checks
+        .iter()
+        .filter(|(i, _)| dropped(*i))
+        .map(|(_, n)| n.saturating_sub(1))
+        .sum();
+    (0..results.len()).filter(|i| dropped(*i)).count() + beyond_one
 }
 
 /// Decodes an envelope and finds the local account it is for.
@@ -314,8 +336,9 @@ pub async fn accept_delivery(node: &Arc<Node>, shared: &Arc<Shared>, peer: PeerI
     }
 }
 
-/// Envelopes of a batch taken together; after this many fail to open or
-/// check, the rest of the batch is refused unopened.
+/// Envelopes of a batch taken together; after the envelopes that fail to
+/// open or check cost this much work ([`CheckedAll::wasted`]: one each,
+/// or their signature checks), the rest of the batch is refused unopened.
 const BATCH_CHUNK: usize = 32;
 const MAX_BAD_IN_BATCH: usize = 16;
 
@@ -344,8 +367,8 @@ pub async fn accept_batch(
             continue;
         }
         let opened = check_all(node, shared, chunk).await;
-        bad += opened.iter().filter(|r| matches!(r, Err(Received::Dropped(_)))).count();
-        checked.extend(opened);
+        bad += opened.wasted;
+        checked.extend(opened.results);
     }
     let acks = Acks::default();
     let received = take_all(node, shared, checked, &acks).await;
@@ -363,5 +386,28 @@ fn refusal(peer: PeerId, received: Received) -> Option<String> {
             tracing::debug!(peer = %peer, why, "inbound envelope dropped");
             Some(why)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_envelope_costs_its_signature_checks() {
+        let dropped = || Err(Received::Dropped("bad".into()));
+        let results: Vec<Result<(), Received>> = vec![
+            dropped(), // refused before any signature
+            dropped(), // an earlier-format envelope of 64 bad signatures
+            Ok(()),    // 64 good ones cost nothing
+            dropped(), // one bad signature
+            Err(Received::Later("sender not registered yet".into())),
+            Err(Received::NotHere),
+        ];
+        let checks = [(1, 64), (2, 64), (3, 1)];
+        assert_eq!(wasted(&results, &checks), 1 + 64 + 1);
+        // Enough to stop a batch after one such envelope.
+        assert!(wasted(&results[..2], &checks[..1]) >= MAX_BAD_IN_BATCH);
+        assert_eq!(wasted(&results[2..], &[]), 1);
     }
 }

@@ -185,6 +185,11 @@ impl Shared {
         lock(&self.presence).host(mailbox, now_ms())
     }
 
+    /// Forgets which mailboxes `peer` announced it hosts.
+    pub fn forget_host(&self, peer: &PeerId) {
+        lock(&self.presence).forget_peer(peer);
+    }
+
     pub fn is_validator(&self, peer: &PeerId) -> bool {
         self.validators.contains(peer)
     }
@@ -438,18 +443,19 @@ async fn router(
                 // (`network.relay_circuit_bytes`) while both ends stay up:
                 // what the peer announced still holds, and the next
                 // delivery to it opens a new circuit instead of detouring
-                // through mailboxes. A peer that really left fails that
-                // dial at once (the relay holds no reservation for it any
-                // more), and its messages go to relays in the same round;
-                // what it announced expires in time. A direct connection
-                // that closed means the peer went away.
+                // through mailboxes. If it did leave, that delivery's dial
+                // fails (at once when the relay holds no reservation for
+                // it, else at the dial's timeout) and the peer is
+                // forgotten then (`dm::deliver_direct`). A direct
+                // connection that closed means the peer went away; it
+                // forgets us in turn, and our next announcement, sooner
+                // than on the timer, tells it where our accounts are if it
+                // comes back. (Peers of this build keep what we announced
+                // when a circuit ends.)
                 if !relayed {
-                    lock(&shared.presence).forget_peer(&peer);
+                    shared.forget_host(&peer);
+                    shared.presence_kick.notify_one();
                 }
-                // The peer may have forgotten what we announced in turn:
-                // our next announcement tells it where our accounts are
-                // again, sooner than on the timer.
-                shared.presence_kick.notify_one();
             }
             NetEvent::Gossip {
                 topic,

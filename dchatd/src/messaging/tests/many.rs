@@ -62,6 +62,9 @@ fn encoded_len_is_the_length_of_the_encoding() {
         let msg = dm(&alice, &bob, content);
         assert_eq!(msg.encoded_len(), msg.encode().len());
     }
+    let mut shortest = dm(&alice, &bob, text(""));
+    (shortest.from, shortest.to) = (String::new(), String::new());
+    assert_eq!(shortest.encode().len(), envelope::MIN_DM_BYTES);
 }
 
 #[test]
@@ -70,7 +73,7 @@ fn an_envelope_carries_one_signature_and_the_earlier_format_still_opens() {
     let msgs = conversation(&alice, &bob, MAX_DMS_PER_ENVELOPE);
     let env = seal_many(&alice, &msgs, &bob.messaging_public(), NOW).unwrap();
     // However many messages, the recipient checks one signature.
-    assert_eq!(decrypt(&bob, &env).unwrap().signatures().len(), 1);
+    assert_eq!(decrypt(&bob, &env).unwrap().signature_count(), 1);
     assert_eq!(open(&bob, &env).unwrap().len(), MAX_DMS_PER_ENVELOPE);
 
     // What the earlier builds sealed: one message alone (ADR 0009) or
@@ -78,8 +81,8 @@ fn an_envelope_carries_one_signature_and_the_earlier_format_still_opens() {
     // relays' mailboxes.
     for n in [1, 4] {
         let [together, each] = both_formats(&alice, &bob, &msgs[..n]);
-        assert_eq!(decrypt(&bob, &together).unwrap().signatures().len(), 1);
-        assert_eq!(decrypt(&bob, &each).unwrap().signatures().len(), n);
+        assert_eq!(decrypt(&bob, &together).unwrap().signature_count(), 1);
+        assert_eq!(decrypt(&bob, &each).unwrap().signature_count(), n);
         for env in [together, each] {
             let opened = open(&bob, &env).unwrap();
             assert_eq!(opened.into_iter().map(|o| o.message).collect::<Vec<_>>(), msgs[..n]);
@@ -173,14 +176,32 @@ fn one_bad_signature_refuses_its_whole_envelope_and_no_other() {
     let good = seal_many(&alice, &msgs, &key, NOW).unwrap();
     let single = seal(&alice, &msgs[0], &key, NOW).unwrap();
     let [_, good_each] = both_formats(&alice, &bob, &msgs);
+    // Sealed to another key: it fails before its signatures are read, and
+    // the envelopes after it must still get their own verdicts.
+    let [_, undecryptable] = both_formats(&alice, &ident(3), &msgs);
+    let undecryptable = Envelope {
+        mailbox: bob_box,
+        ..undecryptable
+    };
 
     assert_eq!(open(&bob, &forged), Err(MessagingError::BadSignature));
     assert_eq!(open(&bob, &one_forged), Err(MessagingError::BadSignature));
-    let envelopes = [&good, &forged, &single, &one_forged, &good_each, &forged];
+    let envelopes = [
+        &good,
+        &forged,
+        &single,
+        &one_forged,
+        &undecryptable,
+        &good_each,
+        &forged,
+    ];
     let together = open_all(envelopes.iter().map(|env| (&bob, *env)));
     let lens: Vec<_> = together.iter().map(|got| got.as_ref().map(Vec::len)).collect();
     let bad = Err(&MessagingError::BadSignature);
-    assert_eq!(lens, [Ok(4), bad, Ok(1), bad, Ok(4), bad]);
+    assert_eq!(
+        lens,
+        [Ok(4), bad, Ok(1), bad, Err(&MessagingError::Decrypt), Ok(4), bad]
+    );
     for (env, got) in envelopes.into_iter().zip(together) {
         assert_eq!(got, open(&bob, env));
     }
