@@ -27,6 +27,7 @@ pub mod dm;
 pub mod dm_batch;
 pub mod dm_fetch;
 pub mod dm_inbound;
+pub mod dm_outbox;
 pub mod presence;
 pub mod relay;
 pub mod wire;
@@ -92,19 +93,6 @@ pub enum Change {
 struct Locals {
     by_mailbox: HashMap<[u8; 32], (String, Identity)>,
     built_from: Option<Arc<Vec<crate::service::LocalAccount>>>,
-}
-
-/// Why [`Shared::ask`] got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    /// The connection closed with the request in flight (a relayed circuit
-    /// that reached its byte cap, say): asking again, on a new connection,
-    /// may well work.
-    #[error("{0}")]
-    Closed(String),
-    /// No connection, a refusal, or an answer that does not decode.
-    #[error("{0}")]
-    Failed(String),
 }
 
 /// State the workers, the router and the control handlers share.
@@ -217,12 +205,9 @@ impl Shared {
     }
 
     /// Sends a request and decodes the answer.
-    pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, AskError> {
-        let bytes = self.net.request(peer, request.encode()).await.map_err(|e| match e {
-            NetError::Closed(why) => AskError::Closed(why),
-            other => AskError::Failed(other.to_string()),
-        })?;
-        Response::decode(&bytes).map_err(|e| AskError::Failed(format!("malformed answer: {e}")))
+    pub async fn ask(&self, peer: PeerId, request: &Request) -> Result<Response, NetError> {
+        let bytes = self.net.request(peer, request.encode()).await?;
+        Response::decode(&bytes).map_err(|e| NetError::Failed(format!("malformed answer: {e}")))
     }
 
     /// Counts a message dropped for `reason`.
@@ -370,7 +355,11 @@ pub fn start(
     );
     spawn(
         "outbox",
-        Box::pin(dm::deliver_outbox(Arc::clone(node), Arc::clone(&shared), stop.clone())),
+        Box::pin(dm_outbox::deliver_outbox(
+            Arc::clone(node),
+            Arc::clone(&shared),
+            stop.clone(),
+        )),
     );
     spawn(
         "mailbox-fetch",
@@ -446,7 +435,7 @@ async fn router(
                 // through mailboxes. If it did leave, that delivery's dial
                 // fails (at once when the relay holds no reservation for
                 // it, else at the dial's timeout) and the peer is
-                // forgotten then (`dm::deliver_direct`). A direct
+                // forgotten then (`dm_outbox::deliver_direct`). A direct
                 // connection that closed means the peer went away; it
                 // forgets us in turn, and our next announcement, sooner
                 // than on the timer, tells it where our accounts are if it
